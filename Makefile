@@ -1,0 +1,72 @@
+# PromptHub: one command per chore. `make run` and `make test` work on a fresh clone.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 5000
+export FLASK_APP := app
+# Loopback traffic (fake providers, test servers) must never go through a proxy.
+export NO_PROXY := 127.0.0.1,localhost,::1
+export no_proxy := $(NO_PROXY)
+
+.PHONY: install run serve test test-sqlite test-postgres lint format migrate upgrade bench browser-deps clean
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+install: $(VENV)/.installed
+
+upgrade: install  ## apply migrations to DATABASE_URL (default: SQLite in instance/)
+	$(BIN)/flask db upgrade
+
+run: upgrade  ## development server with reload; says which model answers chat
+	$(BIN)/flask providers
+	$(BIN)/flask run --host $(HOST) --port $(PORT) --debug
+
+serve: upgrade  ## production-style server (see README: worker model chosen by measurement)
+	$(BIN)/gunicorn --config gunicorn.conf.py 'app:create_app()'
+
+migrate: install  ## autogenerate a migration: make migrate m="what changed"
+	$(BIN)/flask db migrate -m "$(m)"
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check app tests
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format app tests
+
+# Debian's Chromium for the browser tests (Playwright's own browser download does not work here).
+browser-deps:
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian chromium + chromium-driver for the browser tests"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	  else \
+	    echo "browser tests need Debian's chromium: sudo apt-get install chromium chromium-driver"; \
+	  fi; \
+	fi
+
+# The whole suite on SQLite, then again on PostgreSQL when TEST_DATABASE_URL is set
+# (.ci/run sets it). Browser tests run once, in the SQLite pass.
+test: install browser-deps test-sqlite test-postgres
+
+test-sqlite: install
+	env -u TEST_DATABASE_URL $(BIN)/python -m pytest -q -p no:cacheprovider
+
+test-postgres: install
+	@if [ -n "$$TEST_DATABASE_URL" ]; then \
+	  echo "== PostgreSQL pass: $$TEST_DATABASE_URL"; \
+	  $(BIN)/python -m pytest -q -p no:cacheprovider -m "not browser"; \
+	else echo "TEST_DATABASE_URL not set: PostgreSQL pass skipped"; fi
+
+bench: install  ## benchmarks, on demand only; results go to docs/benchmarks.md
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m bench tests/bench -s
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

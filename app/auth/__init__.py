@@ -1,0 +1,1 @@
+"""Accounts: registration, login/logout (sessions), bearer tokens for the JSON API."""

@@ -1,0 +1,53 @@
+"""JSON account API: register, login (bearer tokens), me, revoke all tokens."""
+
+from __future__ import annotations
+
+from flask import Blueprint
+from flask_login import current_user
+
+from app.api import field, json_body, public
+from app.auth import services
+
+bp = Blueprint("auth", __name__, url_prefix="/auth")
+
+
+def user_json(user) -> dict:
+    return {
+        "id": user.id,
+        "email": user.email,
+        "name": user.name,
+        "created_at": user.created_at.isoformat(),
+    }
+
+
+@bp.post("/register")
+@public
+def register():
+    data = json_body()
+    user = services.register_user(
+        email=field(data, "email", required=True),
+        password=field(data, "password", required=True),
+        name=field(data, "name"),
+    )
+    return {"user": user_json(user), "token": services.token_for(user)}, 201
+
+
+@bp.post("/login")
+@public
+def login():
+    data = json_body()
+    user = services.authenticate(
+        email=field(data, "email", required=True), password=field(data, "password", required=True)
+    )
+    return {"user": user_json(user), "token": services.token_for(user)}
+
+
+@bp.get("/me")
+def me():
+    return {"user": user_json(current_user)}
+
+
+@bp.post("/logout-all")
+def logout_all():
+    services.revoke_all_sessions(user=current_user)
+    return "", 204

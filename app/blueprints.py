@@ -1,0 +1,16 @@
+"""Every blueprint, nested once at import time.
+
+Flask forbids nesting a blueprint into a parent after the parent was registered on an app, and
+tests build many apps; so the JSON blueprints are nested here, when this module is first imported.
+"""
+
+from app import api
+from app.auth import api as auth_api
+from app.auth import routes as auth_routes
+from app.projects import api as projects_api
+from app.projects import routes as projects_routes
+
+api.bp.register_blueprint(auth_api.bp)
+api.bp.register_blueprint(projects_api.bp)
+
+ALL = (auth_routes.bp, projects_routes.bp, api.bp)

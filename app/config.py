@@ -1,0 +1,132 @@
+"""Configuration: the only module that reads ``os.environ``.
+
+``load_config`` runs inside ``create_app`` (never at import time). It merges, lowest first:
+built-in defaults, ``.env`` (python-dotenv), the process environment, then the override mapping
+passed to ``create_app``. Production refuses to start without a real ``SECRET_KEY``; development
+generates one into ``instance/secret_key`` once and reuses it.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from dotenv import dotenv_values
+
+ROOT = Path(__file__).resolve().parent.parent
+ENVIRONMENTS = ("development", "production", "testing")
+# Values that must never reach production as a signing key.
+WEAK_SECRETS = {"", "changeme", "change-me", "dev", "secret", "development"}
+
+
+class ConfigError(RuntimeError):
+    """The configuration cannot be used; the message says which setting and why."""
+
+
+def _bool(value: str | None, default: bool) -> bool:
+    if value is None or value.strip() == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _int(env: Mapping[str, str], key: str, default: int) -> int:
+    raw = env.get(key, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{key} must be a whole number, got {raw!r}") from exc
+
+
+def _float(env: Mapping[str, str], key: str, default: float) -> float:
+    raw = env.get(key, "").strip()
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{key} must be a number, got {raw!r}") from exc
+
+
+def _str(env: Mapping[str, str], key: str, default: str | None = None) -> str | None:
+    raw = env.get(key, "").strip()
+    return raw or default
+
+
+def normalise_database_url(url: str) -> str:
+    """Point plain ``postgres://`` URLs at the psycopg 3 driver we ship."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def _dev_secret(instance_path: Path) -> str:
+    path = instance_path / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    key = secrets.token_urlsafe(48)
+    path.write_text(key)
+    path.chmod(0o600)
+    return key
+
+
+def read_environment(root: Path = ROOT) -> dict[str, str]:
+    """``.env`` values overlaid by the real environment (the environment wins)."""
+    file_values = {k: v for k, v in dotenv_values(root / ".env").items() if v is not None}
+    return {**file_values, **os.environ}
+
+
+def load_config(
+    instance_path: Path,
+    overrides: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """Build the Flask config mapping. ``overrides`` wins over everything (tests use it)."""
+    overrides = dict(overrides or {})
+    env = read_environment() if env is None else env
+    app_env = overrides.get("APP_ENV") or _str(env, "APP_ENV", "development")
+    if app_env not in ENVIRONMENTS:
+        raise ConfigError(f"APP_ENV must be one of {', '.join(ENVIRONMENTS)}, got {app_env!r}")
+    production = app_env == "production"
+
+    default_db = f"sqlite:///{instance_path / 'prompthub.db'}"
+    cfg: dict[str, Any] = {
+        "APP_ENV": app_env,
+        "SECRET_KEY": _str(env, "SECRET_KEY"),
+        "SQLALCHEMY_DATABASE_URI": normalise_database_url(_str(env, "DATABASE_URL", default_db)),
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        "BCRYPT_ROUNDS": _int(env, "BCRYPT_ROUNDS", 12),
+        "JWT_EXPIRES_DAYS": _int(env, "JWT_EXPIRES_DAYS", 7),
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": _bool(env.get("SESSION_COOKIE_SECURE"), production),
+        "PERMANENT_SESSION_LIFETIME": timedelta(days=30),
+        "REMEMBER_COOKIE_HTTPONLY": True,
+        "REMEMBER_COOKIE_SAMESITE": "Lax",
+        "REMEMBER_COOKIE_SECURE": _bool(env.get("SESSION_COOKIE_SECURE"), production),
+        # Flask-WTF: checked by our own before_request rule (bearer requests skip it), and
+        # tokens live as long as the session so a chat tab left open keeps working.
+        "WTF_CSRF_CHECK_DEFAULT": False,
+        "WTF_CSRF_TIME_LIMIT": None,
+        "MAX_JSON_KB": _int(env, "MAX_JSON_KB", 256),
+        "LOG_LEVEL": _str(env, "LOG_LEVEL", "INFO"),
+    }
+    cfg.update(overrides)
+    if cfg["APP_ENV"] == "testing":
+        cfg["TESTING"] = True
+
+    secret = cfg.get("SECRET_KEY")
+    if production and (not secret or secret.lower() in WEAK_SECRETS or len(secret) < 32):
+        raise ConfigError(
+            "SECRET_KEY must be set to a random value of at least 32 characters in production "
+            '(python -c "import secrets; print(secrets.token_urlsafe(48))")'
+        )
+    if not secret:
+        cfg["SECRET_KEY"] = _dev_secret(instance_path)
+    return cfg

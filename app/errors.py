@@ -1,0 +1,138 @@
+"""Error family raised by services, and the handlers that turn errors into responses.
+
+Services raise ``AppError`` subclasses and never build responses. Under ``/api/`` every error
+(ours and Werkzeug's) becomes ``{"error": {"code", "message", "fields"?}}``; elsewhere an HTML
+error page. Unexpected exceptions roll the session back, are logged with a traceback, and reach
+the client as a bare 500 without details.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, Response, jsonify, render_template, request
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
+
+
+class AppError(Exception):
+    status = 400
+    code = "bad_request"
+    message = "The request could not be processed."
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        fields: dict[str, str] | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message or self.message)
+        self.message = message or self.message
+        self.fields = fields
+        self.headers = headers or {}
+        if code:
+            self.code = code
+
+
+class BadRequest(AppError):
+    status, code, message = 400, "bad_request", "The request could not be processed."
+
+
+class Unauthorized(AppError):
+    status, code, message = 401, "unauthorized", "Authentication required."
+
+
+class Forbidden(AppError):
+    status, code, message = 403, "forbidden", "You may not do that."
+
+
+class NotFound(AppError):
+    status, code, message = 404, "not_found", "Not found."
+
+
+class Conflict(AppError):
+    status, code, message = 409, "conflict", "That conflicts with existing data."
+
+
+class PayloadTooLarge(AppError):
+    status, code, message = 413, "payload_too_large", "The request is too large."
+
+
+class UnsupportedMediaType(AppError):
+    status, code, message = 415, "unsupported_media_type", "Send a JSON body (application/json)."
+
+
+class ValidationFailed(AppError):
+    status, code, message = 422, "validation_failed", "Some fields are not valid."
+
+
+class ProviderUnavailable(AppError):
+    status, code, message = 502, "provider_unavailable", "The language model is unavailable."
+
+
+def wants_json() -> bool:
+    return request.path == "/api" or request.path.startswith("/api/")
+
+
+def error_body(code: str, message: str, fields: dict[str, str] | None = None) -> dict[str, Any]:
+    err: dict[str, Any] = {"code": code, "message": message}
+    if fields:
+        err["fields"] = fields
+    return {"error": err}
+
+
+def _respond(status: int, code: str, message: str, fields=None, headers=None) -> Response:
+    if wants_json():
+        resp = jsonify(error_body(code, message, fields))
+    else:
+        html = render_template("errors/error.html", status=status, message=message)
+        resp = Response(html, mimetype="text/html")
+    resp.status_code = status
+    for key, value in (headers or {}).items():
+        resp.headers[key] = value
+    return resp
+
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_failed",
+    429: "rate_limited",
+}
+
+
+def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(AppError)
+    def handle_app_error(exc: AppError):
+        return _respond(exc.status, exc.code, exc.message, exc.fields, exc.headers)
+
+    @app.errorhandler(CSRFError)
+    def handle_csrf(exc: CSRFError):
+        return _respond(400, "csrf_failed", f"CSRF check failed: {exc.description}")
+
+    @app.errorhandler(HTTPException)
+    def handle_http(exc: HTTPException):
+        status = exc.code or 500
+        code = _HTTP_CODES.get(status, "http_error")
+        headers = dict(exc.get_headers()) if status in (405, 429) else {}
+        headers.pop("Content-Type", None)
+        return _respond(status, code, exc.description or exc.name, headers=headers)
+
+    @app.errorhandler(Exception)
+    def handle_unexpected(exc: Exception):
+        from app.extensions import db
+
+        db.session.rollback()
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return _respond(500, "internal_error", "Something went wrong on our side.")

@@ -1,0 +1,19 @@
+"""Helpers shared by every HTML route that maps service errors onto WTForms forms."""
+
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+
+from app.errors import AppError
+
+
+def apply_errors(form: FlaskForm, exc: AppError) -> None:
+    """Put a service error next to the fields it names, the rest at the top of the form."""
+    placed = False
+    for name, message in (exc.fields or {}).items():
+        field = getattr(form, name, None)
+        if field is not None and hasattr(field, "errors"):
+            field.errors = [*field.errors, message]
+            placed = True
+    if not placed:
+        form.form_errors.append(exc.message)

@@ -1,0 +1,1 @@
+"""Projects (agents): the dashboard, CRUD pages and the JSON API over one service module."""

@@ -1,0 +1,84 @@
+"""Project pages: dashboard, create, detail, update, delete (with confirmation)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, flash, redirect, render_template, url_for
+from flask_login import current_user, login_required
+
+from app.auth.forms import ConfirmForm
+from app.errors import AppError
+from app.forms import apply_errors
+from app.projects import services
+from app.projects.forms import ProjectForm
+
+bp = Blueprint("projects", __name__)
+
+
+@bp.before_request
+@login_required
+def require_login():
+    return None
+
+
+@bp.get("/")
+def index():
+    projects = services.list_projects(user=current_user)
+    return render_template("projects/index.html", projects=projects)
+
+
+@bp.route("/projects/create", methods=["GET", "POST"])
+def create():
+    form = ProjectForm()
+    if form.validate_on_submit():
+        try:
+            project = services.create_project(
+                user=current_user, name=form.name.data, description=form.description.data
+            )
+        except AppError as exc:
+            apply_errors(form, exc)
+        else:
+            flash(f"Project “{project.name}” created.", "success")
+            return redirect(url_for("projects.detail", project_id=project.id))
+    return render_template("projects/form.html", form=form, project=None), (
+        422 if form.errors else 200
+    )
+
+
+@bp.get("/projects/<int:project_id>")
+def detail(project_id: int):
+    project = services.get_project_for(current_user, project_id)
+    return render_template("projects/detail.html", project=project)
+
+
+@bp.route("/projects/<int:project_id>/update", methods=["GET", "POST"])
+def update(project_id: int):
+    project = services.get_project_for(current_user, project_id)
+    form = ProjectForm(obj=project)
+    if form.validate_on_submit():
+        try:
+            services.update_project(
+                user=current_user,
+                project_id=project.id,
+                name=form.name.data,
+                description=form.description.data,
+            )
+        except AppError as exc:
+            apply_errors(form, exc)
+        else:
+            flash("Project saved.", "success")
+            return redirect(url_for("projects.detail", project_id=project.id))
+    return render_template("projects/form.html", form=form, project=project), (
+        422 if form.errors else 200
+    )
+
+
+@bp.route("/projects/<int:project_id>/delete", methods=["GET", "POST"])
+def delete(project_id: int):
+    project = services.get_project_for(current_user, project_id)
+    form = ConfirmForm()
+    if form.validate_on_submit():
+        name = project.name
+        services.delete_project(user=current_user, project_id=project.id)
+        flash(f"Project “{name}” deleted.", "info")
+        return redirect(url_for("projects.index"))
+    return render_template("projects/delete.html", project=project, form=form)

@@ -1,0 +1,75 @@
+"""Project rules. Every lookup goes through ``get_project_for``: another user's project is
+indistinguishable from a missing one (404), on every route that uses it."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from app.errors import NotFound, ValidationFailed
+from app.extensions import db
+from app.models import Project, User
+
+NAME_MAX = 120
+DESCRIPTION_MAX = 2000
+
+
+def _clean(name: str | None, description: str | None, *, partial: bool) -> dict[str, str]:
+    values: dict[str, str] = {}
+    fields: dict[str, str] = {}
+    if name is not None or not partial:
+        name = (name or "").strip()
+        if not name:
+            fields["name"] = "Give the project a name."
+        elif len(name) > NAME_MAX:
+            fields["name"] = f"Use at most {NAME_MAX} characters."
+        values["name"] = name
+    if description is not None or not partial:
+        description = (description or "").strip()
+        if len(description) > DESCRIPTION_MAX:
+            fields["description"] = f"Use at most {DESCRIPTION_MAX} characters."
+        values["description"] = description
+    if fields:
+        raise ValidationFailed(fields=fields)
+    return values
+
+
+def list_projects(*, user: User) -> list[Project]:
+    stmt = (
+        select(Project)
+        .where(Project.owner_id == user.id)
+        .order_by(Project.updated_at.desc(), Project.id.desc())
+    )
+    return list(db.session.scalars(stmt))
+
+
+def get_project_for(user: User, project_id: int) -> Project:
+    project = db.session.scalar(
+        select(Project).where(Project.id == project_id, Project.owner_id == user.id)
+    )
+    if project is None:
+        raise NotFound("No such project.")
+    return project
+
+
+def create_project(*, user: User, name: str | None, description: str | None = None) -> Project:
+    values = _clean(name, description, partial=False)
+    project = Project(owner_id=user.id, **values)
+    db.session.add(project)
+    db.session.commit()
+    return project
+
+
+def update_project(
+    *, user: User, project_id: int, name: str | None = None, description: str | None = None
+) -> Project:
+    project = get_project_for(user, project_id)
+    for key, value in _clean(name, description, partial=True).items():
+        setattr(project, key, value)
+    db.session.commit()
+    return project
+
+
+def delete_project(*, user: User, project_id: int) -> None:
+    project = get_project_for(user, project_id)
+    db.session.delete(project)
+    db.session.commit()

@@ -1,0 +1,99 @@
+"""Passwords and bearer tokens.
+
+Passwords: bcrypt through passlib's ``CryptContext`` (provided by ``libpass``, the maintained
+fork; passlib 1.7.4 breaks on bcrypt 5). bcrypt refuses secrets over 72 bytes, and WTForms
+counts characters, so ``password_problem`` checks UTF-8 bytes and callers turn that into a form
+error instead of a 500.
+
+Tokens: HS256 JWTs signed with ``SECRET_KEY`` carrying the user id (``sub``) and the user's
+``token_version`` (``ver``). Bumping the version revokes every token issued before.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from functools import cache
+
+import jwt
+from flask import current_app
+from passlib.context import CryptContext
+
+PASSWORD_MIN_CHARS = 8
+PASSWORD_MAX_BYTES = 72
+JWT_ALGORITHM = "HS256"
+
+pwd_context = CryptContext(schemes=["bcrypt"], deprecated="auto", bcrypt__rounds=12)
+
+
+@cache
+def _context(rounds: int) -> CryptContext:
+    """A context hashing at ``rounds`` (config ``BCRYPT_ROUNDS``; tests use a low cost)."""
+    return CryptContext(schemes=["bcrypt"], deprecated="auto", bcrypt__rounds=rounds)
+
+
+def password_problem(password: str) -> str | None:
+    """Why this password cannot be used, or None when it can."""
+    if len(password) < PASSWORD_MIN_CHARS:
+        return f"Use at least {PASSWORD_MIN_CHARS} characters."
+    if len(password.encode("utf-8")) > PASSWORD_MAX_BYTES:
+        return (
+            f"Use at most {PASSWORD_MAX_BYTES} bytes "
+            "(letters outside ASCII take 2 to 4 bytes each)."
+        )
+    return None
+
+
+def hash_password(password: str) -> str:
+    return _context(current_app.config["BCRYPT_ROUNDS"]).hash(password)
+
+
+def verify_password(password: str, password_hash: str) -> bool:
+    # An over-long secret can never have been stored, so it cannot match.
+    if len(password.encode("utf-8")) > PASSWORD_MAX_BYTES:
+        return False
+    return pwd_context.verify(password, password_hash)
+
+
+@cache
+def _dummy_hash(rounds: int) -> str:
+    return _context(rounds).hash("not-a-real-password")
+
+
+def burn_password_check(password: str) -> None:
+    """Spend the same time as a real check, so unknown emails are not revealed by timing."""
+    verify_password(password[:PASSWORD_MAX_BYTES], _dummy_hash(current_app.config["BCRYPT_ROUNDS"]))
+
+
+class TokenError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def issue_token(user_id: int, token_version: int, *, now: datetime | None = None) -> str:
+    now = now or datetime.now(UTC)
+    days = current_app.config["JWT_EXPIRES_DAYS"]
+    claims = {
+        "sub": str(user_id),
+        "ver": token_version,
+        "iat": int(now.timestamp()),
+        "exp": int((now + timedelta(days=days)).timestamp()),
+    }
+    return jwt.encode(claims, current_app.config["SECRET_KEY"], algorithm=JWT_ALGORITHM)
+
+
+def decode_token(token: str) -> tuple[int, int]:
+    """Return ``(user_id, token_version)`` or raise ``TokenError``."""
+    try:
+        claims = jwt.decode(
+            token,
+            current_app.config["SECRET_KEY"],
+            algorithms=[JWT_ALGORITHM],
+            options={"require": ["sub", "exp", "iat"]},
+        )
+        return int(claims["sub"]), int(claims.get("ver", 0))
+    except jwt.ExpiredSignatureError as exc:
+        raise TokenError("token_expired", "The token has expired; log in again.") from exc
+    except (jwt.InvalidTokenError, ValueError, TypeError) as exc:
+        raise TokenError("token_invalid", "The token is not valid.") from exc

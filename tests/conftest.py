@@ -1,0 +1,179 @@
+"""Shared fixtures: a fresh app and database per test, a CSRF-aware client, auth actions.
+
+Databases: SQLite in ``tmp_path`` by default (a file, so a live-server thread shares it);
+PostgreSQL when ``TEST_DATABASE_URL`` is set: the database is created fresh for the session and
+tables are truncated between tests. CSRF stays on; ``CSRFClient`` reads the token from a page
+like a browser does.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import pytest
+from flask.testing import FlaskClient
+from sqlalchemy import text
+
+from app import create_app
+from app.extensions import db
+from tests.factories import DEFAULT_PASSWORD
+
+PG_URL = os.environ.get("TEST_DATABASE_URL", "").strip()
+UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
+META_TOKEN = re.compile(r'<meta name="csrf-token" content="([^"]+)"')
+
+# Keep proxy settings from diverting loopback traffic (fake providers, live servers).
+os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost,::1"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Benchmarks run only when asked for (-m bench); PostgreSQL-only tests only with PG.
+
+    They are deselected, not skipped, so a pass never counts them as coverage."""
+    markexpr = config.getoption("-m") or ""
+    keep, drop = [], []
+    for item in items:
+        if item.get_closest_marker("bench") and "bench" not in markexpr:
+            drop.append(item)
+        elif item.get_closest_marker("postgres") and not PG_URL:
+            drop.append(item)
+        else:
+            keep.append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+def _admin_url(url: str) -> tuple[str, str]:
+    parts = urlsplit(url.replace("postgresql+psycopg://", "postgresql://"))
+    name = parts.path.lstrip("/")
+    return urlunsplit(parts._replace(path="/postgres")), name
+
+
+def recreate_pg_database(url: str) -> None:
+    admin, name = _admin_url(url)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def drop_pg_database(url: str) -> None:
+    admin, name = _admin_url(url)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def pg_url():
+    if not PG_URL:
+        yield None
+        return
+    recreate_pg_database(PG_URL)
+    app = create_app(base_config(PG_URL))
+    with app.app_context():
+        db.create_all()
+        db.engine.dispose()
+    yield PG_URL
+    drop_pg_database(PG_URL)
+
+
+def base_config(database_url: str, **extra) -> dict:
+    return {
+        "APP_ENV": "testing",
+        "SECRET_KEY": "test-secret-key-that-is-long-enough-000000",
+        "SQLALCHEMY_DATABASE_URI": database_url,
+        "BCRYPT_ROUNDS": 4,  # the real cost (12) is checked in test_security
+        **extra,
+    }
+
+
+@pytest.fixture
+def database_url(tmp_path, pg_url):
+    return pg_url or f"sqlite:///{tmp_path / 'test.db'}"
+
+
+@pytest.fixture
+def config_overrides():
+    """Override per test module with extra config (``@pytest.fixture def config_overrides``)."""
+    return {}
+
+
+@pytest.fixture
+def app(database_url, config_overrides, tmp_path):
+    app = create_app(base_config(database_url, **config_overrides))
+    app.test_client_class = CSRFClient
+    with app.app_context():
+        if database_url.startswith("sqlite"):
+            db.create_all()
+        else:
+            names = ", ".join(f'"{t.name}"' for t in db.metadata.sorted_tables)
+            db.session.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+            db.session.commit()
+    yield app
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+class CSRFClient(FlaskClient):
+    """Sends the CSRF token a browser would: read from the page's meta tag, sent as the form
+    field and as ``X-CSRFToken``. Requests with ``Authorization`` are left alone (bearer clients
+    need no CSRF). Pass ``csrf=False`` to send a request without a token."""
+
+    def csrf_token(self) -> str:
+        page = super().open("/login", follow_redirects=True)
+        match = META_TOKEN.search(page.get_data(as_text=True))
+        assert match, "no csrf-token meta tag on the page"
+        return match.group(1)
+
+    def open(self, *args, **kwargs):
+        send_token = kwargs.pop("csrf", True)
+        method = (kwargs.get("method") or "GET").upper()
+        headers = dict(kwargs.pop("headers", None) or {})
+        if send_token and method in UNSAFE and "Authorization" not in headers:
+            token = self.csrf_token()
+            headers["X-CSRFToken"] = token
+            data = kwargs.get("data")
+            if isinstance(data, dict) and "csrf_token" not in data:
+                kwargs["data"] = {**data, "csrf_token": token}
+        kwargs["headers"] = headers
+        return super().open(*args, **kwargs)
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def raw_client(app):
+    """A plain Flask test client that knows nothing about CSRF."""
+    app.test_client_class = FlaskClient
+    return app.test_client()
+
+
+class AuthActions:
+    def __init__(self, client):
+        self.client = client
+
+    def register(self, email="ada@example.com", password=DEFAULT_PASSWORD, name="Ada", **kw):
+        data = {"email": email, "password": password, "confirm": password, "name": name}
+        return self.client.post("/register", data=data, **kw)
+
+    def login(self, email="ada@example.com", password=DEFAULT_PASSWORD, **kw):
+        return self.client.post("/login", data={"email": email, "password": password}, **kw)
+
+    def logout(self):
+        return self.client.post("/logout")
+
+
+@pytest.fixture
+def auth(client):
+    return AuthActions(client)
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}

@@ -1,0 +1,41 @@
+"""Plain factory functions for test data, going through the real services.
+
+They return small snapshots (not ORM objects) so nothing detached leaks between app contexts."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+from app.auth import services as auth_services
+from app.models import User
+from app.projects import services as project_services
+
+DEFAULT_PASSWORD = "correct horse battery"
+_seq = itertools.count(1)
+
+
+@dataclass(frozen=True)
+class UserInfo:
+    id: int
+    email: str
+    password: str
+    token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+def make_user(app, email: str | None = None, password: str = DEFAULT_PASSWORD, name=None):
+    email = email or f"user{next(_seq)}@example.com"
+    with app.app_context():
+        user = auth_services.register_user(email=email, password=password, name=name)
+        return UserInfo(user.id, user.email, password, auth_services.token_for(user))
+
+
+def make_project(app, user: UserInfo, name: str = "Support bot", description: str = "") -> int:
+    with app.app_context():
+        owner = auth_services.db.session.get(User, user.id)
+        project = project_services.create_project(user=owner, name=name, description=description)
+        return project.id

@@ -1,0 +1,43 @@
+def test_unknown_api_url_is_json_404(client):
+    resp = client.get("/api/nothing-here")
+    assert resp.status_code == 404
+    err = resp.get_json()["error"]
+    assert err["code"] == "not_found"
+    assert set(err) == {"code", "message"}
+
+
+def test_wrong_method_on_api_is_json_405(app, client):
+    resp = client.put("/api/auth/login", json={})
+    assert resp.status_code == 405
+    assert resp.get_json()["error"]["code"] == "method_not_allowed"
+    assert "POST" in resp.headers["Allow"]
+
+
+def test_unknown_page_is_an_html_404(client):
+    resp = client.get("/no-such-page")
+    assert resp.status_code == 404
+    assert resp.mimetype == "text/html"
+    assert "404" in resp.get_data(as_text=True)
+
+
+def test_unexpected_errors_show_no_details(app, client):
+    @app.get("/api/boom")
+    def boom():
+        raise RuntimeError("secret internals")
+
+    @app.get("/boom")
+    def boom_page():
+        raise RuntimeError("secret internals")
+
+    app.config["PROPAGATE_EXCEPTIONS"] = False
+    api = client.get("/api/boom")
+    assert api.status_code == 500
+    assert api.get_json()["error"]["code"] == "internal_error"
+    assert "secret internals" not in api.get_data(as_text=True)
+    page = client.get("/boom")
+    assert page.status_code == 500
+    assert "secret internals" not in page.get_data(as_text=True)
+
+
+def test_healthz(client):
+    assert client.get("/healthz").get_json() == {"status": "ok"}

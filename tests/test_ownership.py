@@ -1,0 +1,58 @@
+"""Another user's data is invisible: 404 on every route that names it.
+
+The matrix is built from ``app.url_map``: every rule with an id of ours in it is called as a
+second user and must answer 404 (and, anonymously, a login redirect or 401). A route whose
+arguments this file does not know fails the test, so a new route cannot skip the check.
+"""
+
+import pytest
+
+from tests.factories import make_project, make_user
+
+SAFE = {"GET"}
+
+
+@pytest.fixture
+def owned(app):
+    owner = make_user(app, email="owner@example.com")
+    project_id = make_project(app, owner, name="Owner's bot")
+    return {"project_id": project_id}
+
+
+def id_routes(app):
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint == "static" or not rule.arguments:
+            continue
+        for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
+            yield rule, method
+
+
+def call(client, rule, method, values, **kw):
+    url = rule.build(values, append_unknown=False)[1]
+    body = {"json": {}} if rule.rule.startswith("/api/") and method != "GET" else {}
+    return client.open(url, method=method, **body, **kw)
+
+
+def test_every_route_with_an_id_is_404_for_another_user(app, client, owned):
+    intruder = make_user(app, email="intruder@example.com")
+    client.post("/login", data={"email": intruder.email, "password": intruder.password})
+    checked = 0
+    for rule, method in id_routes(app):
+        unknown = rule.arguments - owned.keys()
+        assert not unknown, f"{rule.rule}: teach test_ownership about {unknown}"
+        for kw in ({}, {"headers": intruder.headers}):
+            resp = call(client, rule, method, owned, **kw)
+            assert resp.status_code == 404, f"{method} {rule.rule} {kw} -> {resp.status_code}"
+            checked += 1
+    assert checked >= 10
+
+
+def test_every_route_with_an_id_needs_login(app, client, owned):
+    for rule, method in id_routes(app):
+        resp = call(client, rule, method, owned, csrf=False)
+        if rule.rule.startswith("/api/"):
+            assert resp.status_code == 401, f"{method} {rule.rule}"
+        else:
+            assert resp.status_code in (302, 400), f"{method} {rule.rule}"
+            if resp.status_code == 302:
+                assert "/login" in resp.headers["Location"]

@@ -1,0 +1,57 @@
+from datetime import UTC, datetime, timedelta
+
+import jwt
+import pytest
+
+from app.security import decode_token, hash_password, issue_token, password_problem, pwd_context
+
+OTHER_KEY = "not-our-key-but-long-enough-for-hs256-000"
+
+
+def test_hashes_are_bcrypt_with_the_configured_cost(app):
+    app.config["BCRYPT_ROUNDS"] = 12
+    with app.app_context():
+        hashed = hash_password("correct horse battery")
+    assert hashed.startswith("$2b$12$")
+    assert pwd_context.verify("correct horse battery", hashed)
+
+
+@pytest.mark.parametrize(
+    ("password", "problem"),
+    [
+        ("short", "at least 8"),
+        ("x" * 73, "at most 72 bytes"),
+        ("é" * 37, "at most 72 bytes"),  # 37 characters, 74 bytes
+        ("x" * 72, None),
+        ("é" * 36, None),
+    ],
+)
+def test_password_rules_count_bytes(password, problem):
+    result = password_problem(password)
+    if problem is None:
+        assert result is None
+    else:
+        assert problem in result
+
+
+def test_tokens_round_trip_and_expire(app):
+    with app.app_context():
+        token = issue_token(7, 3)
+        assert decode_token(token) == (7, 3)
+        old = issue_token(7, 3, now=datetime.now(UTC) - timedelta(days=8))
+        with pytest.raises(Exception, match="expired"):
+            decode_token(old)
+
+
+def test_tokens_signed_with_another_key_are_refused(app):
+    forged = jwt.encode(
+        {"sub": "1", "ver": 0, "iat": 0, "exp": 4102444800}, OTHER_KEY, algorithm="HS256"
+    )
+    with app.app_context(), pytest.raises(Exception, match="not valid"):
+        decode_token(forged)
+
+
+def test_unsigned_tokens_are_refused(app):
+    forged = jwt.encode({"sub": "1", "ver": 0, "iat": 0, "exp": 4102444800}, None, algorithm="none")
+    with app.app_context(), pytest.raises(Exception, match="not valid"):
+        decode_token(forged)
