@@ -8,6 +8,7 @@ import itertools
 from dataclasses import dataclass
 
 from app.auth import services as auth_services
+from app.extensions import db
 from app.models import User
 from app.projects import services as project_services
 
@@ -34,8 +35,12 @@ def make_user(app, email: str | None = None, password: str = DEFAULT_PASSWORD, n
         return UserInfo(user.id, user.email, password, auth_services.token_for(user))
 
 
-def make_project(app, user: UserInfo, name: str = "Support bot", description: str = "") -> int:
+def make_project(
+    app, user: UserInfo, name: str = "Support bot", description: str = "", system_prompt=None
+) -> int:
     with app.app_context():
-        owner = auth_services.db.session.get(User, user.id)
-        project = project_services.create_project(user=owner, name=name, description=description)
+        owner = db.session.get(User, user.id)
+        project = project_services.create_project(
+            user=owner, name=name, description=description, system_prompt=system_prompt
+        )
         return project.id

@@ -164,3 +164,10 @@ def test_cookie_authenticated_api_writes_need_the_csrf_header(app, client, auth)
     assert refused.status_code == 400
     assert refused.get_json()["error"]["code"] == "csrf_failed"
     assert client.post("/api/projects", json={"name": "Bot"}).status_code == 201
+
+
+def test_pages_ignore_bearer_tokens(app, client):
+    user = make_user(app)
+    resp = client.get("/", headers=user.headers)
+    assert resp.status_code == 302
+    assert "/login" in resp.headers["Location"]

@@ -1,8 +1,9 @@
 """Who is calling: session cookie (pages) or ``Authorization: Bearer`` (API clients).
 
 Rules, applied to the whole app:
-- A request with a Bearer header is authenticated by the token alone: the session is ignored,
-  a bad token is a 401 JSON error, and CSRF is not checked (there is no ambient credential).
+- An ``/api/`` request with a Bearer header is authenticated by the token alone: the session is
+  ignored, a bad token is a 401 JSON error, and CSRF is not checked (no ambient credential).
+  Pages ignore Bearer headers: they are for API clients; pages use the session.
 - Every other state-changing request that is authenticated by the session cookie, form posts and
   ``fetch`` alike, must carry a CSRF token (form field or ``X-CSRFToken`` header).
 - Anonymous JSON calls under ``/api/`` (register, login) skip CSRF: they carry no cookie
@@ -23,6 +24,9 @@ SAFE_METHODS = {"GET", "HEAD", "OPTIONS", "TRACE"}
 
 
 def bearer_token() -> str | None:
+    """The bearer token of an API request ("" when the header is empty), else None."""
+    if not wants_json():
+        return None
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer":

@@ -1,7 +1,18 @@
 """All models, imported here so Alembic and ``db.create_all`` see every table."""
 
 from app.models.base import Base
+from app.models.chat import Conversation, Message, MessageStatus, Role
 from app.models.project import Project
+from app.models.prompt import PromptVersion
 from app.models.user import User
 
-__all__ = ["Base", "Project", "User"]
+__all__ = [
+    "Base",
+    "Conversation",
+    "Message",
+    "MessageStatus",
+    "Project",
+    "PromptVersion",
+    "Role",
+    "User",
+]

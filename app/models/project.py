@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, String, Text
+from sqlalchemy import ForeignKey, ForeignKeyConstraint, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.models.base import Base, CreatedAtMixin, UTCDateTime, utcnow
@@ -13,13 +13,25 @@ from app.models.user import User
 
 class Project(CreatedAtMixin, Base):
     __tablename__ = "projects"
+    __table_args__ = (
+        # The active prompt must be one of this project's own versions (see models/prompt.py).
+        # use_alter: projects and prompt_versions reference each other.
+        ForeignKeyConstraint(
+            ["id", "active_prompt_id"],
+            ["prompt_versions.project_id", "prompt_versions.id"],
+            name="fk_projects_active_prompt",
+            use_alter=True,
+        ),
+    )
 
-    id: Mapped[int] = mapped_column(primary_key=True)
+    # Explicit: being part of the composite foreign key below hides autoincrement otherwise.
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
     owner_id: Mapped[int] = mapped_column(
         ForeignKey("users.id", ondelete="CASCADE"), index=True, nullable=False
     )
     name: Mapped[str] = mapped_column(String(120), nullable=False)
     description: Mapped[str] = mapped_column(Text, default="", nullable=False)
+    active_prompt_id: Mapped[int | None] = mapped_column()
     updated_at: Mapped[datetime] = mapped_column(
         UTCDateTime(), default=utcnow, onupdate=utcnow, nullable=False
     )

@@ -7,18 +7,26 @@ from flask_login import current_user
 
 from app.api import field, json_body
 from app.projects import services
+from app.prompts.api import version_json
+from app.prompts.versions import DEFAULT_SYSTEM_PROMPT, active_version
 
 bp = Blueprint("projects", __name__, url_prefix="/projects")
 
 
-def project_json(project) -> dict:
-    return {
+def project_json(project, *, with_prompt: bool = False) -> dict:
+    data = {
         "id": project.id,
         "name": project.name,
         "description": project.description,
+        "active_prompt_id": project.active_prompt_id,
         "created_at": project.created_at.isoformat(),
         "updated_at": project.updated_at.isoformat(),
     }
+    if with_prompt:
+        version = active_version(project)
+        data["active_prompt"] = version_json(version) if version else None
+        data["default_prompt"] = DEFAULT_SYSTEM_PROMPT if version is None else None
+    return data
 
 
 @bp.get("")
@@ -33,13 +41,14 @@ def create():
         user=current_user,
         name=field(data, "name", required=True),
         description=field(data, "description"),
+        system_prompt=field(data, "system_prompt"),
     )
-    return project_json(project), 201
+    return project_json(project, with_prompt=True), 201
 
 
 @bp.get("/<int:project_id>")
 def get(project_id: int):
-    return project_json(services.get_project_for(current_user, project_id))
+    return project_json(services.get_project_for(current_user, project_id), with_prompt=True)
 
 
 @bp.patch("/<int:project_id>")
@@ -51,7 +60,7 @@ def update(project_id: int):
         name=field(data, "name"),
         description=field(data, "description"),
     )
-    return project_json(project)
+    return project_json(project, with_prompt=True)
 
 
 @bp.delete("/<int:project_id>")

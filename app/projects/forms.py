@@ -11,3 +11,10 @@ class ProjectForm(FlaskForm):
     description = TextAreaField(
         "Description (optional)", render_kw={"maxlength": DESCRIPTION_MAX, "rows": 3}
     )
+
+
+class NewProjectForm(ProjectForm):
+    system_prompt = TextAreaField(
+        "System prompt (optional)",
+        render_kw={"rows": 6, "placeholder": "You are a friendly support agent for …"},
+    )

@@ -9,7 +9,7 @@ from app.auth.forms import ConfirmForm
 from app.errors import AppError
 from app.forms import apply_errors
 from app.projects import services
-from app.projects.forms import ProjectForm
+from app.projects.forms import NewProjectForm, ProjectForm
 
 bp = Blueprint("projects", __name__)
 
@@ -28,11 +28,14 @@ def index():
 
 @bp.route("/projects/create", methods=["GET", "POST"])
 def create():
-    form = ProjectForm()
+    form = NewProjectForm()
     if form.validate_on_submit():
         try:
             project = services.create_project(
-                user=current_user, name=form.name.data, description=form.description.data
+                user=current_user,
+                name=form.name.data,
+                description=form.description.data,
+                system_prompt=form.system_prompt.data,
             )
         except AppError as exc:
             apply_errors(form, exc)

@@ -8,6 +8,7 @@ from sqlalchemy import select
 from app.errors import NotFound, ValidationFailed
 from app.extensions import db
 from app.models import Project, User
+from app.prompts.versions import add_version, clean_content
 
 NAME_MAX = 120
 DESCRIPTION_MAX = 2000
@@ -51,10 +52,21 @@ def get_project_for(user: User, project_id: int) -> Project:
     return project
 
 
-def create_project(*, user: User, name: str | None, description: str | None = None) -> Project:
+def create_project(
+    *,
+    user: User,
+    name: str | None,
+    description: str | None = None,
+    system_prompt: str | None = None,
+) -> Project:
+    """Create a project; a non-blank ``system_prompt`` becomes its active version 1."""
     values = _clean(name, description, partial=False)
+    prompt = clean_content(system_prompt) if (system_prompt or "").strip() else None
     project = Project(owner_id=user.id, **values)
     db.session.add(project)
+    db.session.flush()
+    if prompt:
+        add_version(project, author=user, content=prompt, note="Initial prompt", activate=True)
     db.session.commit()
     return project
 

@@ -1,0 +1,1 @@
+"""Versioned system prompts per project: history, one active version, rollback, diff."""
