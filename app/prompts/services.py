@@ -120,4 +120,4 @@ def reply_counts(project_id: int) -> dict[int, int]:
         .where(PromptVersion.project_id == project_id, Message.role == "assistant")
         .group_by(Message.prompt_version_id)
     )
-    return dict(rows)
+    return {version_id: count for version_id, count in rows}  # noqa: C416 (Result is not a mapping source)
