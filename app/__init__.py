@@ -57,6 +57,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     def healthz():
         return {"status": "ok"}
 
+    from markupsafe import Markup
+
+    from app.chat.render import render_markdown
+
+    app.add_template_filter(lambda text: Markup(render_markdown(text)), "markdown")  # noqa: S704 (sanitised by nh3)
+
     @app.context_processor
     def inject_globals():
         return {"app_env": app.config["APP_ENV"]}

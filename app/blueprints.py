@@ -7,6 +7,7 @@ tests build many apps; so the JSON blueprints are nested here, when this module 
 from app import api
 from app.auth import api as auth_api
 from app.auth import routes as auth_routes
+from app.chat import api as chat_api
 from app.projects import api as projects_api
 from app.projects import routes as projects_routes
 from app.prompts import api as prompts_api
@@ -14,6 +15,7 @@ from app.prompts import routes as prompts_routes
 
 api.bp.register_blueprint(auth_api.bp)
 api.bp.register_blueprint(projects_api.bp)
+api.bp.register_blueprint(chat_api.bp)
 projects_api.bp.register_blueprint(prompts_api.bp)
 
 ALL = (auth_routes.bp, projects_routes.bp, prompts_routes.bp, api.bp)

@@ -86,6 +86,12 @@ def base_config(database_url: str, **extra) -> dict:
         "SECRET_KEY": "test-secret-key-that-is-long-enough-000000",
         "SQLALCHEMY_DATABASE_URI": database_url,
         "BCRYPT_ROUNDS": 4,  # the real cost (12) is checked in test_security
+        # Never let a developer's .env reach a real provider from the tests.
+        "OPENAI_API_KEY": None,
+        "OPENROUTER_API_KEY": None,
+        "OPENAI_BASE_URL": "http://127.0.0.1:9/v1",
+        "OPENROUTER_BASE_URL": "http://127.0.0.1:9/api/v1",
+        "OFFLINE_TOKEN_DELAY_MS": 0,
         **extra,
     }
 
@@ -113,6 +119,9 @@ def app(database_url, config_overrides, tmp_path):
             db.session.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
             db.session.commit()
     yield app
+    from app.chat.llm import close_client
+
+    close_client(app)
     with app.app_context():
         db.session.remove()
         db.engine.dispose()

@@ -44,3 +44,14 @@ def make_project(
             user=owner, name=name, description=description, system_prompt=system_prompt
         )
         return project.id
+
+
+def make_conversation(app, user: UserInfo, project_id: int, message: str = "Hello") -> int:
+    """A conversation with one exchange, answered by whichever provider the app is set up with."""
+    from app.chat import services as chat_services
+
+    with app.app_context():
+        owner = db.session.get(User, user.id)
+        turn = chat_services.start_turn(user=owner, project_id=project_id, message=message)
+        chat_services.complete_turn(turn)
+        return turn.conversation_id

@@ -7,7 +7,7 @@ arguments this file does not know fails the test, so a new route cannot skip the
 
 import pytest
 
-from tests.factories import make_project, make_user
+from tests.factories import make_conversation, make_project, make_user
 
 SAFE = {"GET"}
 
@@ -16,7 +16,8 @@ SAFE = {"GET"}
 def owned(app):
     owner = make_user(app, email="owner@example.com")
     project_id = make_project(app, owner, name="Owner's bot", system_prompt="Be kind.")
-    return {"project_id": project_id, "version": 1}
+    conversation_id = make_conversation(app, owner, project_id)
+    return {"project_id": project_id, "version": 1, "conversation_id": conversation_id}
 
 
 def id_routes(app):

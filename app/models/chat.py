@@ -12,9 +12,10 @@ from datetime import datetime
 from enum import StrEnum
 
 from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.models.base import Base, CreatedAtMixin, UTCDateTime, utcnow
+from app.models.prompt import PromptVersion
 
 
 class Role(StrEnum):
@@ -66,3 +67,6 @@ class Message(CreatedAtMixin, Base):
     error: Mapped[str | None] = mapped_column(Text)
     # Names and ids of the project files whose text went into this turn's instructions.
     context_files: Mapped[list | None] = mapped_column(JSON)
+
+    # Eager: every message shown needs its version number, and it is one small join.
+    prompt_version: Mapped[PromptVersion | None] = relationship(lazy="joined")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, flash, redirect, render_template, url_for
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
 from app.auth.forms import ConfirmForm
+from app.chat import services as chat_services
+from app.chat.llm import describe, is_offline
 from app.errors import AppError
 from app.forms import apply_errors
 from app.projects import services
@@ -49,8 +51,20 @@ def create():
 
 @bp.get("/projects/<int:project_id>")
 def detail(project_id: int):
-    project = services.get_project_for(current_user, project_id)
-    return render_template("projects/detail.html", project=project)
+    """The project page; its first tab is the chat (``?c=<conversation id>`` opens one)."""
+    raw = request.args.get("c", "")
+    view = chat_services.open_chat(
+        user=current_user,
+        project_id=project_id,
+        conversation_id=int(raw) if raw.isdigit() else None,
+    )
+    return render_template(
+        "chat/page.html",
+        view=view,
+        project=view.project,
+        offline=is_offline(current_app),
+        provider_line=describe(current_app),
+    )
 
 
 @bp.route("/projects/<int:project_id>/update", methods=["GET", "POST"])

@@ -1,0 +1,1 @@
+"""Chat: conversations, persisted messages, streamed replies through the provider chain."""

@@ -1,0 +1,137 @@
+"""JSON chat API: send a message (streamed or not), conversations, paged messages."""
+
+from __future__ import annotations
+
+from flask import Blueprint, request
+from flask_login import current_user
+
+from app.api import field, json_body
+from app.chat import services
+from app.chat.render import render_markdown
+from app.chat.streaming import sse_response
+from app.errors import ValidationFailed
+from app.models import Role
+
+bp = Blueprint("chat", __name__)
+
+
+def conversation_json(conversation) -> dict:
+    return {
+        "id": conversation.id,
+        "project_id": conversation.project_id,
+        "title": conversation.title,
+        "created_at": conversation.created_at.isoformat(),
+        "updated_at": conversation.updated_at.isoformat(),
+    }
+
+
+def message_json(message, *, html: bool = False) -> dict:
+    data = {
+        "id": message.id,
+        "conversation_id": message.conversation_id,
+        "role": message.role,
+        "content": message.content,
+        "status": message.status,
+        "provider": message.provider,
+        "model": message.model,
+        "fallback": message.fallback,
+        "prompt_version": message.prompt_version.version if message.prompt_version else None,
+        "tokens_in": message.tokens_in,
+        "tokens_out": message.tokens_out,
+        "ttft_ms": message.ttft_ms,
+        "total_ms": message.total_ms,
+        "error": message.error,
+        "context_files": message.context_files or [],
+        "created_at": message.created_at.isoformat(),
+    }
+    if html and message.role == Role.ASSISTANT:
+        data["html"] = render_markdown(message.content)
+    return data
+
+
+def _wants_stream(data: dict) -> bool:
+    stream = field(data, "stream", kind=bool)
+    if stream is None:
+        return request.accept_mimetypes.best == "text/event-stream"
+    return stream
+
+
+def _chat(project_id: int, data: dict, conversation_id: int | None):
+    turn = services.start_turn(
+        user=current_user,
+        project_id=project_id,
+        message=field(data, "message"),
+        conversation_id=conversation_id,
+        regenerate=bool(field(data, "regenerate", kind=bool)),
+    )
+    if _wants_stream(data):
+        return sse_response(services.run_turn(turn))
+    reply = services.complete_turn(turn)
+    return {
+        "conversation_id": turn.conversation_id,
+        "message": message_json(reply),
+        "reply": reply.content,
+    }
+
+
+@bp.post("/projects/<int:project_id>/chat")
+def project_chat(project_id: int):
+    data = json_body()
+    return _chat(project_id, data, field(data, "conversation_id", kind=int))
+
+
+@bp.post("/chat")
+def chat():
+    """The seed-000 shape: ``{projectId, message, conversationId?, stream?}``."""
+    data = json_body()
+    project_id = field(data, "projectId", kind=int)
+    if project_id is None:
+        raise ValidationFailed(fields={"projectId": "This field is required."})
+    return _chat(project_id, data, field(data, "conversationId", kind=int))
+
+
+@bp.get("/projects/<int:project_id>/conversations")
+def conversations(project_id: int):
+    found = services.list_conversations(user=current_user, project_id=project_id)
+    return {"data": [conversation_json(c) for c in found]}
+
+
+@bp.get("/conversations/<int:conversation_id>")
+def conversation(conversation_id: int):
+    return conversation_json(services.get_conversation_for(current_user, conversation_id))
+
+
+@bp.patch("/conversations/<int:conversation_id>")
+def rename(conversation_id: int):
+    data = json_body()
+    found = services.rename_conversation(
+        user=current_user, conversation_id=conversation_id, title=field(data, "title")
+    )
+    return conversation_json(found)
+
+
+@bp.delete("/conversations/<int:conversation_id>")
+def delete(conversation_id: int):
+    services.delete_conversation(user=current_user, conversation_id=conversation_id)
+    return "", 204
+
+
+def _int_arg(name: str, default: int | None) -> int | None:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit():
+        raise ValidationFailed(fields={name: "Must be a whole number."})
+    return int(raw)
+
+
+@bp.get("/conversations/<int:conversation_id>/messages")
+def messages(conversation_id: int):
+    _, rows, has_more = services.list_messages(
+        user=current_user,
+        conversation_id=conversation_id,
+        before=_int_arg("before", None),
+        limit=_int_arg("limit", 50),
+    )
+    html = request.args.get("html") == "1"
+    return {"data": [message_json(m, html=html) for m in rows], "has_more": has_more}

@@ -1,0 +1,468 @@
+"""Chat rules shared by the page and the JSON API.
+
+A turn has two phases, and no database connection is held between them:
+
+1. ``start_turn`` validates the message, finds or creates the conversation, commits the user's
+   message, and builds the provider request from our own rows (the database is the source of
+   truth for history, so a fallback provider sees exactly what the primary saw).
+2. ``run_turn`` (streaming) or ``complete_turn`` (one response) calls the provider chain and
+   writes exactly one assistant row however the call ends: ``complete``; ``incomplete`` when text
+   had arrived before a failure, a Stop or a client disconnect; ``error`` when nothing arrived.
+
+``run_turn`` yields typed events and knows nothing of HTTP; ``chat/streaming.py`` renders them.
+The provider stream is read by a small pump thread into a queue, so the request thread can send
+heartbeats while the model is silent and coalesce deltas that arrive together into one write.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import closing
+from dataclasses import dataclass, field
+
+from flask import current_app
+from sqlalchemy import delete, select, update
+
+from app.chat.llm import get_chain
+from app.errors import NotFound, ProviderUnavailable, ValidationFailed
+from app.extensions import db
+from app.models import Conversation, Message, MessageStatus, Project, Role, User
+from app.models.base import utcnow
+from app.projects.services import get_project_for
+from app.prompts.versions import system_prompt_for
+from app.providers.base import ChatRequest, ChatTurn, ProviderError, TextDelta
+from app.providers.chain import ChainEnd
+
+log = logging.getLogger(__name__)
+
+TITLE_MAX = 60
+PAGE_MAX = 200
+
+
+# --- events run_turn yields ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Started:
+    conversation: Conversation
+    user_message: Message
+
+
+@dataclass(frozen=True)
+class Delta:
+    text: str
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """Nothing arrived for a while; keep the connection alive."""
+
+
+@dataclass(frozen=True)
+class Done:
+    message: Message
+
+
+@dataclass(frozen=True)
+class Failed:
+    message: Message
+    code: str
+    error: str
+    partial: bool
+
+
+ChatEvent = Started | Delta | Waiting | Done | Failed
+
+
+@dataclass
+class Turn:
+    """Everything the provider phase needs, as plain values (no lazy loads while streaming)."""
+
+    conversation_id: int
+    user_message_id: int
+    prompt_version_id: int | None
+    request: ChatRequest
+    context_files: list[dict] = field(default_factory=list)
+
+
+# --- conversations ---------------------------------------------------------------------------
+
+
+def get_conversation_for(user: User, conversation_id: int) -> Conversation:
+    conversation = db.session.scalar(
+        select(Conversation)
+        .join(Project, Project.id == Conversation.project_id)
+        .where(Conversation.id == conversation_id, Project.owner_id == user.id)
+    )
+    if conversation is None:
+        raise NotFound("No such conversation.")
+    return conversation
+
+
+def list_conversations(*, user: User, project_id: int) -> list[Conversation]:
+    project = get_project_for(user, project_id)
+    return list(
+        db.session.scalars(
+            select(Conversation)
+            .where(Conversation.project_id == project.id)
+            .order_by(Conversation.updated_at.desc(), Conversation.id.desc())
+        )
+    )
+
+
+def rename_conversation(*, user: User, conversation_id: int, title: str | None) -> Conversation:
+    conversation = get_conversation_for(user, conversation_id)
+    title = (title or "").strip()
+    if not title:
+        raise ValidationFailed(fields={"title": "Give the conversation a title."})
+    if len(title) > 200:
+        raise ValidationFailed(fields={"title": "Use at most 200 characters."})
+    conversation.title = title
+    db.session.commit()
+    return conversation
+
+
+def delete_conversation(*, user: User, conversation_id: int) -> None:
+    conversation = get_conversation_for(user, conversation_id)
+    db.session.execute(delete(Message).where(Message.conversation_id == conversation.id))
+    db.session.delete(conversation)
+    db.session.commit()
+
+
+def list_messages(
+    *, user: User, conversation_id: int, before: int | None = None, limit: int = 50
+) -> tuple[Conversation, list[Message], bool]:
+    """One page of messages, oldest first, ending just before ``before`` (newest page if None).
+
+    Uses the ``(conversation_id, id)`` index, so any page costs the same in any length."""
+    conversation = get_conversation_for(user, conversation_id)
+    limit = max(1, min(limit, PAGE_MAX))
+    stmt = select(Message).where(Message.conversation_id == conversation.id)
+    if before is not None:
+        stmt = stmt.where(Message.id < before)
+    rows = list(db.session.scalars(stmt.order_by(Message.id.desc()).limit(limit + 1)))
+    has_more = len(rows) > limit
+    return conversation, list(reversed(rows[:limit])), has_more
+
+
+# --- a turn ----------------------------------------------------------------------------------
+
+
+def clean_message(text: str | None) -> str:
+    text = (text or "").strip()
+    if not text:
+        raise ValidationFailed(fields={"message": "Type a message first."})
+    limit = current_app.config["CHAT_MESSAGE_MAX_CHARS"]
+    if len(text) > limit:
+        raise ValidationFailed(
+            f"Messages are limited to {limit:,} characters.",
+            fields={"message": f"Use at most {limit:,} characters (this has {len(text):,})."},
+        )
+    return text
+
+
+def _title_from(text: str) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= TITLE_MAX else line[: TITLE_MAX - 1].rstrip() + "…"
+
+
+def _history(conversation_id: int, before_id: int) -> list[ChatTurn]:
+    """The newest ``CHAT_HISTORY_MAX_MESSAGES`` turns before a message, oldest first.
+
+    Error rows carry no text and are left out; when a reply was retried, only the newest
+    assistant answer to a user message is kept, so the model sees one coherent thread."""
+    limit = current_app.config["CHAT_HISTORY_MAX_MESSAGES"]
+    rows = db.session.execute(
+        select(Message.role, Message.content)
+        .where(
+            Message.conversation_id == conversation_id,
+            Message.id < before_id,
+            Message.content != "",
+        )
+        .order_by(Message.id.desc())
+        .limit(limit)
+    ).all()
+    turns: list[ChatTurn] = []
+    for role, content in reversed(rows):
+        if turns and role == Role.ASSISTANT and turns[-1].role == Role.ASSISTANT:
+            turns[-1] = ChatTurn(role="assistant", content=content)
+        else:
+            turns.append(ChatTurn(role=role, content=content))
+    return turns
+
+
+def start_turn(
+    *,
+    user: User,
+    project_id: int,
+    message: str | None,
+    conversation_id: int | None = None,
+    regenerate: bool = False,
+) -> Turn:
+    """Store the user's message (or pick the last one, to regenerate) and prepare the call."""
+    project = get_project_for(user, project_id)
+    if regenerate:
+        if conversation_id is None:
+            raise ValidationFailed(fields={"conversation_id": "Say which conversation."})
+        conversation = _conversation_in(project, user, conversation_id)
+        user_message = db.session.scalar(
+            select(Message)
+            .where(Message.conversation_id == conversation.id, Message.role == Role.USER)
+            .order_by(Message.id.desc())
+            .limit(1)
+        )
+        if user_message is None:
+            raise ValidationFailed(fields={"conversation_id": "Nothing to regenerate yet."})
+    else:
+        text = clean_message(message)
+        if conversation_id is None:
+            conversation = Conversation(project_id=project.id, title=_title_from(text))
+            db.session.add(conversation)
+            db.session.flush()
+        else:
+            conversation = _conversation_in(project, user, conversation_id)
+        user_message = Message(conversation_id=conversation.id, role=Role.USER, content=text)
+        db.session.add(user_message)
+        db.session.flush()
+    system, version = system_prompt_for(project)
+    request = ChatRequest(
+        system=system,
+        history=_history(conversation.id, user_message.id),
+        message=user_message.content,
+        max_output_tokens=current_app.config["LLM_MAX_OUTPUT_TOKENS"],
+    )
+    conversation.updated_at = utcnow()
+    db.session.commit()  # the user's message is safe before any provider is called
+    return Turn(
+        conversation_id=conversation.id,
+        user_message_id=user_message.id,
+        prompt_version_id=version.id if version else None,
+        request=request,
+    )
+
+
+def _conversation_in(project: Project, user: User, conversation_id: int) -> Conversation:
+    conversation = get_conversation_for(user, conversation_id)
+    if conversation.project_id != project.id:
+        raise NotFound("No such conversation in this project.")
+    return conversation
+
+
+def _error_text(exc: ProviderError) -> str:
+    names = {"openai": "OpenAI", "openrouter": "OpenRouter", "offline": "Offline model"}
+    return f"{names.get(exc.provider, exc.provider)}: {exc.message}"
+
+
+def _error_code(exc: ProviderError) -> str:
+    from app.providers.base import ProviderBadRequest, ProviderContentPolicy
+
+    if isinstance(exc, ProviderContentPolicy):
+        return "content_policy"
+    if isinstance(exc, ProviderBadRequest):
+        return "provider_rejected"
+    return "provider_unavailable"
+
+
+def _store_reply(
+    turn: Turn,
+    *,
+    text: str,
+    status: MessageStatus,
+    end: ChainEnd | None = None,
+    error: str | None = None,
+    ttft_ms: int | None = None,
+    total_ms: int | None = None,
+) -> Message:
+    meta = end.meta if end else None
+    reply = Message(
+        conversation_id=turn.conversation_id,
+        role=Role.ASSISTANT,
+        content=text,
+        status=status,
+        prompt_version_id=turn.prompt_version_id,
+        provider=meta.provider if meta else None,
+        model=meta.model if meta else None,
+        fallback=bool(end and end.fallback),
+        tokens_in=meta.tokens_in if meta else None,
+        tokens_out=meta.tokens_out if meta else None,
+        ttft_ms=ttft_ms,
+        total_ms=total_ms,
+        error=error,
+        context_files=turn.context_files or None,
+    )
+    db.session.add(reply)
+    db.session.execute(
+        update(Conversation)
+        .where(Conversation.id == turn.conversation_id)
+        .values(updated_at=utcnow())
+    )
+    db.session.commit()
+    return reply
+
+
+def complete_turn(turn: Turn) -> Message:
+    """One provider call, one stored reply. Raises ``ProviderUnavailable`` (502) on failure,
+    after storing the error on the assistant row; the user's message stays stored."""
+    started = time.monotonic()
+    try:
+        reply, end = get_chain().complete(turn.request)
+    except ProviderError as exc:
+        _store_reply(turn, text="", status=MessageStatus.ERROR, error=_error_text(exc))
+        raise ProviderUnavailable(_error_text(exc), code=_error_code(exc)) from exc
+    elapsed = int((time.monotonic() - started) * 1000)
+    return _store_reply(
+        turn,
+        text=reply.text,
+        status=MessageStatus.COMPLETE,
+        end=end,
+        ttft_ms=elapsed,
+        total_ms=elapsed,
+    )
+
+
+_END = object()
+
+
+@dataclass(frozen=True)
+class _Raised:
+    error: BaseException
+
+
+def _pump(events: Iterator, out: queue.SimpleQueue, stop: threading.Event) -> None:
+    """Thread body: move provider events into the queue until the end or a Stop."""
+    try:
+        with closing(events):  # closing the generator closes the upstream HTTP response
+            for event in events:
+                out.put(event)
+                if stop.is_set():
+                    break
+    except BaseException as exc:  # handed to the request thread, which decides
+        out.put(_Raised(exc))
+    finally:
+        out.put(_END)
+
+
+def run_turn(turn: Turn, *, heartbeat: float | None = None) -> Iterator[ChatEvent]:
+    """Stream one reply. Ends with exactly one ``Done`` or ``Failed``, except when the consumer
+    goes away (Stop, disconnect): then the partial reply is stored as incomplete and the
+    provider request is abandoned, which closes its connection."""
+    heartbeat = heartbeat or current_app.config["CHAT_HEARTBEAT_SECONDS"]
+    conversation = db.session.get(Conversation, turn.conversation_id)
+    user_message = db.session.get(Message, turn.user_message_id)
+    db.session.commit()  # release the connection before waiting on the provider
+    yield Started(conversation, user_message)
+
+    events: queue.SimpleQueue = queue.SimpleQueue()
+    stop = threading.Event()
+    pump = threading.Thread(
+        target=_pump, args=(get_chain().stream(turn.request), events, stop), daemon=True
+    )
+    started = time.monotonic()
+    parts: list[str] = []
+    ttft_ms: int | None = None
+    end: ChainEnd | None = None
+    failure: ProviderError | None = None
+    outcome: Message | None = None
+    pending = None  # an event taken from the queue while coalescing, handled next
+    pump.start()
+    try:
+        while True:
+            if pending is not None:
+                item, pending = pending, None
+            else:
+                try:
+                    item = events.get(timeout=heartbeat)
+                except queue.Empty:
+                    yield Waiting()
+                    continue
+            if item is _END:
+                break
+            if isinstance(item, _Raised):
+                if isinstance(item.error, ProviderError):
+                    failure = item.error
+                    break
+                raise item.error
+            if isinstance(item, ChainEnd):
+                end = item
+                continue
+            if isinstance(item, TextDelta) and item.text:
+                # Coalesce whatever else is already waiting into one write.
+                chunk = [item.text]
+                while True:
+                    try:
+                        nxt = events.get_nowait()
+                    except queue.Empty:
+                        break
+                    if isinstance(nxt, TextDelta):
+                        chunk.append(nxt.text)
+                    else:
+                        pending = nxt
+                        break
+                text = "".join(chunk)
+                if ttft_ms is None:
+                    ttft_ms = int((time.monotonic() - started) * 1000)
+                parts.append(text)
+                yield Delta(text)
+        total_ms = int((time.monotonic() - started) * 1000)
+        text = "".join(parts)
+        if failure is not None:
+            status = MessageStatus.INCOMPLETE if text else MessageStatus.ERROR
+            outcome = _store_reply(
+                turn,
+                text=text,
+                status=status,
+                error=_error_text(failure),
+                ttft_ms=ttft_ms,
+                total_ms=total_ms,
+            )
+            yield Failed(outcome, _error_code(failure), _error_text(failure), partial=bool(text))
+        else:
+            outcome = _store_reply(
+                turn,
+                text=text,
+                status=MessageStatus.COMPLETE,
+                end=end,
+                ttft_ms=ttft_ms,
+                total_ms=total_ms,
+            )
+            yield Done(outcome)
+    finally:
+        stop.set()
+        if outcome is None:
+            # Stopped by the user, the client went away, or something unexpected: keep what
+            # arrived, marked incomplete.
+            db.session.rollback()
+            _store_reply(
+                turn,
+                text="".join(parts),
+                status=MessageStatus.INCOMPLETE,
+                error="Stopped before the reply was complete.",
+                ttft_ms=ttft_ms,
+                total_ms=int((time.monotonic() - started) * 1000),
+            )
+
+
+@dataclass(frozen=True)
+class ChatView:
+    project: Project
+    conversations: list[Conversation]
+    conversation: Conversation | None
+    messages: list[Message]
+    has_more: bool
+
+
+def open_chat(
+    *, user: User, project_id: int, conversation_id: int | None, limit: int = 30
+) -> ChatView:
+    """What the chat tab shows: the conversation list and the newest page of one conversation."""
+    project = get_project_for(user, project_id)
+    conversations = list_conversations(user=user, project_id=project.id)
+    if conversation_id is None:
+        return ChatView(project, conversations, None, [], False)
+    conversation = _conversation_in(project, user, conversation_id)
+    _, messages, has_more = list_messages(user=user, conversation_id=conversation.id, limit=limit)
+    return ChatView(project, conversations, conversation, messages, has_more)
