@@ -1,0 +1,382 @@
+"""Chat through the app against the fake provider server over real HTTP: wire bodies, streaming
+on each provider, every fallback rule, failures after the first token, Stop, heartbeats."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import pytest
+
+from app.chat.llm import close_client
+from app.extensions import db
+from app.models import Message
+from tests.factories import make_project, make_user
+from tests.fake_provider import FakeProviderServer, Scenario, closed_port_url
+from tests.sse import parse_sse
+
+
+@pytest.fixture(scope="session")
+def fake():
+    server = FakeProviderServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _reset(fake):
+    fake.reset()
+
+
+@pytest.fixture
+def config_overrides(fake):
+    return {
+        "OPENAI_API_KEY": "test-openai-key",
+        "OPENROUTER_API_KEY": "test-openrouter-key",
+        "OPENAI_BASE_URL": fake.openai_base_url,
+        "OPENROUTER_BASE_URL": fake.openrouter_base_url,
+        "OPENROUTER_REFERER": "https://prompthub.example",
+        "LLM_TIMEOUT_SECONDS": 0.6,
+        "LLM_RETRY_MAX_WAIT_SECONDS": 0.3,
+    }
+
+
+@pytest.fixture
+def owner(app):
+    return make_user(app, email="ada@example.com")
+
+
+@pytest.fixture
+def project_id(app, owner):
+    return make_project(app, owner, system_prompt="You are Ada's support bot.")
+
+
+def send(client, owner, project_id, message="Hi", **body):
+    return client.post(
+        f"/api/projects/{project_id}/chat", json={"message": message, **body}, headers=owner.headers
+    )
+
+
+def stream(client, owner, project_id, message="Hi", **body):
+    resp = send(client, owner, project_id, message, stream=True, **body)
+    assert resp.status_code == 200
+    events, comments = parse_sse(resp.get_data(as_text=True))
+    return events, comments
+
+
+def stored(app, message_id):
+    with app.app_context():
+        m = db.session.get(Message, message_id)
+        return {
+            k: getattr(m, k)
+            for k in (
+                "status",
+                "content",
+                "provider",
+                "model",
+                "fallback",
+                "error",
+                "tokens_in",
+                "tokens_out",
+            )
+        }
+
+
+# --- what crosses the wire ------------------------------------------------------------------
+
+
+def test_openai_request_body_carries_prompt_history_and_settings(client, owner, project_id, fake):
+    cid = send(client, owner, project_id, "First question").get_json()["conversation_id"]
+    send(client, owner, project_id, "Second question", conversation_id=cid)
+    body = fake.calls("responses")[-1].json
+    assert body["model"] == "gpt-4o-mini"
+    assert body["instructions"] == "You are Ada's support bot."
+    assert body["input"] == [
+        {"role": "user", "content": "First question"},
+        {"role": "assistant", "content": "Hello from the fake model."},
+        {"role": "user", "content": "Second question"},
+    ]
+    assert body["store"] is False
+    assert body["max_output_tokens"] == 1024
+    assert "previous_response_id" not in body
+    assert fake.calls("responses")[-1].headers["Authorization"] == "Bearer test-openai-key"
+
+
+def test_history_budget_keeps_the_newest_messages(app, client, owner, project_id, fake):
+    app.config["CHAT_HISTORY_MAX_MESSAGES"] = 2
+    cid = send(client, owner, project_id, "one").get_json()["conversation_id"]
+    send(client, owner, project_id, "two", conversation_id=cid)
+    send(client, owner, project_id, "three", conversation_id=cid)
+    items = fake.calls("responses")[-1].json["input"]
+    assert [i["content"] for i in items] == ["two", "Hello from the fake model.", "three"]
+
+
+def test_streaming_on_openai_stores_metadata(app, client, owner, project_id, fake):
+    fake.script("responses", Scenario(deltas=["Hel", "lo", " Ada"], keepalive=True))
+    events, _ = stream(client, owner, project_id)
+    assert [d["text"] for n, d in events if n == "delta"] == ["Hel", "lo", " Ada"] or "".join(
+        d["text"] for n, d in events if n == "delta"
+    ) == "Hello Ada"
+    done = events[-1]
+    assert done[0] == "done"
+    row = stored(app, done[1]["message"]["id"])
+    assert row["content"] == "Hello Ada"
+    assert (row["provider"], row["model"], row["fallback"]) == (
+        "openai",
+        "gpt-4o-mini-2024-07-18",
+        False,
+    )
+    assert row["tokens_out"] == 2 and row["tokens_in"] > 0
+
+
+@pytest.mark.parametrize("usage_variant", ["empty_choices", "one_choice"])
+def test_openrouter_alone_streams_and_reads_usage(
+    app, client, owner, project_id, fake, usage_variant
+):
+    app.config["OPENAI_API_KEY"] = None
+    fake.script("chat", Scenario(usage_variant=usage_variant, keepalive=True, ttft_ms=50))
+    events, _ = stream(client, owner, project_id, "Hey")
+    assert events[-1][0] == "done"
+    row = stored(app, events[-1][1]["message"]["id"])
+    assert (row["provider"], row["model"], row["fallback"]) == (
+        "openrouter",
+        "openai/gpt-4o-mini",
+        False,
+    )
+    assert row["tokens_out"] == 5
+    call = fake.calls("chat")[0]
+    assert call.json["messages"][0] == {"role": "system", "content": "You are Ada's support bot."}
+    assert call.json["messages"][-1] == {"role": "user", "content": "Hey"}
+    assert call.json["max_tokens"] == 1024
+    assert call.headers["Http-Referer"] == "https://prompthub.example"
+    assert call.headers["X-Title"] == "PromptHub"
+    assert fake.calls("responses") == []
+
+
+def test_non_streaming_on_each_provider(app, client, owner, project_id, fake):
+    assert send(client, owner, project_id).get_json()["message"]["provider"] == "openai"
+    app.config["OPENAI_API_KEY"] = None
+    close_client(app)  # the chain is built once per process; rebuild it from the new config
+    body = send(client, owner, project_id).get_json()
+    assert body["reply"] == "Hello from the fake model."
+    assert body["message"]["provider"] == "openrouter"
+
+
+def test_no_keys_means_offline_and_no_network(app, client, owner, project_id, fake):
+    app.config["OPENAI_API_KEY"] = app.config["OPENROUTER_API_KEY"] = None
+    assert send(client, owner, project_id).get_json()["message"]["provider"] == "offline"
+    assert fake.requests == []
+
+
+# --- the fallback table -------------------------------------------------------------------
+
+FALLS_BACK = [
+    # (scenario for OpenAI, OpenAI calls expected)
+    pytest.param(Scenario(status=500), 2, id="500-retried-once-then-fallback"),
+    pytest.param(Scenario(status=503), 2, id="503-retried-once-then-fallback"),
+    pytest.param(
+        Scenario(status=429, retry_after="30"), 1, id="429-long-retry-after-falls-back-at-once"
+    ),
+    pytest.param(Scenario(status=429), 1, id="429-without-retry-hint-falls-back"),
+    pytest.param(Scenario(status=429, error="insufficient_quota"), 1, id="quota-never-retried"),
+    pytest.param(
+        Scenario(inband_error=True, error="insufficient_quota"), 1, id="inband-nested-error"
+    ),
+    pytest.param(
+        Scenario(inband_error=True, flat_error=True, error="server_error"),
+        2,
+        id="inband-flat-error-retried",
+    ),
+    pytest.param(Scenario(truncate_after=0), 1, id="eof-without-terminal-event"),
+    pytest.param(Scenario(cut_after=0), 2, id="connection-cut-before-text"),
+    pytest.param(Scenario(malformed=True), 1, id="malformed-event"),
+    pytest.param(Scenario(hang_s=1.2), 1, id="read-timeout"),
+    pytest.param(Scenario(status=401), 1, id="auth-error-falls-back-loudly"),
+    pytest.param(Scenario(status=404), 1, id="model-not-found-falls-back-loudly"),
+]
+
+
+@pytest.mark.parametrize(("scenario", "openai_calls"), FALLS_BACK)
+def test_failures_before_the_first_token_fall_back(
+    app, client, owner, project_id, fake, scenario, openai_calls
+):
+    fake.script("responses", scenario, scenario)
+    events, _ = stream(client, owner, project_id)
+    assert events[-1][0] == "done", events[-1]
+    row = stored(app, events[-1][1]["message"]["id"])
+    assert (row["provider"], row["fallback"], row["status"]) == ("openrouter", True, "complete")
+    assert row["content"] == "Hello from the fake model."
+    assert len(fake.calls("responses")) == openai_calls
+    assert len(fake.calls("chat")) == 1
+    # The fallback saw exactly what the primary saw.
+    assert fake.calls("chat")[0].json["messages"][-1]["content"] == "Hi"
+
+
+def test_short_retry_after_is_honoured_on_the_primary(app, client, owner, project_id, fake):
+    fake.script("responses", Scenario(status=429, retry_after_ms="50"))
+    events, _ = stream(client, owner, project_id)
+    row = stored(app, events[-1][1]["message"]["id"])
+    assert (row["provider"], row["fallback"]) == ("openai", False)
+    assert len(fake.calls("responses")) == 2
+    assert fake.calls("chat") == []
+
+
+def test_connection_refused_falls_back(app, client, owner, project_id, fake):
+    app.config["OPENAI_BASE_URL"] = closed_port_url() + "/v1"
+    body = send(client, owner, project_id).get_json()
+    assert (body["message"]["provider"], body["message"]["fallback"]) == ("openrouter", True)
+
+
+def test_auth_errors_on_the_primary_are_logged_at_error_level(
+    client, owner, project_id, fake, caplog
+):
+    fake.script("responses", Scenario(status=401))
+    with caplog.at_level(logging.WARNING, logger="app.providers.chain"):
+        send(client, owner, project_id)
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert errors and "auth" in errors[0].getMessage()
+    assert "test-openai-key" not in caplog.text
+
+
+@pytest.mark.parametrize(
+    "scenario",
+    [
+        pytest.param(Scenario(status=400), id="bad-request"),
+        pytest.param(
+            Scenario(
+                status=400,
+                error="content_policy_violation",
+                message="Your request was rejected by the safety system.",
+            ),
+            id="content-policy",
+        ),
+    ],
+)
+def test_bad_requests_and_policy_refusals_never_fall_back(
+    app, client, owner, project_id, fake, scenario
+):
+    fake.script("responses", scenario)
+    events, _ = stream(client, owner, project_id)
+    name, data = events[-1]
+    assert name == "error"
+    assert data["partial"] is False
+    assert data["error"]["message"].startswith("OpenAI: ")
+    assert fake.calls("chat") == []
+    row = stored(app, data["message"]["id"])
+    assert row["status"] == "error" and row["content"] == ""
+
+
+def test_openrouter_moderation_is_not_evaded(app, client, owner, project_id, fake):
+    app.config["OPENAI_API_KEY"] = None
+    fake.script("chat", Scenario(status=403, moderation=True))
+    resp = send(client, owner, project_id)
+    assert resp.status_code == 502
+    assert resp.get_json()["error"]["code"] == "content_policy"
+
+
+# --- after the first token: no fallback, no replay ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "scenario"),
+    [
+        ("responses", Scenario(fail_after=2, error="server_error")),
+        ("responses", Scenario(cut_after=2)),
+        ("responses", Scenario(truncate_after=2)),
+        ("chat", Scenario(fail_after=2, int_code=True, raw="upstream overloaded")),
+        ("chat", Scenario(fail_after=2, int_code=False)),
+    ],
+    ids=["openai-inband", "openai-cut", "openai-eof", "openrouter-int-code", "openrouter-str-code"],
+)
+def test_failure_after_text_keeps_the_partial_reply(
+    app, client, owner, project_id, fake, endpoint, scenario
+):
+    if endpoint == "chat":
+        app.config["OPENAI_API_KEY"] = None
+    fake.script(endpoint, scenario)
+    events, _ = stream(client, owner, project_id)
+    names = [n for n, _ in events]
+    assert names[-1] == "error" and names.count("error") == 1 and "done" not in names
+    data = events[-1][1]
+    assert data["partial"] is True
+    row = stored(app, data["message"]["id"])
+    assert row["status"] == "incomplete"
+    assert row["content"] == "Hello from"
+    assert row["error"]
+    other = "chat" if endpoint == "responses" else "responses"
+    assert fake.calls(other) == []
+    if scenario.raw:
+        assert "upstream overloaded" in data["error"]["message"]
+
+
+def test_both_providers_down(app, client, owner, project_id, fake):
+    fake.script("responses", Scenario(status=503), Scenario(status=503))
+    down = Scenario(status=502, raw="no healthy upstream")
+    fake.script("chat", down, down)  # one short retry on each provider
+    resp = send(client, owner, project_id, "Still there?")
+    assert resp.status_code == 502
+    err = resp.get_json()["error"]
+    assert err["code"] == "provider_unavailable"
+    assert "OpenRouter" in err["message"] and "no healthy upstream" in err["message"]
+    with app.app_context():
+        rows = db.session.query(Message).order_by(Message.id).all()
+        assert [(m.role, m.status) for m in rows] == [("user", "complete"), ("assistant", "error")]
+        assert rows[0].content == "Still there?"
+
+
+def test_both_down_while_streaming_ends_with_one_error_event(app, client, owner, project_id, fake):
+    fake.script("responses", Scenario(status=500), Scenario(status=500))
+    fake.script("chat", Scenario(status=503), Scenario(status=503))
+    events, _ = stream(client, owner, project_id)
+    names = [n for n, _ in events]
+    assert names == ["start", "error"]
+    assert events[-1][1]["error"]["code"] == "provider_unavailable"
+
+
+def test_openrouter_200_body_with_error_is_an_error(app, client, owner, project_id, fake):
+    app.config["OPENAI_API_KEY"] = None
+    fake.script(
+        "chat", Scenario(body_error=True, raw="error code: 1015"), Scenario(body_error=True)
+    )
+    resp = send(client, owner, project_id)
+    assert resp.status_code == 502
+    assert "error code: 1015" in resp.get_json()["error"]["message"]
+
+
+# --- stream plumbing ------------------------------------------------------------------------
+
+
+def test_heartbeats_while_the_model_is_silent(app, client, owner, project_id, fake):
+    app.config["CHAT_HEARTBEAT_SECONDS"] = 0.05
+    fake.script("responses", Scenario(ttft_ms=400))
+    events, comments = stream(client, owner, project_id)
+    assert "keep-alive" in comments
+    assert events[-1][0] == "done"
+
+
+def test_stop_stores_the_partial_reply_and_closes_the_upstream_request(
+    app, client, owner, project_id, fake
+):
+    fake.script("responses", Scenario(deltas=[f"w{i} " for i in range(200)], token_delay_ms=20))
+    resp = client.post(
+        f"/api/projects/{project_id}/chat",
+        json={"message": "long one", "stream": True},
+        headers=owner.headers,
+        buffered=False,
+    )
+    received = ""
+    for chunk in resp.response:
+        received += chunk.decode() if isinstance(chunk, bytes) else chunk
+        if received.count("event: delta") >= 3:
+            break
+    resp.close()  # what a browser's Stop (fetch abort) or a dropped client amounts to
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline and not fake.disconnects:
+        time.sleep(0.02)
+    assert fake.disconnects == 1
+    assert not fake.calls("responses")[0].completed
+    with app.app_context():
+        reply = db.session.query(Message).filter_by(role="assistant").one()
+        assert reply.status == "incomplete"
+        assert reply.content.startswith("w0 w1")
+        assert len(reply.content.split()) < 200
