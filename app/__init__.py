@@ -41,6 +41,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from app import models  # noqa: F401  (register every table on the metadata)
     from app.auth import loading
     from app.blueprints import ALL
+    from app.cli import register_cli
     from app.errors import register_error_handlers
     from app.extensions import csrf, db, login_manager, migrate
 
@@ -52,6 +53,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     for blueprint in ALL:
         app.register_blueprint(blueprint)
     register_error_handlers(app)
+    register_cli(app)
 
     @app.get("/healthz")
     def healthz():
@@ -75,3 +77,4 @@ def _configure_logging(app: Flask) -> None:
         return
     level = getattr(logging, str(app.config["LOG_LEVEL"]).upper(), logging.INFO)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)

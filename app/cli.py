@@ -1,0 +1,21 @@
+"""Flask CLI commands: ``flask providers`` says which model answers chat."""
+
+from __future__ import annotations
+
+import click
+from flask import Flask, current_app
+
+from app.chat.llm import describe, is_offline
+
+
+def register_cli(app: Flask) -> None:
+    @app.cli.command("providers")
+    def providers() -> None:
+        """Print which providers answer chat (or that the offline demo model does)."""
+        line = describe(current_app)
+        if is_offline(current_app):
+            click.secho("=" * 78, fg="yellow")
+            click.secho(line, fg="yellow", bold=True)
+            click.secho("=" * 78, fg="yellow")
+        else:
+            click.echo(line)
