@@ -1,4 +1,8 @@
-"""LLM provider adapters (OpenAI Responses, OpenRouter, offline demo) and the fallback chain.
+"""LLM provider adapters (OpenAI Responses, OpenRouter chat completions, an offline demo) and
+the fallback chain.
 
-Nothing in this package imports Flask: adapters know httpx and their wire format only.
+Nothing in this package imports Flask: adapters know httpx, httpx-sse and their wire format only
+(shared/PROTOCOLS.md). ``chain.py`` is the one place that decides retry and fallback; the app
+builds one ``httpx.Client`` per process with ``make_http_client`` and one chain with
+``build_chain``.
 """

@@ -1,19 +1,49 @@
-"""The provider interface: request/reply dataclasses, stream events, and our error family.
+"""The provider interface: request/reply dataclasses, stream events, settings, the error family.
 
-Adapters map HTTP statuses, error bodies, in-band stream errors and transport failures onto
-``ProviderError`` subclasses; ``chain.py`` decides fallback from the class alone (plus whether
-text was already shown). Messages keep the provider's own reason.
+Boundaries: this package knows the standard library, httpx and httpx-sse only (no Flask). Each
+adapter maps HTTP statuses, error bodies, in-band stream errors and transport failures onto one
+``ProviderError`` subclass; ``chain.py`` decides retry and fallback from the class alone, plus
+whether text was already shown. Error messages keep the provider's own reason (OpenAI
+``error.message``; OpenRouter ``error.message`` plus ``metadata.raw``).
+
+Error classes (shared/PROTOCOLS.md §B.1, §D.4, §E.2):
+
+========================  =======================================================================
+class                     raised for
+========================  =======================================================================
+ProviderAuthError         401; 403 without moderation/guardrail metadata
+ProviderModelNotFound     404 (``model_not_found``, or a base URL without the endpoint)
+ProviderRateLimited       429 rate limits, in-band ``rate_limit_exceeded``; ``retry_after`` set
+ProviderQuotaExceeded     OpenAI ``insufficient_quota`` (429 or in-band), OpenRouter 402
+ProviderBadRequest        400/413/422 and other 4xx, context length, invalid input
+ProviderContentPolicy     OpenAI content-policy/moderation/safety codes and refusals,
+                          OpenRouter 403 moderation or guardrail, ``content_policy_violation``
+ProviderUnavailable       408, 409, 5xx/52x/529, ``server_error`` and unknown in-band errors
+ProviderTimeout           httpx timeouts (``code`` is ``connect_timeout`` or ``read_timeout``)
+ProviderConnectionError   connect errors; a dropped connection (``RemoteProtocolError``, ...)
+ProviderMalformed         unparseable JSON, wrong content type, EOF without a terminal event,
+                          a 200 body without the expected structure
+========================  =======================================================================
+
+Decision on 404 ``model_not_found``: it is a configuration error of *that* provider (its model
+id or base URL is wrong), and each provider's model is configured independently, so the chain
+falls back exactly as for an auth error and logs it at ERROR level. ``ProviderModelNotFound``
+subclasses ``ProviderAuthError`` ("this provider is misconfigured"), so code handling auth errors
+handles it too.
 """
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import httpx
+
+# --- requests, replies, stream events -----------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -24,6 +54,8 @@ class ChatTurn:
 
 @dataclass(frozen=True)
 class ChatRequest:
+    """One turn to answer: the system prompt, prior turns (oldest first) and the new message."""
+
     system: str
     history: list[ChatTurn]
     message: str
@@ -61,7 +93,12 @@ class StreamEnd:
 StreamEvent = TextDelta | StreamEnd
 
 
+@runtime_checkable
 class Provider(Protocol):
+    """An adapter. ``stream`` yields zero or more ``TextDelta`` then exactly one ``StreamEnd``, or
+    raises a ``ProviderError``. It is a generator holding the upstream response open in a
+    ``with`` block, so closing the generator closes the HTTP response at once."""
+
     name: str
     model: str
 
@@ -70,8 +107,13 @@ class Provider(Protocol):
     def stream(self, req: ChatRequest) -> Iterator[StreamEvent]: ...
 
 
+# --- settings and the shared client -------------------------------------------------------------
+
+
 @dataclass(frozen=True)
 class ProviderSettings:
+    """Everything the adapters need, as plain values (the app builds it from its config)."""
+
     openai_api_key: str | None = None
     openai_base_url: str = "https://api.openai.com/v1"
     openai_model: str = "gpt-4o-mini"
@@ -81,18 +123,57 @@ class ProviderSettings:
     openrouter_model: str = "openai/gpt-4o-mini"
     openrouter_referer: str | None = None
     openrouter_title: str | None = None
-    max_output_tokens: int = 1024
-    timeout_seconds: float = 60.0
+    max_output_tokens: int = 1024  # a ceiling: a request may ask for fewer, never more
+    timeout_seconds: float = 60.0  # read (idle) timeout: the longest silence between chunks
     connect_timeout_seconds: float = 5.0
-    retry_max_wait_seconds: float = 2.0
-    offline_delay_ms: int = 15
+    retry_max_wait_seconds: float = 2.0  # a longer retry-after means: fall back, do not wait
+    offline_delay_ms: int = 15  # per offline token, so streaming is visible
+
+    def __repr__(self) -> str:  # keys never reach logs or tracebacks
+        def state(key: str | None) -> str:
+            return "key set" if key else "no key"
+
+        return (
+            f"ProviderSettings(openai={self.openai_model!r} {state(self.openai_api_key)}, "
+            f"openrouter={self.openrouter_model!r} {state(self.openrouter_api_key)})"
+        )
 
 
-# --- errors ----------------------------------------------------------------------------------
+# Enough connections for ~200 concurrent streams per process, with headroom.
+POOL_MAX_CONNECTIONS = 400
+POOL_MAX_KEEPALIVE = 100
+
+
+def make_http_client(settings: ProviderSettings) -> httpx.Client:
+    """The one pooled client per process, shared by every adapter (httpx.Client is thread-safe).
+
+    ``read`` is an idle timeout (per chunk), not a total: long streams are fine while bytes flow.
+    Waiting for a free pooled connection is bounded by the connect timeout. ``trust_env=False``:
+    proxy environment variables never divert provider or loopback (test) traffic."""
+    timeout = httpx.Timeout(
+        connect=settings.connect_timeout_seconds,
+        read=settings.timeout_seconds,
+        write=settings.timeout_seconds,
+        pool=settings.connect_timeout_seconds,
+    )
+    limits = httpx.Limits(
+        max_connections=POOL_MAX_CONNECTIONS,
+        max_keepalive_connections=POOL_MAX_KEEPALIVE,
+        keepalive_expiry=30.0,
+    )
+    return httpx.Client(timeout=timeout, limits=limits, trust_env=False, follow_redirects=False)
+
+
+# --- errors -------------------------------------------------------------------------------------
 
 
 class ProviderError(Exception):
-    """A provider call failed. ``partial`` is set by the chain when text was already shown."""
+    """A provider call failed.
+
+    ``message`` is the provider's own reason. ``request_id`` is the provider's id for the call
+    (``x-request-id`` / ``X-Generation-Id``), for logs. ``retryable`` is the provider's hint
+    (``x-should-retry``), None when absent. The chain sets ``partial`` when text had already been
+    shown and fills ``attempts`` with what it tried before giving up."""
 
     kind = "error"
 
@@ -104,6 +185,8 @@ class ProviderError(Exception):
         status: int | None = None,
         code: str | None = None,
         retry_after: float | None = None,
+        request_id: str | None = None,
+        retryable: bool | None = None,
     ) -> None:
         super().__init__(f"{provider}: {message}")
         self.provider = provider
@@ -111,17 +194,24 @@ class ProviderError(Exception):
         self.status = status
         self.code = code
         self.retry_after = retry_after
+        self.request_id = request_id
+        self.retryable = retryable
         self.partial = False
+        self.attempts: list[Any] = []
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(provider={self.provider!r}, status={self.status}, "
+            f"code={self.code!r}, message={self.message!r})"
+        )
 
 
 class ProviderAuthError(ProviderError):
     kind = "auth"
 
 
-class ProviderNotFound(ProviderError):
-    """404, e.g. ``model_not_found``: a configuration error of this provider only."""
-
-    kind = "not_found"
+class ProviderModelNotFound(ProviderAuthError):
+    kind = "model_not_found"
 
 
 class ProviderRateLimited(ProviderError):
@@ -156,90 +246,107 @@ class ProviderMalformed(ProviderError):
     kind = "malformed"
 
 
-CONTENT_POLICY_CODES = {
-    "content_policy_violation",
-    "content_filter",
-    "moderation_blocked",
-    "invalid_prompt",
-    "safety",
-}
+# --- helpers shared by the adapters ------------------------------------------------------------
+
+POLICY_CODES = frozenset(
+    {
+        "content_policy_violation",
+        "content_filter",
+        "moderation_blocked",
+        "invalid_prompt",  # OpenAI: "Invalid prompt: ... flagged as potentially violating ..."
+        "flagged",
+        "guardrail",
+    }
+)
+CONTEXT_CODES = frozenset({"context_length_exceeded", "string_above_max_length"})
 
 
 def is_policy_code(code: str | None) -> bool:
-    return bool(code) and (code in CONTENT_POLICY_CODES or "safety" in code or "moderation" in code)
+    if not code:
+        return False
+    code = code.lower()
+    return code in POLICY_CODES or any(w in code for w in ("safety", "moderation", "policy"))
 
 
-def classify_status(
-    provider: str,
-    status: int,
-    message: str,
-    *,
-    code: str | None = None,
-    retry_after: float | None = None,
-) -> ProviderError:
-    """Map an HTTP status (and the body's code) onto our error family."""
-    kw = {"status": status, "code": code, "retry_after": retry_after}
-    if is_policy_code(code):
-        return ProviderContentPolicy(provider, message, **kw)
-    if code == "insufficient_quota" or status == 402:
-        return ProviderQuotaExceeded(provider, message, **kw)
-    if status == 429:
-        return ProviderRateLimited(provider, message, **kw)
-    if status in (401, 403):
-        return ProviderAuthError(provider, message, **kw)
-    if status == 404:
-        return ProviderNotFound(provider, message, **kw)
-    if status in (408, 409) or status >= 500:
-        return ProviderUnavailable(provider, message, **kw)
-    if 400 <= status < 500:
-        return ProviderBadRequest(provider, message, **kw)
-    return ProviderMalformed(provider, f"unexpected HTTP status {status}: {message}", **kw)
-
-
-def classify_code(provider: str, code: str | None, message: str) -> ProviderError:
-    """Map an in-band error (no HTTP status) by its code."""
-    if is_policy_code(code):
-        return ProviderContentPolicy(provider, message, code=code)
-    if code == "insufficient_quota":
-        return ProviderQuotaExceeded(provider, message, code=code)
-    if code in ("rate_limit_exceeded", "tokens", "requests"):
-        return ProviderRateLimited(provider, message, code=code)
-    if code in ("invalid_request_error", "context_length_exceeded", "invalid_request"):
-        return ProviderBadRequest(provider, message, code=code)
-    return ProviderUnavailable(provider, message, code=code)
-
-
-def parse_retry_after(headers: httpx.Headers) -> float | None:
-    """Seconds to wait: ``retry-after-ms`` first, then ``retry-after`` (seconds or HTTP date)."""
+def parse_retry_after(headers: Mapping[str, str] | httpx.Headers) -> float | None:
+    """Seconds to wait: ``retry-after-ms`` (milliseconds) first, then ``retry-after`` as seconds
+    or as an HTTP date, as the official SDK reads them. None when absent or unreadable."""
     raw_ms = headers.get("retry-after-ms")
     if raw_ms:
         try:
-            return max(0.0, float(raw_ms) / 1000)
+            value = float(raw_ms) / 1000
+            if math.isfinite(value):
+                return max(0.0, value)
         except ValueError:
             pass
     raw = headers.get("retry-after")
     if not raw:
         return None
     try:
-        return max(0.0, float(raw))
+        value = float(raw)
+        return max(0.0, value) if math.isfinite(value) else None
     except ValueError:
         pass
     try:
-        return max(0.0, parsedate_to_datetime(raw).timestamp() - time.time())
-    except (TypeError, ValueError):
+        when = parsedate_to_datetime(raw)
+    except (TypeError, ValueError, IndexError):
         return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def should_retry_hint(headers: Mapping[str, str] | httpx.Headers) -> bool | None:
+    value = (headers.get("x-should-retry") or "").strip().lower()
+    return {"true": True, "false": False}.get(value)
 
 
 def transport_error(provider: str, exc: httpx.HTTPError) -> ProviderError:
-    """Map an httpx transport failure. Messages name the failure, never the URL's secrets."""
+    """Map an httpx transport failure. The message names the failure, never a header or URL."""
+    name = type(exc).__name__
+    detail = str(exc) or name
+    if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout):
+        return ProviderTimeout(provider, f"connect timed out ({name})", code="connect_timeout")
     if isinstance(exc, httpx.TimeoutException):
-        return ProviderTimeout(provider, f"timed out ({type(exc).__name__})")
-    return ProviderConnectionError(provider, f"connection failed ({type(exc).__name__}: {exc})")
+        return ProviderTimeout(
+            provider, f"no data within the read timeout ({name})", code="read_timeout"
+        )
+    if isinstance(exc, httpx.ConnectError):
+        return ProviderConnectionError(provider, f"could not connect: {detail}", code="connect")
+    if isinstance(exc, httpx.LocalProtocolError):
+        return ProviderConnectionError(
+            provider, f"could not send the request: {detail}", code="local_protocol"
+        )
+    if isinstance(exc, httpx.TransportError):
+        return ProviderConnectionError(provider, f"connection dropped: {detail}", code="dropped")
+    return ProviderConnectionError(provider, f"HTTP failure: {detail}", code=name)
 
 
-def make_http_client(settings: ProviderSettings) -> httpx.Client:
-    """The one pooled client per process. ``trust_env=False``: proxy variables never divert
-    provider (or loopback test) traffic."""
-    timeout = httpx.Timeout(settings.timeout_seconds, connect=settings.connect_timeout_seconds)
-    limits = httpx.Limits(max_connections=512, max_keepalive_connections=64)
-    return httpx.Client(timeout=timeout, limits=limits, trust_env=False)
+def short(text: str, limit: int = 300) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def as_int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def as_dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def to_openrouter_model(model: str) -> str:
+    """OpenAI id → OpenRouter id: ``gpt-4o-mini`` → ``openai/gpt-4o-mini``. Ids that already
+    name an org (``anthropic/claude-haiku-4.5``) stay unchanged."""
+    return model if "/" in model else f"openai/{model}"
+
+
+def to_openai_model(model: str) -> str:
+    """OpenRouter id → OpenAI id: ``openai/gpt-4o-mini`` (optionally ``:variant``) →
+    ``gpt-4o-mini``. Ids of other orgs stay unchanged (OpenAI will reject them)."""
+    if model.startswith("openai/"):
+        return model.removeprefix("openai/").split(":", 1)[0]
+    return model
+
+
+def clamp_tokens(req: ChatRequest, settings: ProviderSettings, minimum: int = 1) -> int:
+    """The request's token budget, capped by the settings and raised to the provider minimum."""
+    return max(minimum, min(req.max_output_tokens, settings.max_output_tokens))

@@ -1,22 +1,39 @@
 """Provider registry and the fallback policy (shared/PROTOCOLS.md §E.2), decided here only.
 
-The commit point is the first non-empty text delta handed to the caller. Before it:
+The **commit point** is the first non-empty ``TextDelta`` handed to the caller. Before it, each
+failure is handled by its class (adapters do the mapping, see ``base.py``):
 
-| failure                                             | action                                   |
-|-----------------------------------------------------|------------------------------------------|
-| connection error, 5xx/408/409 ("unavailable")       | one short retry, then the next provider  |
-| 429 rate limit with retry-after ≤ the max wait      | wait that long, one retry, then the next |
-| 429 with a longer or no retry-after                 | next provider at once                    |
-| quota (``insufficient_quota``, OpenRouter 402)      | next provider at once (never retried)    |
-| timeout (no data within the read timeout)           | next provider at once                    |
-| malformed body/event, EOF without a terminal event  | next provider at once                    |
-| in-band ``error`` / ``response.failed`` events      | by their code, as the rows above         |
-| 401/403 auth, 404 model not found                   | next provider; logged at ERROR (config)  |
-| 400/413/422 bad request, content policy/moderation  | no fallback: raised as is                |
+=================================================  ==============================================
+failure before the commit point                    action
+=================================================  ==============================================
+connection refused/reset, dropped before any text  one short retry, then the next provider
+connect timeout                                    one short retry, then the next provider
+read timeout (nothing within the idle timeout)     next provider at once (a retry would double
+                                                   the wait, and the primary may still bill it)
+unavailable: 408, 409, 5xx/52x, ``server_error``   one short retry, then the next provider
+rate limited, retry-after ≤ retry_max_wait         wait retry-after, one retry, then the next
+rate limited, longer or no retry-after             next provider at once (``x-should-retry:
+                                                   true`` without retry-after: one short retry)
+quota (``insufficient_quota``, OpenRouter 402)     next provider at once, never retried; ERROR log
+malformed body/event, EOF without terminal event   next provider at once
+auth 401/403, model not found 404                  next provider at once; ERROR log (config)
+bad request 400/413/422, content policy            raised at once: no fallback (the secondary
+                                                   would reject it too / would evade the policy)
+=================================================  ==============================================
 
-After the commit point nothing is retried or replayed: the error is raised with
+In-band errors (OpenAI ``error`` / ``response.failed``, OpenRouter error chunks) are classified by
+their code into the same classes, so they follow the same rows. A provider's
+``x-should-retry: false`` forbids the same-provider retry. The retry waits ``retry_after`` when the
+provider gave a short one, else ``retry_delay`` (0.25 s); ``sleep`` is injectable for tests.
+
+**After the commit point** nothing is retried or replayed: the error is raised with
 ``partial=True`` and the caller keeps the text that arrived. When every provider failed, the last
-error is raised. Providers without a key are not in the chain; with none, only ``offline`` is.
+error is raised (its message is that provider's own reason), with ``attempts`` listing every
+failure. Providers without a key are not in the chain; with no key at all the chain is the offline
+demo model alone (``is_offline``), and offline is never mixed with a real provider.
+
+Logs carry provider, class, status, code, request id and the provider's reason, never keys or
+message bodies.
 """
 
 from __future__ import annotations
@@ -24,7 +41,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
-from contextlib import closing
 from dataclasses import dataclass, field
 
 import httpx
@@ -37,9 +53,11 @@ from app.providers.base import (
     ProviderConnectionError,
     ProviderContentPolicy,
     ProviderError,
-    ProviderNotFound,
+    ProviderMalformed,
+    ProviderQuotaExceeded,
     ProviderRateLimited,
     ProviderSettings,
+    ProviderTimeout,
     ProviderUnavailable,
     Reply,
     ReplyMeta,
@@ -51,132 +69,222 @@ from app.providers.offline import OfflineProvider
 from app.providers.openai import OpenAIProvider
 from app.providers.openrouter import OpenRouterProvider
 
+__all__ = [
+    "PROVIDERS",
+    "AttemptRecord",
+    "ChainEnd",
+    "ProviderChain",
+    "build_chain",
+    "make_http_client",
+]
+
 log = logging.getLogger(__name__)
 
-# Registry: name -> (adapter class, settings attribute holding its key), in fallback order.
-PROVIDERS: dict[str, tuple[type, str]] = {
-    "openai": (OpenAIProvider, "openai_api_key"),
-    "openrouter": (OpenRouterProvider, "openrouter_api_key"),
-}
+# Registry, in fallback order. Each class says whether the settings configure it.
+PROVIDERS: dict[str, type] = {"openai": OpenAIProvider, "openrouter": OpenRouterProvider}
+
 DEFAULT_RETRY_DELAY = 0.25
 NO_FALLBACK = (ProviderBadRequest, ProviderContentPolicy)
-LOUD = (ProviderAuthError, ProviderNotFound)
-
-__all__ = ["ChainEnd", "ProviderChain", "build_chain", "make_http_client"]
+ALERT = (ProviderAuthError, ProviderQuotaExceeded)  # need a human: logged at ERROR
 
 
 @dataclass(frozen=True)
-class Attempt:
+class AttemptRecord:
+    """One failed attempt, for logs and the stored reply: what failed and what the chain did."""
+
     provider: str
-    kind: str
+    error: str  # class name, e.g. "ProviderUnavailable"
+    kind: str  # short class tag, e.g. "unavailable"
     status: int | None
+    code: str | None
+    request_id: str | None
     message: str
+    action: str  # "retry" | "fallback" | "give_up" | "raise" | "partial"
 
 
 @dataclass(frozen=True)
 class ChainEnd:
-    """Last event of a successful chain stream: who answered, and whether it was a fallback."""
+    """Last event of a successful chain stream (and second item of ``complete``): who answered,
+    whether that was not the first provider, and every failed attempt before it."""
 
     meta: ReplyMeta
     fallback: bool
-    attempts: list[Attempt] = field(default_factory=list)
+    attempts: list[AttemptRecord] = field(default_factory=list)
 
 
 class ProviderChain:
     def __init__(
         self,
-        providers: list[Provider],
+        adapters: list[Provider],
         *,
         retry_max_wait: float = 2.0,
+        retry_delay: float = DEFAULT_RETRY_DELAY,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self._providers = providers
+        self.adapters = list(adapters)
         self.retry_max_wait = retry_max_wait
+        self.retry_delay = retry_delay
         self.sleep = sleep
 
     @property
     def providers(self) -> list[str]:
-        return [p.name for p in self._providers]
+        """Provider names in fallback order, e.g. ``["openai", "openrouter"]``."""
+        return [adapter.name for adapter in self.adapters]
 
     @property
     def is_offline(self) -> bool:
-        return self.providers == ["offline"]
+        return self.providers == [OfflineProvider.name]
 
-    def _retry_delay(self, exc: ProviderError) -> float | None:
+    # -- policy ---------------------------------------------------------------------------------
+
+    def delay_before_retry(self, exc: ProviderError) -> float | None:
         """Seconds to wait before the one retry on the same provider, or None: move on."""
-        if isinstance(exc, ProviderRateLimited):
-            if exc.retry_after is not None and exc.retry_after <= self.retry_max_wait:
-                return exc.retry_after
+        if exc.retryable is False:
             return None
-        if isinstance(exc, ProviderUnavailable | ProviderConnectionError):
-            if exc.retry_after is not None:
-                return exc.retry_after if exc.retry_after <= self.retry_max_wait else None
-            return DEFAULT_RETRY_DELAY
+        if isinstance(exc, ProviderRateLimited):
+            if exc.retry_after is None:
+                return self.retry_delay if exc.retryable else None
+            return exc.retry_after if exc.retry_after <= self.retry_max_wait else None
+        if isinstance(exc, ProviderTimeout):
+            return self.retry_delay if exc.code == "connect_timeout" else None
+        if isinstance(exc, ProviderConnectionError | ProviderUnavailable):
+            if exc.retry_after is None:
+                return self.retry_delay
+            return exc.retry_after if exc.retry_after <= self.retry_max_wait else None
         return None
 
-    def _after_failure(self, exc: ProviderError, attempts: list[Attempt]) -> None:
-        attempts.append(Attempt(exc.provider, exc.kind, exc.status, exc.message))
+    def _failed(
+        self, exc: ProviderError, *, attempt: int, attempts: list[AttemptRecord], more: bool
+    ) -> float | None:
+        """Record and log a failure before the commit point; raise it when it must not fall
+        back; return the delay before a retry on the same provider, or None to move on.
+        ``more``: another provider follows this one."""
+        delay = self.delay_before_retry(exc) if attempt == 1 else None
         if isinstance(exc, NO_FALLBACK):
-            raise exc
-        level = logging.ERROR if isinstance(exc, LOUD) else logging.WARNING
+            action = "raise"
+        elif delay is not None:
+            action = "retry"
+        else:
+            action = "fallback" if more else "give_up"
+        attempts.append(record(exc, action))
+        level = logging.ERROR if isinstance(exc, ALERT) else logging.WARNING
         log.log(
             level,
-            "provider %s failed before any text (%s, status=%s): %s",
+            "provider %s attempt %d failed before any text (%s): %s status=%s code=%s "
+            "request_id=%s -> %s: %s",
             exc.provider,
+            attempt,
             exc.kind,
+            type(exc).__name__,
             exc.status,
+            exc.code,
+            exc.request_id,
+            action,
             exc.message,
         )
+        if action == "raise":
+            exc.attempts = list(attempts)
+            raise exc
+        return delay
+
+    def _give_up(self, last: ProviderError | None, attempts: list[AttemptRecord]) -> ProviderError:
+        if last is None:
+            return ProviderError("chain", "no provider is configured")
+        last.attempts = list(attempts)
+        log.error(
+            "every provider failed (%s); last: %s: %s",
+            ", ".join(f"{a.provider}:{a.kind}" for a in attempts),
+            last.provider,
+            last.message,
+        )
+        return last
+
+    # -- calls ----------------------------------------------------------------------------------
 
     def stream(self, req: ChatRequest) -> Iterator[TextDelta | ChainEnd]:
-        attempts: list[Attempt] = []
+        """Yield ``TextDelta``s, then one ``ChainEnd``; or raise the ``ProviderError``
+        (``partial=True`` when text had been yielded). Closing this generator closes the
+        upstream HTTP response at once."""
+        attempts: list[AttemptRecord] = []
         last: ProviderError | None = None
-        for index, provider in enumerate(self._providers):
-            retried = False
+        for index, adapter in enumerate(self.adapters):
+            attempt = 0
             while True:
+                attempt += 1
                 emitted = False
+                events = adapter.stream(req)
                 try:
-                    with closing(provider.stream(req)) as events:
-                        for event in events:
-                            if isinstance(event, TextDelta):
-                                if event.text:
-                                    emitted = True
-                                    yield event
-                            elif isinstance(event, StreamEnd):
-                                yield ChainEnd(event.meta, index > 0, attempts)
-                                return
-                    raise ProviderError(provider.name, "the stream ended without a result")
+                    for event in events:
+                        if isinstance(event, TextDelta):
+                            if event.text:  # empty deltas are not a commit point
+                                emitted = True
+                                yield event
+                        elif isinstance(event, StreamEnd):
+                            yield ChainEnd(event.meta, index > 0, list(attempts))
+                            return
+                    raise ProviderMalformed(adapter.name, "the stream ended without a result")
                 except ProviderError as exc:
                     if emitted:
                         exc.partial = True
+                        attempts.append(record(exc, "partial"))
+                        exc.attempts = list(attempts)
+                        log.warning(
+                            "provider %s failed after text was shown (no fallback): %s "
+                            "status=%s code=%s request_id=%s: %s",
+                            exc.provider,
+                            type(exc).__name__,
+                            exc.status,
+                            exc.code,
+                            exc.request_id,
+                            exc.message,
+                        )
                         raise
-                    self._after_failure(exc, attempts)
                     last = exc
-                    delay = None if retried else self._retry_delay(exc)
-                    if delay is None:
-                        break
-                    retried = True
-                    self.sleep(delay)
-        raise last or ProviderError("chain", "no provider is configured")
+                    delay = self._failed(
+                        exc, attempt=attempt, attempts=attempts, more=index + 1 < len(self.adapters)
+                    )
+                finally:
+                    events.close()  # closes the upstream response (Stop, error or done)
+                if delay is None:
+                    break
+                self.sleep(delay)
+        raise self._give_up(last, attempts)
 
     def complete(self, req: ChatRequest) -> tuple[Reply, ChainEnd]:
-        attempts: list[Attempt] = []
+        """One non-streamed reply and its ``ChainEnd`` (``.fallback``, ``.meta``,
+        ``.attempts``). Every failure is "before the commit point" here."""
+        attempts: list[AttemptRecord] = []
         last: ProviderError | None = None
-        for index, provider in enumerate(self._providers):
-            retried = False
+        for index, adapter in enumerate(self.adapters):
+            attempt = 0
             while True:
+                attempt += 1
                 try:
-                    reply = provider.complete(req)
-                    return reply, ChainEnd(reply.meta, index > 0, attempts)
+                    reply = adapter.complete(req)
                 except ProviderError as exc:
-                    self._after_failure(exc, attempts)
                     last = exc
-                    delay = None if retried else self._retry_delay(exc)
-                    if delay is None:
-                        break
-                    retried = True
-                    self.sleep(delay)
-        raise last or ProviderError("chain", "no provider is configured")
+                    delay = self._failed(
+                        exc, attempt=attempt, attempts=attempts, more=index + 1 < len(self.adapters)
+                    )
+                else:
+                    return reply, ChainEnd(reply.meta, index > 0, list(attempts))
+                if delay is None:
+                    break
+                self.sleep(delay)
+        raise self._give_up(last, attempts)
+
+
+def record(exc: ProviderError, action: str) -> AttemptRecord:
+    return AttemptRecord(
+        provider=exc.provider,
+        error=type(exc).__name__,
+        kind=exc.kind,
+        status=exc.status,
+        code=exc.code,
+        request_id=exc.request_id,
+        message=exc.message,
+        action=action,
+    )
 
 
 def build_chain(
@@ -185,9 +293,11 @@ def build_chain(
     *,
     sleep: Callable[[float], None] = time.sleep,
 ) -> ProviderChain:
-    providers: list[Provider] = [
-        cls(settings, client) for cls, key in PROVIDERS.values() if getattr(settings, key)
+    """The configured providers in registry order (a provider without a key is skipped); the
+    offline demo model alone when no provider has a key."""
+    adapters: list[Provider] = [
+        cls(settings, client) for cls in PROVIDERS.values() if cls.is_configured(settings)
     ]
-    if not providers:
-        providers = [OfflineProvider(settings)]
-    return ProviderChain(providers, retry_max_wait=settings.retry_max_wait_seconds, sleep=sleep)
+    if not adapters:
+        adapters = [OfflineProvider(settings, sleep=sleep)]
+    return ProviderChain(adapters, retry_max_wait=settings.retry_max_wait_seconds, sleep=sleep)
