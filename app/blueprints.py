@@ -8,6 +8,8 @@ from app import api
 from app.auth import api as auth_api
 from app.auth import routes as auth_routes
 from app.chat import api as chat_api
+from app.files import api as files_api
+from app.files import routes as files_routes
 from app.projects import api as projects_api
 from app.projects import routes as projects_routes
 from app.prompts import api as prompts_api
@@ -17,5 +19,6 @@ api.bp.register_blueprint(auth_api.bp)
 api.bp.register_blueprint(projects_api.bp)
 api.bp.register_blueprint(chat_api.bp)
 projects_api.bp.register_blueprint(prompts_api.bp)
+projects_api.bp.register_blueprint(files_api.bp)
 
-ALL = (auth_routes.bp, projects_routes.bp, prompts_routes.bp, api.bp)
+ALL = (auth_routes.bp, projects_routes.bp, prompts_routes.bp, files_routes.bp, api.bp)

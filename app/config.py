@@ -58,6 +58,21 @@ def _str(env: Mapping[str, str], key: str, default: str | None = None) -> str | 
     return raw or default
 
 
+def _extensions(raw: str | None) -> tuple[str, ...]:
+    from app.files.storage import DEFAULT_ALLOWED
+
+    if raw is None or not raw.strip():
+        return DEFAULT_ALLOWED
+    chosen = {"." + part.strip().lower().lstrip(".") for part in raw.split(",") if part.strip()}
+    unknown = chosen - set(DEFAULT_ALLOWED)
+    if unknown:
+        raise ConfigError(
+            "UPLOAD_ALLOWED_EXTENSIONS has types PromptHub cannot check: "
+            f"{', '.join(sorted(unknown))} (known: {' '.join(DEFAULT_ALLOWED)})"
+        )
+    return tuple(sorted(chosen))
+
+
 def normalise_database_url(url: str) -> str:
     """Point plain ``postgres://`` URLs at the psycopg 3 driver we ship."""
     for prefix in ("postgres://", "postgresql://"):
@@ -135,8 +150,17 @@ def load_config(
         "CHAT_MESSAGE_MAX_CHARS": _int(env, "CHAT_MESSAGE_MAX_CHARS", 20_000),
         "CHAT_HEARTBEAT_SECONDS": _float(env, "CHAT_HEARTBEAT_SECONDS", 15.0),
         "LOG_LEVEL": _str(env, "LOG_LEVEL", "INFO"),
+        # Project files: bytes under UPLOAD_DIR/<project id>/, text extracted for chat.
+        "UPLOAD_DIR": _str(env, "UPLOAD_DIR", str(instance_path / "uploads")),
+        "MAX_UPLOAD_MB": _int(env, "MAX_UPLOAD_MB", 20),
+        "UPLOAD_ALLOWED_EXTENSIONS": _extensions(env.get("UPLOAD_ALLOWED_EXTENSIONS")),
+        "OPENAI_FILE_PURPOSE": _str(env, "OPENAI_FILE_PURPOSE", "user_data"),
+        "CHAT_FILES_MAX_CHARS": _int(env, "CHAT_FILES_MAX_CHARS", 24_000),
     }
     cfg.update(overrides)
+    # One upload request may carry MAX_UPLOAD_MB of file plus the multipart framing; Werkzeug
+    # answers 413 from the Content-Length alone, before reading the body.
+    cfg.setdefault("MAX_CONTENT_LENGTH", cfg["MAX_UPLOAD_MB"] * 1024 * 1024 + 64 * 1024)
     if cfg["APP_ENV"] == "testing":
         cfg["TESTING"] = True
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from flask import Flask, Response, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +120,13 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(CSRFError)
     def handle_csrf(exc: CSRFError):
         return _respond(400, "csrf_failed", f"CSRF check failed: {exc.description}")
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def handle_too_large(exc: RequestEntityTooLarge):
+        """Werkzeug refuses a body over ``MAX_CONTENT_LENGTH`` from its Content-Length alone."""
+        limit_mb = app.config["MAX_UPLOAD_MB"]
+        message = f"The request is larger than the {limit_mb} MB upload limit."
+        return _respond(413, "payload_too_large", message)
 
     @app.errorhandler(HTTPException)
     def handle_http(exc: HTTPException):

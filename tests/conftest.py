@@ -109,7 +109,8 @@ def config_overrides():
 
 @pytest.fixture
 def app(database_url, config_overrides, tmp_path):
-    app = create_app(base_config(database_url, **config_overrides))
+    uploads = {"UPLOAD_DIR": str(tmp_path / "uploads")}
+    app = create_app(base_config(database_url, **{**uploads, **config_overrides}))
     app.test_client_class = CSRFClient
     with app.app_context():
         if database_url.startswith("sqlite"):
@@ -150,6 +151,16 @@ class CSRFClient(FlaskClient):
                 kwargs["data"] = {**data, "csrf_token": token}
         kwargs["headers"] = headers
         return super().open(*args, **kwargs)
+
+
+@pytest.fixture(scope="session")
+def fake():
+    """The fake OpenAI/OpenRouter server (tests/fake_provider.py), real HTTP on loopback."""
+    from tests.fake_provider import FakeProviderServer
+
+    server = FakeProviderServer().start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture

@@ -55,3 +55,16 @@ def make_conversation(app, user: UserInfo, project_id: int, message: str = "Hell
         turn = chat_services.start_turn(user=owner, project_id=project_id, message=message)
         chat_services.complete_turn(turn)
         return turn.conversation_id
+
+
+def make_file(app, user: UserInfo, project_id: int, name: str = "notes.txt", content=b"notes"):
+    """A stored project file, through the real upload service; returns its id."""
+    import io
+
+    from app.files import services as file_services
+
+    with app.app_context():
+        owner = db.session.get(User, user.id)
+        project = project_services.get_project_for(owner, project_id)
+        result = file_services.store_upload(project, filename=name, stream=io.BytesIO(content))
+        return result.file.id

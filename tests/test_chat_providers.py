@@ -12,15 +12,8 @@ from app.chat.llm import close_client
 from app.extensions import db
 from app.models import Message
 from tests.factories import make_project, make_user
-from tests.fake_provider import FakeProviderServer, Scenario, closed_port_url
+from tests.fake_provider import Scenario, closed_port_url
 from tests.sse import parse_sse
-
-
-@pytest.fixture(scope="session")
-def fake():
-    server = FakeProviderServer().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(autouse=True)

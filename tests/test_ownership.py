@@ -7,7 +7,7 @@ arguments this file does not know fails the test, so a new route cannot skip the
 
 import pytest
 
-from tests.factories import make_conversation, make_project, make_user
+from tests.factories import make_conversation, make_file, make_project, make_user
 
 SAFE = {"GET"}
 
@@ -17,7 +17,14 @@ def owned(app):
     owner = make_user(app, email="owner@example.com")
     project_id = make_project(app, owner, name="Owner's bot", system_prompt="Be kind.")
     conversation_id = make_conversation(app, owner, project_id)
-    return {"project_id": project_id, "version": 1, "conversation_id": conversation_id}
+    file_id = make_file(app, owner, project_id, name="notes.txt")
+    return {
+        "project_id": project_id,
+        "version": 1,
+        "conversation_id": conversation_id,
+        "file_id": file_id,
+        "filename": "notes.txt",
+    }
 
 
 def id_routes(app):

@@ -12,6 +12,7 @@ from flask import Flask, current_app
 
 from app.providers.base import ProviderSettings
 from app.providers.chain import ProviderChain, build_chain, make_http_client
+from app.providers.openai_files import OpenAIFiles
 
 _lock = threading.Lock()
 
@@ -47,6 +48,13 @@ def get_chain(app: Flask | None = None) -> ProviderChain:
                 app.extensions["llm_client"] = client
                 chain = app.extensions["llm_chain"] = build_chain(settings, client)
     return chain
+
+
+def openai_files(app: Flask | None = None) -> OpenAIFiles:
+    """The OpenAI Files client, on the same pooled connection as chat."""
+    app = app or current_app._get_current_object()
+    get_chain(app)
+    return OpenAIFiles(settings_from_config(app.config), app.extensions["llm_client"])
 
 
 def close_client(app: Flask) -> None:

@@ -30,6 +30,7 @@ from sqlalchemy import delete, select, update
 from app.chat.llm import get_chain
 from app.errors import NotFound, ProviderUnavailable, ValidationFailed
 from app.extensions import db
+from app.files.services import chat_context
 from app.models import Conversation, Message, MessageStatus, Project, Role, User
 from app.models.base import utcnow
 from app.projects.services import get_project_for
@@ -229,8 +230,9 @@ def start_turn(
         db.session.add(user_message)
         db.session.flush()
     system, version = system_prompt_for(project)
+    files = chat_context(project.id)
     request = ChatRequest(
-        system=system,
+        system=f"{system}\n\n{files.text}" if files.text else system,
         history=_history(conversation.id, user_message.id),
         message=user_message.content,
         max_output_tokens=current_app.config["LLM_MAX_OUTPUT_TOKENS"],
@@ -242,6 +244,7 @@ def start_turn(
         user_message_id=user_message.id,
         prompt_version_id=version.id if version else None,
         request=request,
+        context_files=files.files,
     )
 
 

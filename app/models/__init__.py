@@ -2,6 +2,7 @@
 
 from app.models.base import Base
 from app.models.chat import Conversation, Message, MessageStatus, Role
+from app.models.file import StoredFile, SyncStatus, TextStatus
 from app.models.project import Project
 from app.models.prompt import PromptVersion
 from app.models.user import User
@@ -14,5 +15,8 @@ __all__ = [
     "Project",
     "PromptVersion",
     "Role",
+    "StoredFile",
+    "SyncStatus",
+    "TextStatus",
     "User",
 ]

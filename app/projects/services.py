@@ -82,6 +82,11 @@ def update_project(
 
 
 def delete_project(*, user: User, project_id: int) -> None:
+    """Delete the project; its rows go by cascade, then its files' bytes and OpenAI copies."""
+    from app.files import services as files  # files depends on projects, not the other way
+
     project = get_project_for(user, project_id)
+    remote = files.remote_ids(project.id)
     db.session.delete(project)
     db.session.commit()
+    files.forget_project(project_id, remote)

@@ -1,0 +1,60 @@
+"""Files uploaded into a project.
+
+The bytes live on disk under ``UPLOAD_DIR/<project_id>/<stored_name>`` (a generated name, never
+the client's); this row keeps the cleaned display name, what we detected and extracted, and the
+state of the optional OpenAI Files mirror. Display names and contents are unique per project:
+the same bytes are stored once, and a second ``notes.txt`` becomes ``notes (2).txt`` so a file
+can be addressed by its name.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, deferred, mapped_column
+
+from app.models.base import Base, CreatedAtMixin
+
+
+class TextStatus(StrEnum):
+    OK = "ok"  # text extracted; may be used in chat
+    EMPTY = "empty"  # a text-capable type that yielded nothing (a scanned PDF, a blank file)
+    FAILED = "failed"  # extraction raised (encrypted or broken PDF)
+    NONE = "none"  # a type without text (images)
+
+
+class SyncStatus(StrEnum):
+    LOCAL = "local"  # no OpenAI key when it was uploaded
+    SYNCED = "synced"
+    FAILED = "failed"  # "not synced": a retry is offered
+
+
+class StoredFile(CreatedAtMixin, Base):
+    __tablename__ = "files"
+    __table_args__ = (
+        UniqueConstraint("project_id", "sha256", name="uq_files_project_sha256"),
+        UniqueConstraint("project_id", "name", name="uq_files_project_name"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), nullable=False
+    )  # indexed by the unique constraints, which lead with project_id
+    name: Mapped[str] = mapped_column(String(255), nullable=False)
+    stored_name: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    size: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    content_type: Mapped[str] = mapped_column(String(120), nullable=False)
+    sha256: Mapped[str] = mapped_column(String(64), nullable=False)
+
+    text_status: Mapped[str] = mapped_column(String(16), nullable=False)
+    text_note: Mapped[str | None] = mapped_column(String(300))
+    text_chars: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    text_pages: Mapped[int | None] = mapped_column(Integer)
+    # Deferred: lists never load the text; the chat context reads it for marked files only.
+    text: Mapped[str | None] = deferred(mapped_column(Text))
+    use_in_chat: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
+
+    openai_file_id: Mapped[str | None] = mapped_column(String(120))
+    sync_status: Mapped[str] = mapped_column(String(16), default=SyncStatus.LOCAL, nullable=False)
+    sync_error: Mapped[str | None] = mapped_column(Text)

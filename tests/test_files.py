@@ -1,0 +1,458 @@
+"""Project files through the page and the API: storage, limits, types, names, downloads,
+extraction, deletion. The OpenAI mirror and chat context are in their own modules."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from pathlib import Path
+
+import pytest
+
+from app.extensions import db
+from app.models import StoredFile
+from tests.factories import make_project, make_user
+from tests.pdfs import blank_pdf, text_pdf
+
+
+@pytest.fixture
+def owner(app):
+    return make_user(app, email="ada@example.com")
+
+
+@pytest.fixture
+def project_id(app, owner):
+    return make_project(app, owner, name="Docs bot")
+
+
+def upload(client, owner, project_id, name, content: bytes, **kw):
+    return client.post(
+        f"/api/projects/{project_id}/files",
+        data={"file": (io.BytesIO(content), name)},
+        headers=owner.headers,
+        content_type="multipart/form-data",
+        **kw,
+    )
+
+
+def multipart(name: str, content: bytes) -> tuple[bytes, str]:
+    """A multipart body built by hand: the test client spools large bodies to a temporary file
+    it never closes."""
+    boundary = "----prompthub-test-boundary"
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+    ).encode()
+    body = head + content + f"\r\n--{boundary}--\r\n".encode()
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
+def fetch(client, url, **kw):
+    """GET and close the response (downloads stream an open file)."""
+    resp = client.get(url, **kw)
+    resp.get_data()
+    resp.close()
+    return resp
+
+
+def files_page(client, project_id) -> str:
+    return fetch(client, f"/projects/{project_id}/files", headers={"Accept": "text/html"}).get_data(
+        as_text=True
+    )
+
+
+def folder(app, project_id) -> Path:
+    return Path(app.config["UPLOAD_DIR"]) / str(project_id)
+
+
+def on_disk(app, project_id) -> list[str]:
+    path = folder(app, project_id)
+    return sorted(p.name for p in path.iterdir()) if path.exists() else []
+
+
+def rows(app) -> list[StoredFile]:
+    with app.app_context():
+        return list(db.session.scalars(db.select(StoredFile).order_by(StoredFile.id)))
+
+
+def login(client, user):
+    client.post("/login", data={"email": user.email, "password": user.password})
+
+
+# --- upload, list, download, delete --------------------------------------------------------
+
+
+def test_api_upload_stores_bytes_under_a_generated_name(app, client, owner, project_id):
+    content = b"# Notes\n\nShipping takes 3 days.\n"
+    resp = upload(client, owner, project_id, "notes.md", content)
+    assert resp.status_code == 201, resp.get_json()
+    body = resp.get_json()
+    assert body["name"] == "notes.md"
+    assert body["size"] == len(content)
+    assert body["content_type"] == "text/markdown"
+    assert body["sha256"] == hashlib.sha256(content).hexdigest()
+    assert body["text"] == {"status": "ok", "chars": len(content), "pages": None, "note": None}
+    assert body["use_in_chat"] is False
+    assert body["openai"]["status"] == "local"
+    assert body["duplicate"] is False
+
+    (row,) = rows(app)
+    assert on_disk(app, project_id) == [row.stored_name]
+    assert row.stored_name != "notes.md" and len(row.stored_name) == 32
+    assert (folder(app, project_id) / row.stored_name).read_bytes() == content
+
+    listed = client.get(f"/api/projects/{project_id}/files", headers=owner.headers).get_json()
+    assert [f["name"] for f in listed["data"]] == ["notes.md"]
+    one = client.get(f"/api/projects/{project_id}/files/{body['id']}", headers=owner.headers)
+    assert one.get_json()["sha256"] == body["sha256"]
+
+
+def test_download_by_id_and_by_name_is_an_attachment(app, client, owner, project_id):
+    content = "Prix: 12 €\n".encode()
+    file_id = upload(client, owner, project_id, "prix.txt", content).get_json()["id"]
+    api = fetch(
+        client, f"/api/projects/{project_id}/files/{file_id}/download", headers=owner.headers
+    )
+    login(client, owner)
+    page = fetch(client, f"/projects/{project_id}/files/prix.txt")
+    for resp in (api, page):
+        assert resp.status_code == 200
+        assert resp.data == content
+        assert resp.headers["Content-Disposition"].startswith("attachment;")
+        assert "prix.txt" in resp.headers["Content-Disposition"]
+        assert resp.headers["Content-Type"] == "text/plain; charset=utf-8"
+        assert resp.headers["X-Content-Type-Options"] == "nosniff"
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "content_type"),
+    [
+        ("page.html", b"<html><script>alert(1)</script></html>", "text/html; charset=utf-8"),
+        (
+            "logo.svg",
+            b'<svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)"/>',
+            "image/svg+xml",
+        ),
+    ],
+)
+def test_html_and_svg_are_downloaded_never_rendered(
+    app, client, owner, project_id, name, content, content_type
+):
+    body = upload(client, owner, project_id, name, content).get_json()
+    assert body["content_type"] == content_type.split(";")[0]
+    login(client, owner)
+    resp = fetch(client, f"/projects/{project_id}/files/{name}")
+    assert resp.headers["Content-Disposition"].startswith("attachment;")
+    assert resp.headers["X-Content-Type-Options"] == "nosniff"
+    assert "sandbox" in resp.headers["Content-Security-Policy"]
+    assert resp.headers["Content-Type"].startswith(content_type)
+
+
+def test_delete_removes_row_and_bytes(app, client, owner, project_id):
+    file_id = upload(client, owner, project_id, "a.txt", b"alpha").get_json()["id"]
+    assert len(on_disk(app, project_id)) == 1
+    resp = client.delete(f"/api/projects/{project_id}/files/{file_id}", headers=owner.headers)
+    assert resp.status_code == 204
+    assert rows(app) == []
+    assert on_disk(app, project_id) == []
+    again = client.get(f"/api/projects/{project_id}/files/{file_id}", headers=owner.headers)
+    assert again.status_code == 404
+
+
+def test_page_delete_asks_first(app, client, owner, project_id):
+    file_id = upload(client, owner, project_id, "a.txt", b"alpha").get_json()["id"]
+    login(client, owner)
+    confirm = client.get(f"/projects/{project_id}/files/{file_id}/delete")
+    assert confirm.status_code == 200 and "Delete “a.txt”?" in confirm.get_data(as_text=True)
+    assert len(rows(app)) == 1
+    resp = client.post(f"/projects/{project_id}/files/{file_id}/delete")
+    assert resp.status_code == 302
+    assert "Deleted a.txt." in files_page(client, project_id)
+    assert rows(app) == [] and on_disk(app, project_id) == []
+
+
+def test_deleting_the_project_removes_its_files(app, client, owner, project_id):
+    upload(client, owner, project_id, "a.txt", b"alpha")
+    assert folder(app, project_id).exists()
+    assert client.delete(f"/api/projects/{project_id}", headers=owner.headers).status_code == 204
+    assert rows(app) == []
+    assert not folder(app, project_id).exists()
+
+
+def test_form_upload_takes_several_files_and_reports_each(app, client, owner, project_id):
+    login(client, owner)
+    resp = client.post(
+        f"/projects/{project_id}/files",
+        data={
+            "file": [
+                (io.BytesIO(b"one"), "one.txt"),
+                (io.BytesIO(b"a,b\n1,2\n"), "table.csv"),
+                (io.BytesIO(b"MZ\x90\x00"), "tool.exe"),
+            ]
+        },
+        content_type="multipart/form-data",
+    )
+    assert resp.status_code == 302
+    html = files_page(client, project_id)
+    assert "Uploaded one.txt." in html and "Uploaded table.csv." in html
+    assert ".exe is not an allowed file type" in html
+    assert sorted(r.name for r in rows(app)) == ["one.txt", "table.csv"]
+    assert 'id="upload-form"' in html
+
+
+def test_files_list_is_json_for_api_clients_and_a_page_for_browsers(app, client, owner, project_id):
+    upload(client, owner, project_id, "a.txt", b"alpha")
+    login(client, owner)
+    as_json = client.get(f"/projects/{project_id}/files")
+    assert as_json.is_json and as_json.get_json()["data"][0]["name"] == "a.txt"
+    assert "a.txt" in files_page(client, project_id)
+
+
+# --- limits and types ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_limit(app):
+    app.config.update(MAX_UPLOAD_MB=1, MAX_CONTENT_LENGTH=1024 * 1024 + 64 * 1024)
+
+
+def test_oversize_request_is_413_and_leaves_nothing(app, client, owner, project_id, small_limit):
+    body, content_type = multipart("big.txt", b"x" * (2 * 1024 * 1024))
+    resp = client.post(
+        f"/api/projects/{project_id}/files",
+        data=body,
+        content_type=content_type,
+        headers=owner.headers,
+    )
+    assert resp.status_code == 413
+    assert resp.get_json()["error"]["code"] == "payload_too_large"
+    assert "1 MB" in resp.get_json()["error"]["message"]
+    assert rows(app) == [] and on_disk(app, project_id) == []
+
+
+def test_oversize_file_within_the_framing_margin_is_413_too(
+    app, client, owner, project_id, small_limit
+):
+    body, content_type = multipart("big.txt", b"x" * (1024 * 1024 + 10))
+    resp = client.post(
+        f"/api/projects/{project_id}/files",
+        data=body,
+        content_type=content_type,
+        headers=owner.headers,
+    )
+    assert resp.status_code == 413
+    assert resp.get_json()["error"]["code"] == "file_too_large"
+    assert rows(app) == [] and on_disk(app, project_id) == []
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "why"),
+    [
+        ("setup.exe", b"MZ\x90\x00binary", ".exe is not an allowed file type"),
+        ("README", b"plain", "files without an extension"),
+        ("photo.png", b"<svg onload=alert(1)>", "not a .png file"),
+        ("notes.txt", b"\x89PNG\r\n\x1a\n\x00\x00", "must be UTF-8 text"),
+        ("report.pdf", b"just text pretending", "not a .pdf file"),
+        ("data.csv", b"\xff\xfe\x00a\x00b", "must be UTF-8 text"),
+    ],
+)
+def test_disallowed_or_mismatched_types_are_415(app, client, owner, project_id, name, content, why):
+    resp = upload(client, owner, project_id, name, content)
+    assert resp.status_code == 415, resp.get_json()
+    assert resp.get_json()["error"]["code"] == "file_type_not_allowed"
+    assert why in resp.get_json()["error"]["message"]
+    assert rows(app) == [] and on_disk(app, project_id) == []
+
+
+def test_allowed_types_are_configurable(app, client, owner, project_id):
+    app.config["UPLOAD_ALLOWED_EXTENSIONS"] = (".md",)
+    assert upload(client, owner, project_id, "a.md", b"# hi").status_code == 201
+    assert upload(client, owner, project_id, "a.txt", b"hi").status_code == 415
+
+
+def test_empty_file_is_422(app, client, owner, project_id):
+    resp = upload(client, owner, project_id, "empty.txt", b"")
+    assert resp.status_code == 422
+    assert resp.get_json()["error"]["code"] == "file_empty"
+    assert rows(app) == [] and on_disk(app, project_id) == []
+
+
+def test_api_upload_needs_exactly_one_file(client, owner, project_id):
+    resp = client.post(
+        f"/api/projects/{project_id}/files",
+        data={"other": "x"},
+        headers=owner.headers,
+        content_type="multipart/form-data",
+    )
+    assert resp.status_code == 422
+    assert "file" in resp.get_json()["error"]["fields"]
+
+
+def test_images_are_accepted_by_their_bytes(app, client, owner, project_id):
+    png = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+    body = upload(client, owner, project_id, "Shot.PNG", png).get_json()
+    assert body["name"] == "Shot.png"
+    assert body["content_type"] == "image/png"
+    assert body["text"]["status"] == "none"
+
+
+# --- duplicates and names --------------------------------------------------------------------
+
+
+def test_same_bytes_twice_are_stored_once(app, client, owner, project_id):
+    first = upload(client, owner, project_id, "a.txt", b"same bytes")
+    second = upload(client, owner, project_id, "copy.txt", b"same bytes")
+    assert first.status_code == 201
+    assert second.status_code == 200
+    assert second.get_json()["duplicate"] is True
+    assert second.get_json()["id"] == first.get_json()["id"]
+    assert second.get_json()["name"] == "a.txt"
+    assert len(rows(app)) == 1 and len(on_disk(app, project_id)) == 1
+
+
+def test_same_bytes_in_another_project_are_separate(app, client, owner, project_id):
+    other = make_project(app, owner, name="Other")
+    assert upload(client, owner, project_id, "a.txt", b"same").status_code == 201
+    assert upload(client, owner, other, "a.txt", b"same").status_code == 201
+
+
+def test_same_name_other_content_is_numbered(app, client, owner, project_id):
+    names = [
+        upload(client, owner, project_id, "notes.txt", f"v{i}".encode()).get_json()["name"]
+        for i in range(3)
+    ]
+    assert names == ["notes.txt", "notes (2).txt", "notes (3).txt"]
+    login(client, owner)
+    assert fetch(client, f"/projects/{project_id}/files/notes (2).txt").data == b"v1"
+
+
+@pytest.mark.parametrize(
+    ("raw", "shown"),
+    [
+        ("../../etc/passwd.txt", "passwd.txt"),
+        ("..\\..\\x.txt", "x.txt"),
+        ("/abs/path/a.md", "a.md"),
+        (".hidden.txt", "hidden.txt"),
+        ("résumé 日本語 ✓.md", "résumé 日本語 ✓.md"),
+        ("<img src=x onerror=alert(1)>.txt", "img src=x onerror=alert(1).txt"),
+        ("tab\there.txt", "tab here.txt"),
+        ("a:b|c?d*e.txt", "abcde.txt"),
+    ],
+)
+def test_names_are_cleaned_and_never_used_as_paths(app, client, owner, project_id, raw, shown):
+    resp = upload(client, owner, project_id, raw, f"content of {raw}".encode())
+    assert resp.status_code == 201, resp.get_json()
+    assert resp.get_json()["name"] == shown
+    (row,) = rows(app)
+    stored = folder(app, project_id) / row.stored_name
+    assert stored.resolve().parent == folder(app, project_id).resolve()
+    assert sorted(Path(app.config["UPLOAD_DIR"]).rglob("*")) == [folder(app, project_id), stored]
+
+
+def test_very_long_names_are_shortened_keeping_the_extension(app, client, owner, project_id):
+    body = upload(client, owner, project_id, "x" * 400 + ".md", b"# long").get_json()
+    assert len(body["name"]) == 200 and body["name"].endswith(".md")
+
+
+def test_unicode_names_download_with_an_encoded_header(app, client, owner, project_id):
+    upload(client, owner, project_id, "日本語.txt", "こんにちは".encode())
+    login(client, owner)
+    resp = fetch(client, f"/projects/{project_id}/files/日本語.txt")
+    assert resp.status_code == 200
+    assert "filename*=UTF-8''%E6%97%A5%E6%9C%AC%E8%AA%9E.txt" in resp.headers["Content-Disposition"]
+
+
+@pytest.mark.parametrize(
+    "path", ["..%2F..%2Fetc%2Fpasswd", "../../etc/passwd", "%2E%2E%2Fsecret_key", "..%5Cx.txt"]
+)
+def test_traversal_in_download_names_finds_nothing(app, client, owner, project_id, path):
+    upload(client, owner, project_id, "a.txt", b"alpha")
+    login(client, owner)
+    resp = fetch(client, f"/projects/{project_id}/files/{path}")
+    assert resp.status_code == 404
+
+
+# --- extraction and "use in chat" --------------------------------------------------------------
+
+
+def test_pdf_text_is_extracted_with_its_pages(app, client, owner, project_id):
+    resp = upload(client, owner, project_id, "guide.pdf", text_pdf("Refunds in 30 days", "Page 2"))
+    body = resp.get_json()
+    assert body["content_type"] == "application/pdf"
+    assert body["text"]["status"] == "ok"
+    assert body["text"]["pages"] == 2
+    with app.app_context():
+        row = db.session.get(StoredFile, body["id"])
+        assert row.text == "Refunds in 30 days\n\nPage 2"
+        assert row.text_chars == len(row.text)
+
+
+def test_scanned_pdf_says_so_and_cannot_be_used_in_chat(app, client, owner, project_id):
+    body = upload(client, owner, project_id, "scan.pdf", blank_pdf(3)).get_json()
+    assert body["text"]["status"] == "empty"
+    assert body["text"]["pages"] == 3
+    assert "scanned" in body["text"]["note"]
+    resp = client.patch(
+        f"/api/projects/{project_id}/files/{body['id']}",
+        json={"use_in_chat": True},
+        headers=owner.headers,
+    )
+    assert resp.status_code == 422
+    assert resp.get_json()["error"]["code"] == "file_has_no_text"
+    assert "scanned" in resp.get_json()["error"]["message"]
+
+
+def test_broken_pdf_is_kept_but_marked_unreadable(app, client, owner, project_id):
+    body = upload(client, owner, project_id, "broken.pdf", b"%PDF-1.4\nnot really").get_json()
+    assert body["text"]["status"] == "failed"
+    assert body["text"]["note"] == "The PDF could not be read."
+
+
+def test_whitespace_only_text_file_is_empty(app, client, owner, project_id):
+    body = upload(client, owner, project_id, "blank.txt", b" \n\t\n").get_json()
+    assert body["text"]["status"] == "empty"
+
+
+def test_use_in_chat_toggles_through_api_and_page(app, client, owner, project_id):
+    file_id = upload(client, owner, project_id, "a.txt", b"alpha").get_json()["id"]
+    on = client.patch(
+        f"/api/projects/{project_id}/files/{file_id}",
+        json={"use_in_chat": True},
+        headers=owner.headers,
+    )
+    assert on.get_json()["use_in_chat"] is True
+    login(client, owner)
+    client.post(f"/projects/{project_id}/files/{file_id}/chat", data={"use": "0"})
+    assert "a.txt is no longer used in chat." in files_page(client, project_id)
+    assert rows(app)[0].use_in_chat is False
+
+
+def test_use_in_chat_must_be_a_boolean(client, owner, project_id):
+    file_id = upload(client, owner, project_id, "a.txt", b"alpha").get_json()["id"]
+    resp = client.patch(
+        f"/api/projects/{project_id}/files/{file_id}",
+        json={"use_in_chat": "yes"},
+        headers=owner.headers,
+    )
+    assert resp.status_code == 422
+
+
+# --- pages -----------------------------------------------------------------------------------
+
+
+def test_files_tab_shows_each_file_with_its_text_status(app, client, owner, project_id):
+    upload(client, owner, project_id, "guide.pdf", text_pdf("Hello"))
+    upload(client, owner, project_id, "scan.pdf", blank_pdf())
+    login(client, owner)
+    html = files_page(client, project_id)
+    assert "guide.pdf" in html and "scan.pdf" in html
+    assert "5 chars, 1 page" in html
+    assert "No text layer — a scanned PDF?" in html
+    assert 'aria-current="page">Files</a>' in html
+
+
+def test_file_names_are_escaped_on_the_page(app, client, owner, project_id):
+    upload(client, owner, project_id, "Tom & Jerry's <notes>.txt", b"payload")
+    login(client, owner)
+    html = files_page(client, project_id)
+    assert "Tom &amp; Jerry&#39;s notes.txt" in html
