@@ -1,0 +1,94 @@
+"""The Files tab in real Chromium: two files uploaded with per-file progress, the list refreshed
+in place, a hostile name shown as text, download, "use in chat", delete with confirmation, and
+the size limit said before anything is sent."""
+
+from pathlib import Path
+
+import pytest
+
+from tests.factories import make_project, make_user
+
+pytestmark = pytest.mark.browser
+
+SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+
+
+def login(page, live_server, user):
+    page.goto(live_server + "/login")
+    page.fill("#email", user.email)
+    page.fill("#password", user.password)
+    page.click("main button[type=submit]")
+    page.wait_for_url(live_server + "/")
+
+
+def test_upload_download_use_and_delete_files(app, live_server, page, tmp_path):
+    owner = make_user(app, email="ada@example.com")
+    project_id = make_project(app, owner, name="Docs bot")
+    login(page, live_server, owner)
+    page.goto(f"{live_server}/projects/{project_id}")
+    page.click("nav.tabs >> text=Files")
+    page.wait_for_url(f"{live_server}/projects/{project_id}/files")
+    assert page.is_visible("#no-files")
+
+    big = b"# Handbook\n\n" + b"Refunds are accepted within 30 days.\n" * 60_000  # ~2.2 MB
+    page.set_input_files(
+        "#file-input",
+        [
+            {"name": "handbook.md", "mimeType": "text/markdown", "buffer": big},
+            {
+                "name": "<img src=x onerror=alert(1)>.txt",
+                "mimeType": "text/plain",
+                "buffer": b"hostile name",
+            },
+        ],
+    )
+    page.click("#upload-button")
+    page.wait_for_function("document.querySelectorAll('.upload-item.is-done').length === 2")
+    bars = page.eval_on_selector_all("#upload-queue progress", "els => els.map(e => e.value)")
+    assert bars == [100, 100]
+    assert page.locator(".upload-status").all_inner_texts() == ["Uploaded.", "Uploaded."]
+
+    # The list was refreshed in place, without a reload.
+    rows = page.locator("table.files tbody tr")
+    rows.nth(1).wait_for()
+    names = page.locator("td.file-name").all_inner_texts()
+    assert sorted(names) == ["handbook.md", "img src=x onerror=alert(1).txt"]
+    handbook = page.locator("tr", has=page.locator("td.file-name", has_text="handbook.md"))
+    assert "chars" in handbook.locator(".text-status").inner_text()
+
+    with page.expect_download() as info:
+        handbook.locator("td.file-name a").click()
+    download = info.value
+    assert download.suggested_filename == "handbook.md"
+    assert Path(download.path()).read_bytes() == big
+
+    handbook.locator("button", has_text="Use in chat").click()
+    page.wait_for_selector("text=handbook.md is used in chat.")
+    assert page.locator("button[aria-pressed=true]").inner_text() == "In chat ✓"
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "files.png"), full_page=True)
+
+    hostile = page.locator("tr", has=page.locator("td.file-name", has_text="onerror"))
+    hostile.locator("a.danger-link").click()
+    assert page.inner_text("h1") == "Delete “img src=x onerror=alert(1).txt”?"
+    page.click("text=Delete file")
+    page.wait_for_selector("text=Deleted img src=x onerror=alert(1).txt.")
+    assert page.locator("td.file-name").all_inner_texts() == ["handbook.md"]
+    assert page.problems == []
+
+
+def test_oversize_file_is_refused_in_the_page(app, live_server, page):
+    app.config["MAX_UPLOAD_MB"] = 1
+    owner = make_user(app, email="ada@example.com")
+    project_id = make_project(app, owner, name="Docs bot")
+    login(page, live_server, owner)
+    page.goto(f"{live_server}/projects/{project_id}/files")
+    page.set_input_files(
+        "#file-input",
+        [{"name": "big.txt", "mimeType": "text/plain", "buffer": b"x" * (2 * 1024 * 1024)}],
+    )
+    page.click("#upload-button")
+    page.wait_for_selector(".upload-item.is-error")
+    assert "larger than the 1 MB limit" in page.inner_text(".upload-status")
+    assert page.is_visible("#no-files")
