@@ -142,3 +142,13 @@ def test_streamed_reply_records_the_files_too(app, client, owner, project_id, fa
     events, _ = parse_sse(resp.get_data(as_text=True))
     done = [data for name, data in events if name == "done"][0]
     assert [f["name"] for f in done["message"]["context_files"]] == ["a.txt"]
+
+
+def test_chat_page_footer_names_the_files_and_the_cut(app, client, owner, project_id, fake):
+    app.config["CHAT_FILES_MAX_CHARS"] = 10
+    add_file(client, owner, project_id, "a.txt", b"A" * 40)
+    add_file(client, owner, project_id, "b.txt", b"B" * 5)
+    cid = chat(client, owner, project_id)["conversation_id"]
+    client.post("/login", data={"email": owner.email, "password": owner.password})
+    html = client.get(f"/projects/{project_id}?c={cid}").get_data(as_text=True)
+    assert "files: a.txt (cut), b.txt (left out)" in html

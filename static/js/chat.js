@@ -225,6 +225,12 @@ function assistantBubble() {
   return a;
 }
 
+// A file that went into the turn's instructions, and whether the budget cut it.
+function fileLabel(f) {
+  if (!f.included) return `${f.name} (left out)`;
+  return f.truncated ? `${f.name} (cut)` : f.name;
+}
+
 // Replace the streamed text with the server's sanitised Markdown and add the metadata footer.
 function finish(bubble, m) {
   if (!bubble) return;
@@ -239,7 +245,7 @@ function finish(bubble, m) {
   if (m.prompt_version) parts.push(`prompt v${m.prompt_version}`);
   if (m.tokens_out !== null && m.tokens_out !== undefined) parts.push(`${m.tokens_in ?? 0}→${m.tokens_out} tokens`);
   if (m.total_ms !== null && m.total_ms !== undefined) parts.push(`${(m.total_ms / 1000).toFixed(1)} s`);
-  if (m.context_files && m.context_files.length) parts.push(`files: ${m.context_files.map((f) => f.name).join(", ")}`);
+  if (m.context_files && m.context_files.length) parts.push(`files: ${m.context_files.map(fileLabel).join(", ")}`);
   if (m.status !== "complete") parts.push(m.status);
   footer.append(textSpan(parts.join(" · ") + " "));
   if (m.error && !bubble.querySelector(".msg-error")) {
