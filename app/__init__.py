@@ -38,7 +38,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config.from_mapping(load_config(Path(app.instance_path), config))
     _configure_logging(app)
 
-    from app import models  # noqa: F401  (register every table on the metadata)
+    from app import (
+        limits,
+        models,  # noqa: F401  (register every table on the metadata)
+        observability,
+        security_headers,
+    )
     from app.auth import loading
     from app.blueprints import ALL
     from app.cli import register_cli
@@ -50,14 +55,13 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     login_manager.init_app(app)
     csrf.init_app(app)
     loading.init_app(app)
+    limits.init_app(app)  # after loading: per-user limits need the bearer user
+    security_headers.init_app(app)
+    observability.init_app(app)
     for blueprint in ALL:
         app.register_blueprint(blueprint)
     register_error_handlers(app)
     register_cli(app)
-
-    @app.get("/healthz")
-    def healthz():
-        return {"status": "ok"}
 
     from markupsafe import Markup
 

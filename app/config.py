@@ -156,6 +156,18 @@ def load_config(
         "UPLOAD_ALLOWED_EXTENSIONS": _extensions(env.get("UPLOAD_ALLOWED_EXTENSIONS")),
         "OPENAI_FILE_PURPOSE": _str(env, "OPENAI_FILE_PURPOSE", "user_data"),
         "CHAT_FILES_MAX_CHARS": _int(env, "CHAT_FILES_MAX_CHARS", 24_000),
+        # Rate limits (Flask-Limiter); "N per minute|hour|day", see limits.py.
+        "RATELIMIT_ENABLED": _bool(env.get("RATELIMIT_ENABLED"), True),
+        "RATELIMIT_STORAGE_URI": _str(env, "RATELIMIT_STORAGE_URI", "memory://"),
+        "RATELIMIT_HEADERS_ENABLED": True,
+        "RATELIMIT_KEY_PREFIX": _str(env, "RATELIMIT_KEY_PREFIX", "prompthub"),
+        "RATELIMIT_LOGIN": _str(env, "RATELIMIT_LOGIN", "20 per minute"),
+        "RATELIMIT_LOGIN_ACCOUNT": _str(env, "RATELIMIT_LOGIN_ACCOUNT", "10 per minute"),
+        "RATELIMIT_REGISTER": _str(env, "RATELIMIT_REGISTER", "10 per hour"),
+        "RATELIMIT_CHAT": _str(env, "RATELIMIT_CHAT", "30 per minute"),
+        "RATELIMIT_UPLOAD": _str(env, "RATELIMIT_UPLOAD", "60 per minute"),
+        # Behind a reverse proxy: trust one hop of X-Forwarded-For/-Proto/-Host.
+        "TRUST_PROXY": _bool(env.get("TRUST_PROXY"), False),
     }
     cfg.update(overrides)
     # One upload request may carry MAX_UPLOAD_MB of file plus the multipart framing; Werkzeug

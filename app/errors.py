@@ -12,6 +12,7 @@ import logging
 from typing import Any
 
 from flask import Flask, Response, jsonify, render_template, request
+from flask_limiter import RateLimitExceeded
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
@@ -127,6 +128,12 @@ def register_error_handlers(app: Flask) -> None:
         limit_mb = app.config["MAX_UPLOAD_MB"]
         message = f"The request is larger than the {limit_mb} MB upload limit."
         return _respond(413, "payload_too_large", message)
+
+    @app.errorhandler(RateLimitExceeded)
+    def handle_rate_limited(exc: RateLimitExceeded):
+        # Flask-Limiter adds Retry-After and the X-RateLimit-* headers after this.
+        message = f"Too many requests (limit: {exc.description}). Wait a little and try again."
+        return _respond(429, "rate_limited", message)
 
     @app.errorhandler(HTTPException)
     def handle_http(exc: HTTPException):

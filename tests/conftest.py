@@ -92,6 +92,7 @@ def base_config(database_url: str, **extra) -> dict:
         "OPENAI_BASE_URL": "http://127.0.0.1:9/v1",
         "OPENROUTER_BASE_URL": "http://127.0.0.1:9/api/v1",
         "OFFLINE_TOKEN_DELAY_MS": 0,
+        "RATELIMIT_ENABLED": False,  # tests/test_rate_limits.py turns it on
         **extra,
     }
 

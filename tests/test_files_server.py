@@ -81,8 +81,9 @@ def test_oversize_upload_is_refused_before_the_body_is_sent(app, server, owner, 
     app.config["MAX_CONTENT_LENGTH"] = 1024 * 1024
     declared = 500 * 1024 * 1024  # 500 MB announced; we send almost none of it
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-        sock.sendall(request_head(project_id, owner.token, declared) + part_head())
-        sock.sendall(b"x" * 1024)
+        # Only the headers: the answer must come without a byte of the body. (Sending body bytes
+        # the server never reads would let its close turn into a reset that eats the answer.)
+        sock.sendall(request_head(project_id, owner.token, declared))
         answer = read_all(sock)
     status_line = answer.split("\r\n", 1)[0]
     assert status_line.endswith("413 REQUEST ENTITY TOO LARGE"), answer[:200]

@@ -7,6 +7,7 @@ from flask_login import current_user
 
 from app.api import field, json_body, public
 from app.auth import services
+from app.limits import login_per_account, login_per_address, register_per_address
 
 bp = Blueprint("auth", __name__, url_prefix="/auth")
 
@@ -22,6 +23,7 @@ def user_json(user) -> dict:
 
 @bp.post("/register")
 @public
+@register_per_address
 def register():
     data = json_body()
     user = services.register_user(
@@ -34,6 +36,8 @@ def register():
 
 @bp.post("/login")
 @public
+@login_per_address
+@login_per_account
 def login():
     data = json_body()
     user = services.authenticate(

@@ -11,6 +11,7 @@ from app.auth import services
 from app.auth.forms import ConfirmForm, LoginForm, RegisterForm
 from app.errors import AppError
 from app.forms import apply_errors
+from app.limits import login_per_account, login_per_address, register_per_address
 
 bp = Blueprint("auth", __name__)
 
@@ -32,6 +33,7 @@ def _start_session(user, remember: bool) -> None:
 
 
 @bp.route("/register", methods=["GET", "POST"])
+@register_per_address
 def register():
     if current_user.is_authenticated:
         return redirect(url_for("projects.index"))
@@ -51,6 +53,8 @@ def register():
 
 
 @bp.route("/login", methods=["GET", "POST"])
+@login_per_address
+@login_per_account
 def login():
     target = safe_next(request.args.get("next"))
     if current_user.is_authenticated:

@@ -10,6 +10,7 @@ from app.chat import services
 from app.chat.render import render_markdown
 from app.chat.streaming import sse_response
 from app.errors import ValidationFailed
+from app.limits import chat_per_user
 from app.models import Role
 
 bp = Blueprint("chat", __name__)
@@ -75,12 +76,14 @@ def _chat(project_id: int, data: dict, conversation_id: int | None):
 
 
 @bp.post("/projects/<int:project_id>/chat")
+@chat_per_user
 def project_chat(project_id: int):
     data = json_body()
     return _chat(project_id, data, field(data, "conversation_id", kind=int))
 
 
 @bp.post("/chat")
+@chat_per_user
 def chat():
     """The seed-000 shape: ``{projectId, message, conversationId?, stream?}``."""
     data = json_body()

@@ -8,6 +8,7 @@ from flask_login import current_user
 from app.api import field, json_body
 from app.errors import ValidationFailed
 from app.files import services
+from app.limits import upload_per_user
 from app.projects.services import get_project_for
 
 bp = Blueprint("files", __name__, url_prefix="/<int:project_id>/files")
@@ -60,6 +61,7 @@ def list_(project_id: int):
 
 
 @bp.post("")
+@upload_per_user
 def upload(project_id: int):
     project = get_project_for(current_user, project_id)  # before the body is parsed
     uploads = request.files.getlist("file")

@@ -10,6 +10,7 @@ from app.chat import llm
 from app.errors import AppError, Conflict, ValidationFailed
 from app.files import services
 from app.files.api import download_response, file_json
+from app.limits import upload_per_user
 from app.models import SyncStatus
 from app.projects.services import get_project_for
 
@@ -40,6 +41,7 @@ def index(project_id: int):
 
 
 @bp.post("")
+@upload_per_user
 def upload(project_id: int):
     """Form upload of one or more files (the page's script uploads them one by one to the API,
     with progress; this is the same without JavaScript). Each file's outcome is flashed."""
