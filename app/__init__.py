@@ -39,6 +39,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     _configure_logging(app)
 
     from app import (
+        api,
         limits,
         models,  # noqa: F401  (register every table on the metadata)
         observability,
@@ -57,6 +58,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     loading.init_app(app)
     limits.init_app(app)  # after loading: per-user limits need the bearer user
     security_headers.init_app(app)
+    api.init_input_guard(app)
     observability.init_app(app)
     for blueprint in ALL:
         app.register_blueprint(blueprint)

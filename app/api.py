@@ -36,7 +36,45 @@ def json_body() -> dict[str, Any]:
         raise BadRequest("The body is not valid JSON.", code="invalid_json")
     if not isinstance(data, dict):
         raise BadRequest("The JSON body must be an object.", code="invalid_json")
+    bad = _nul_path(data)
+    if bad is not None:
+        raise ValidationFailed(fields={bad: "Must not contain NUL (\\u0000) characters."})
     return data
+
+
+def _nul_path(value: Any, path: str = "") -> str | None:
+    """Where a NUL character hides in a JSON value (PostgreSQL text cannot store one)."""
+    if isinstance(value, str):
+        return (path or "body") if "\x00" in value else None
+    items = (
+        value.items()
+        if isinstance(value, dict)
+        else enumerate(value)
+        if isinstance(value, list)
+        else ()
+    )
+    for key, item in items:
+        if isinstance(key, str) and "\x00" in key:
+            return path or "body"
+        found = _nul_path(item, f"{path}.{key}" if path else str(key))
+        if found is not None:
+            return found
+    return None
+
+
+def init_input_guard(app) -> None:
+    """Refuse NUL characters in query strings and urlencoded forms for every route (JSON
+    bodies are checked by ``json_body``; multipart bodies are parsed by their views only, after
+    the ownership check)."""
+
+    @app.before_request
+    def reject_nul_characters():
+        values = list(request.args.values())
+        if request.mimetype == "application/x-www-form-urlencoded":
+            values += request.form.values()
+        if any("\x00" in v for v in values):
+            raise BadRequest("NUL characters are not allowed in input.", code="invalid_input")
+        return None
 
 
 def field(data: dict[str, Any], name: str, *, required: bool = False, kind: type = str) -> Any:

@@ -36,7 +36,7 @@ def extract(path: Path, kind: str, content_type: str) -> Extracted:
 
 def _text(path: Path) -> Extracted:
     with open(path, encoding="utf-8", errors="replace") as fh:
-        text = fh.read(MAX_TEXT_CHARS + 1)
+        text = fh.read(MAX_TEXT_CHARS + 1).replace("\x00", "")  # PostgreSQL text has no NUL
     note = None
     if len(text) > MAX_TEXT_CHARS:
         text, note = text[:MAX_TEXT_CHARS], f"Only the first {MAX_TEXT_CHARS:,} characters kept."
@@ -65,7 +65,7 @@ def _pdf(path: Path) -> Extracted:
     except (PyPdfError, ValueError, KeyError, TypeError, OSError) as exc:
         log.warning("pdf text extraction failed for %s: %s", path.name, exc)
         return Extracted(TextStatus.FAILED, note="The PDF could not be read.")
-    text = "\n\n".join(p.strip() for p in parts if p.strip())
+    text = "\n\n".join(p.strip() for p in parts if p.strip()).replace("\x00", "")
     note = None
     if len(text) > MAX_TEXT_CHARS:
         text, note = text[:MAX_TEXT_CHARS], f"Only the first {MAX_TEXT_CHARS:,} characters kept."
