@@ -36,6 +36,7 @@ import socket
 import threading
 import time
 from collections import deque
+from contextlib import closing
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -238,6 +239,15 @@ def json_response(status: int, body: Any, headers: dict[str, str] | None = None)
 class _QuietHandler(WSGIRequestHandler):
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         pass
+
+
+@dataclass(frozen=True)
+class Pause:
+    """Yielded by the reply generators between writes: the server waits this long before asking
+    for the next bytes. The threaded WSGI server sleeps the request's thread; the bench server
+    (``tests/bench/fake_async.py``) awaits, so both serve the very same event sequence."""
+
+    seconds: float
 
 
 class _Closed(Exception):
@@ -673,7 +683,12 @@ class FakeProviderServer:
         """Stream ``chunks``. A client going away surfaces here as GeneratorExit at a yield
         (Werkzeug closes the iterator when a write fails): record it."""
         try:
-            yield from chunks
+            with closing(chunks):
+                for chunk in chunks:
+                    if isinstance(chunk, Pause):
+                        self._sleep(chunk.seconds)
+                    else:
+                        yield chunk
         except GeneratorExit:
             self._finish(rec, disconnected=True)
             raise
@@ -1061,8 +1076,8 @@ class OpenAIReply:
         return f"event: {kind}\ndata: {json.dumps(data)}\n\n".encode()
 
     def events(self, environ: dict[str, Any]) -> Any:
-        sc, server = self.sc, self.server
-        server._sleep(sc.ttft_ms / 1000)  # nothing written yet, so the headers wait too
+        sc = self.sc
+        yield Pause(sc.ttft_ms / 1000)  # nothing written yet, so the headers wait too
         obfuscate = sc.obfuscation
         if obfuscate is None:
             options = self.request.get("stream_options") or {}
@@ -1091,7 +1106,7 @@ class OpenAIReply:
             if sc.stop_after and index == sc.stop_after[0]:
                 break
             if index:
-                server._sleep(sc.token_delay_ms / 1000)
+                yield Pause(sc.token_delay_ms / 1000)
             if sc.keepalive:
                 yield self.event("keepalive")
             extra: dict[str, Any] = {} if refusing else {"logprobs": []}
@@ -1242,7 +1257,7 @@ class OpenRouterReply:
             deadline = time.monotonic() + thinking
             yield PROCESSING
             while (left := deadline - time.monotonic()) > 0:
-                server._sleep(min(left, server.comment_interval))
+                yield Pause(min(left, server.comment_interval))
                 yield PROCESSING
         if sc.malformed:
             yield b'data: {"id": "gen-broken", "choices": [{"delta": \n\n'
@@ -1250,7 +1265,7 @@ class OpenRouterReply:
             if index == sc.failure_at or (sc.stop_after and index == sc.stop_after[0]):
                 break
             if index:
-                server._sleep(sc.token_delay_ms / 1000)
+                yield Pause(sc.token_delay_ms / 1000)
                 if sc.keepalive:
                     yield PROCESSING
             yield self.chunk([self.choice(piece)])
