@@ -149,6 +149,7 @@ def load_config(
         "CHAT_HISTORY_MAX_MESSAGES": _int(env, "CHAT_HISTORY_MAX_MESSAGES", 40),
         "CHAT_MESSAGE_MAX_CHARS": _int(env, "CHAT_MESSAGE_MAX_CHARS", 20_000),
         "CHAT_HEARTBEAT_SECONDS": _float(env, "CHAT_HEARTBEAT_SECONDS", 15.0),
+        "CHAT_STREAM_COALESCE_MS": _float(env, "CHAT_STREAM_COALESCE_MS", 25.0),
         "LOG_LEVEL": _str(env, "LOG_LEVEL", "INFO"),
         # Project files: bytes under UPLOAD_DIR/<project id>/, text extracted for chat.
         "UPLOAD_DIR": _str(env, "UPLOAD_DIR", str(instance_path / "uploads")),

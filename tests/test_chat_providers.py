@@ -373,3 +373,49 @@ def test_stop_stores_the_partial_reply_and_closes_the_upstream_request(
         assert reply.status == "incomplete"
         assert reply.content.startswith("w0 w1")
         assert len(reply.content.split()) < 200
+
+
+def test_no_database_connection_is_held_while_the_reply_streams(
+    app, client, owner, project_id, fake
+):
+    fake.script("responses", Scenario(deltas=[f"w{i} " for i in range(20)], token_delay_ms=20))
+    resp = client.post(
+        f"/api/projects/{project_id}/chat",
+        json={"message": "hold nothing", "stream": True},
+        headers=owner.headers,
+        buffered=False,
+    )
+    received = ""
+    checked_out = []
+    for chunk in resp.response:
+        received += chunk.decode() if isinstance(chunk, bytes) else chunk
+        if "event: delta" in received and not checked_out:
+            with app.app_context():
+                checked_out.append(db.engine.pool.checkedout())
+    resp.close()
+    assert checked_out == [0]  # the pool caps concurrent streams otherwise
+    assert "event: done" in received
+
+
+def test_deltas_arriving_together_are_coalesced_but_the_first_is_not_delayed(
+    app, client, owner, project_id, fake
+):
+    app.config["CHAT_STREAM_COALESCE_MS"] = 60
+    pieces = [f"w{i} " for i in range(20)]
+    fake.script("responses", Scenario(deltas=pieces, token_delay_ms=5))
+    events, _ = stream(client, owner, project_id)
+    deltas = [data["text"] for name, data in events if name == "delta"]
+    assert "".join(deltas) == "".join(pieces)
+    assert len(deltas) <= 6  # ~100 ms of tokens in 60 ms windows, not 20 writes
+    assert deltas[0].startswith("w0 ")
+    assert events[-1][0] == "done"
+
+
+def test_without_coalescing_each_provider_delta_is_its_own_event(
+    app, client, owner, project_id, fake
+):
+    app.config["CHAT_STREAM_COALESCE_MS"] = 0
+    pieces = [f"w{i} " for i in range(5)]
+    fake.script("responses", Scenario(deltas=pieces, token_delay_ms=30))
+    events, _ = stream(client, owner, project_id)
+    assert [data["text"] for name, data in events if name == "delta"] == pieces

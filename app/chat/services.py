@@ -21,7 +21,7 @@ import queue
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import closing
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 
 from flask import current_app
@@ -31,7 +31,7 @@ from app.chat.llm import get_chain
 from app.errors import NotFound, ProviderUnavailable, ValidationFailed
 from app.extensions import db
 from app.files.services import chat_context
-from app.models import Conversation, Message, MessageStatus, Project, Role, User
+from app.models import Conversation, Message, MessageStatus, Project, PromptVersion, Role, User
 from app.models.base import utcnow
 from app.projects.services import get_project_for
 from app.prompts.versions import system_prompt_for
@@ -88,6 +88,26 @@ class Turn:
     prompt_version_id: int | None
     request: ChatRequest
     context_files: list[dict] = field(default_factory=list)
+    # The rows start_turn wrote or read, committed without expiring (``_kept_loaded``), so the
+    # stream renders them without reloading them.
+    conversation: Conversation | None = None
+    user_message: Message | None = None
+    prompt_version: PromptVersion | None = None
+
+
+@contextmanager
+def _kept_loaded():
+    """Commit without expiring what the session holds. Rows just written here are what the
+    stream renders next (``Started``, ``Done``); expired, each would be reloaded by a SELECT
+    on a freshly checked-out connection, several statements per reply for values we already
+    have (all defaults are computed in Python, so nothing changes on the server side)."""
+    session = db.session()
+    previous = session.expire_on_commit
+    session.expire_on_commit = False
+    try:
+        yield
+    finally:
+        session.expire_on_commit = previous
 
 
 # --- conversations ---------------------------------------------------------------------------
@@ -223,7 +243,7 @@ def start_turn(
         if conversation_id is None:
             conversation = Conversation(project_id=project.id, title=_title_from(text))
             db.session.add(conversation)
-            db.session.flush()
+            db.session.flush()  # its updated_at is now
         else:
             conversation = _conversation_in(project, user, conversation_id)
         user_message = Message(conversation_id=conversation.id, role=Role.USER, content=text)
@@ -237,14 +257,19 @@ def start_turn(
         message=user_message.content,
         max_output_tokens=current_app.config["LLM_MAX_OUTPUT_TOKENS"],
     )
-    conversation.updated_at = utcnow()
-    db.session.commit()  # the user's message is safe before any provider is called
+    if conversation_id is not None:
+        conversation.updated_at = utcnow()
+    with _kept_loaded():
+        db.session.commit()  # the user's message is safe before any provider is called
     return Turn(
         conversation_id=conversation.id,
         user_message_id=user_message.id,
         prompt_version_id=version.id if version else None,
         request=request,
         context_files=files.files,
+        conversation=conversation,
+        user_message=user_message,
+        prompt_version=version,
     )
 
 
@@ -303,7 +328,8 @@ def _store_reply(
         .where(Conversation.id == turn.conversation_id)
         .values(updated_at=utcnow())
     )
-    db.session.commit()
+    with _kept_loaded():  # the reply is rendered next (``Done``, the API's JSON)
+        db.session.commit()
     return reply
 
 
@@ -354,9 +380,23 @@ def run_turn(turn: Turn, *, heartbeat: float | None = None) -> Iterator[ChatEven
     goes away (Stop, disconnect): then the partial reply is stored as incomplete and the
     provider request is abandoned, which closes its connection."""
     heartbeat = heartbeat or current_app.config["CHAT_HEARTBEAT_SECONDS"]
-    conversation = db.session.get(Conversation, turn.conversation_id)
-    user_message = db.session.get(Message, turn.user_message_id)
-    db.session.commit()  # release the connection before waiting on the provider
+    coalesce = current_app.config["CHAT_STREAM_COALESCE_MS"] / 1000
+    if turn.conversation is not None and turn.user_message is not None:
+        # The view's session was closed when it returned (``stream_with_context`` runs this
+        # later), which detached these rows with their values; attach them here, without SQL,
+        # so the reply's ``prompt_version`` comes from the identity map too.
+        conversation, user_message = turn.conversation, turn.user_message
+        for row in (conversation, user_message, turn.prompt_version):
+            if row is not None:
+                db.session.add(row)
+    else:
+        conversation = db.session.get(Conversation, turn.conversation_id)
+        user_message = db.session.get(Message, turn.user_message_id)
+    # Rendering ``Started`` must not reload anything: a reload would check a connection out
+    # again and hold it, idle in a transaction, for the whole stream, so the pool would cap
+    # the number of concurrent streams.
+    with _kept_loaded():
+        db.session.commit()  # release the connection before waiting on the provider
     yield Started(conversation, user_message)
 
     events: queue.SimpleQueue = queue.SimpleQueue()
@@ -371,12 +411,19 @@ def run_turn(turn: Turn, *, heartbeat: float | None = None) -> Iterator[ChatEven
     failure: ProviderError | None = None
     outcome: Message | None = None
     pending = None  # an event taken from the queue while coalescing, handled next
+    written = None  # when the last delta was written
     pump.start()
     try:
         while True:
             if pending is not None:
                 item, pending = pending, None
             else:
+                if written is not None and coalesce:
+                    # After the first token, let the next few gather: one write per window
+                    # instead of one per token (less per-token work on a CPU-bound relay).
+                    wait = written + coalesce - time.monotonic()
+                    if wait > 0:
+                        time.sleep(wait)
                 try:
                     item = events.get(timeout=heartbeat)
                 except queue.Empty:
@@ -410,6 +457,7 @@ def run_turn(turn: Turn, *, heartbeat: float | None = None) -> Iterator[ChatEven
                     ttft_ms = int((time.monotonic() - started) * 1000)
                 parts.append(text)
                 yield Delta(text)
+                written = time.monotonic()
         total_ms = int((time.monotonic() - started) * 1000)
         text = "".join(parts)
         if failure is not None:
