@@ -65,7 +65,11 @@ test-postgres: install
 	  $(BIN)/python -m pytest -q -p no:cacheprovider -m "not browser"; \
 	else echo "TEST_DATABASE_URL not set: PostgreSQL pass skipped"; fi
 
-bench: install  ## benchmarks, on demand only; results go to docs/benchmarks.md
+# Benchmarks, on demand only (docs/benchmarks.md): fake provider capacity, streams through the
+# platform vs straight to the fake provider, endpoint rates and memory, then the load test.
+# PostgreSQL from BENCH_PG (default postgresql://postgres@127.0.0.1:5432), database BENCH_DB.
+bench: install
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m bench tests/bench -s
 
 clean:

@@ -49,10 +49,13 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from app.blueprints import ALL
     from app.cli import register_cli
     from app.errors import register_error_handlers
-    from app.extensions import csrf, db, login_manager, migrate
+    from app.extensions import MIGRATE_OPTIONS, csrf, db, login_manager
 
     db.init_app(app)
-    migrate.init_app(app, db, directory=str(ROOT / "migrations"))
+    if app.config["DB_MIGRATE_COMMANDS"]:
+        from flask_migrate import Migrate
+
+        Migrate(app, db, directory=str(ROOT / "migrations"), **MIGRATE_OPTIONS)
     login_manager.init_app(app)
     csrf.init_app(app)
     loading.init_app(app)

@@ -151,6 +151,9 @@ def load_config(
         "CHAT_HEARTBEAT_SECONDS": _float(env, "CHAT_HEARTBEAT_SECONDS", 15.0),
         "CHAT_STREAM_COALESCE_MS": _float(env, "CHAT_STREAM_COALESCE_MS", 25.0),
         "LOG_LEVEL": _str(env, "LOG_LEVEL", "INFO"),
+        # The ``flask db`` commands (Flask-Migrate, Alembic). Web workers turn this off
+        # (gunicorn.conf.py): they never migrate, and the import costs ~11 MB per process.
+        "DB_MIGRATE_COMMANDS": _bool(env.get("DB_MIGRATE_COMMANDS"), True),
         # Project files: bytes under UPLOAD_DIR/<project id>/, text extracted for chat.
         "UPLOAD_DIR": _str(env, "UPLOAD_DIR", str(instance_path / "uploads")),
         "MAX_UPLOAD_MB": _int(env, "MAX_UPLOAD_MB", 20),

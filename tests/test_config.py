@@ -55,3 +55,19 @@ def test_bad_numbers_are_reported_by_name(tmp_path):
 )
 def test_database_urls_use_psycopg3(given, expected):
     assert normalise_database_url(given) == expected
+
+
+def test_web_workers_can_leave_out_the_migration_commands(database_url):
+    from app import create_app
+    from tests.conftest import base_config
+
+    assert "migrate" in create_app(base_config(database_url)).extensions
+    served = create_app(base_config(database_url, DB_MIGRATE_COMMANDS=False))
+    assert "migrate" not in served.extensions
+    assert served.url_map.bind("localhost").match("/healthz")
+
+
+def test_gunicorn_workers_leave_out_the_migration_commands():
+    namespace: dict = {}
+    exec((Path(__file__).parents[1] / "gunicorn.conf.py").read_text(), namespace)
+    assert "DB_MIGRATE_COMMANDS=false" in namespace["raw_env"]

@@ -5,11 +5,12 @@ Measured first (docs/benchmarks.md): the threaded Werkzeug fake (``tests/fake_pr
 saturates one core near 125 streams/s and stretches a 200 ms time-to-first-token to ~590 ms at
 200 concurrent streams, so it would be the bottleneck of any 200-stream comparison.
 
-It speaks the same wire format because it runs the same reply generators
-(``OpenAIReply.events``, ``.response_body``): those yield bytes and ``Pause``; here a pause is an
-``await asyncio.sleep`` and the bytes produced between two pauses go out as one chunk. Only what
-the benchmarks need: ``POST /v1/responses`` (streamed or JSON, bearer key checked, HTTP/1.1
-keep-alive) with the one default scenario from the command line; anything else is a 404.
+It speaks the same wire format because it runs the same code: ``POST /v1/responses`` runs the
+reply generators (``OpenAIReply.events``, ``.response_body``), which yield bytes and ``Pause``;
+here a pause is an ``await asyncio.sleep`` and the bytes produced between two pauses go out as
+one chunk. Every other route (Files, OpenRouter, ``/_control``) is handed to the threaded fake's
+own WSGI app, called inline (those answers never sleep unless scripted to). HTTP/1.1 keep-alive;
+the default scenario comes from the command line.
 
     python -m tests.bench.fake_async --port 8765 --ttft-ms 200 --tokens 50 --token-delay-ms 10
 """
@@ -21,6 +22,8 @@ import asyncio
 import contextlib
 import json
 import signal
+
+from werkzeug.test import EnvironBuilder
 
 from tests.fake_provider import (
     DEFAULT_OPENAI_KEY,
@@ -67,7 +70,7 @@ class AsyncFake:
         raw = await reader.readexactly(length) if length else b""
         keep_alive = headers.get("connection", "").lower() != "close"
         if method != "POST" or path.rstrip("/") != "/v1/responses":
-            await self.send_json(writer, 404, {"error": {"message": f"Unknown route: {path}"}})
+            await self.send_wsgi(writer, method, path, headers, raw)
             return keep_alive
         denied = openai_auth_error(headers.get("authorization", ""), self.fake.openai_key)
         if denied is not None:
@@ -111,6 +114,28 @@ class AsyncFake:
                 pending.append(item)
         data = b"".join(pending)
         writer.write((b"" if sent_head else head) + (chunk(data) if data else b"") + b"0\r\n\r\n")
+        await writer.drain()
+
+    async def send_wsgi(
+        self, writer: asyncio.StreamWriter, method: str, path: str, headers: dict, raw: bytes
+    ) -> None:
+        """Answer through the threaded fake's WSGI app (Files, OpenRouter, control routes)."""
+        target, _, query = path.partition("?")
+        environ = EnvironBuilder(
+            path=target, query_string=query, method=method, headers=headers, data=raw
+        ).get_environ()
+        captured: dict = {}
+
+        def start_response(status, response_headers, exc_info=None):
+            captured.update(status=status, headers=response_headers)
+
+        body = b"".join(self.fake(environ, start_response))
+        head = f"HTTP/1.1 {captured['status']}\r\n" + "".join(
+            f"{k}: {v}\r\n"
+            for k, v in captured["headers"]
+            if k.lower() not in ("content-length", "transfer-encoding", "connection")
+        )
+        writer.write(f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body)
         await writer.drain()
 
     async def send_json(self, writer: asyncio.StreamWriter, status: int, body: dict) -> None:

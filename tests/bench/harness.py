@@ -550,7 +550,7 @@ def profile(
          "--duration", str(int(duration))],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    time.sleep(1.0)
+    asyncio.run(run_level(platform_target(stack, account), 4, duration=0.5))  # warm up
     result = asyncio.run(
         run_level(platform_target(stack, account), concurrency, duration=duration - 2)
     )
@@ -571,6 +571,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per level")
     parser.add_argument("--fake", default="async", choices=["async", "wsgi"])
     parser.add_argument("--out", type=Path)
+    parser.add_argument(
+        "--env", action="append", default=[], help="KEY=VALUE for gunicorn (repeatable)"
+    )
     args = parser.parse_args(argv)
     levels = tuple(int(x) for x in args.levels.split(","))
     report: dict[str, Any] = {"machine": machine(), "what": args.what}
@@ -579,7 +582,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     else:
         server = ServerConfig(args.worker_class, args.workers, args.threads)
         report["server"] = asdict(server) | {"label": server.label}
-        with Stack(server=server, fake=FakeConfig(kind=args.fake)) as stack:
+        extra = dict(item.split("=", 1) for item in args.env)
+        report["env"] = extra
+        with Stack(server=server, fake=FakeConfig(kind=args.fake), extra_env=extra) as stack:
             report["gunicorn_ready_s"] = round(stack.start_seconds, 3)
             report["worker_rss_mb_idle"] = stack.worker_rss_mb()
             account = make_account(stack.url, "bench@example.com")

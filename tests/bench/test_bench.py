@@ -1,0 +1,60 @@
+"""``make bench``: every benchmark of docs/benchmarks.md, as on-demand tests.
+
+They assert what must hold however busy the machine is (no errors, no lost or extra rows) and
+print the figures; the targets and their discussion live in docs/benchmarks.md. Each writes its
+JSON report under ``BENCH_OUT`` (default ``/tmp/prompthub-bench/results``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.bench
+
+OUT = Path(os.environ.get("BENCH_OUT", "/tmp/prompthub-bench/results"))
+
+
+def test_fake_provider_holds_200_streams_without_becoming_the_bottleneck():
+    from tests.bench.harness import main
+
+    report = main(
+        ["fake", "--levels", "1,50,200", "--duration", "6", "--out", str(OUT / "fake.json")]
+    )
+    at_200 = report["fake"]["async"][-1]
+    assert at_200["errors"] == 0
+    assert at_200["ttft_ms_median"] < 300  # 200 ms scripted
+
+
+@pytest.mark.parametrize("worker_class", ["gevent", "gthread"])
+def test_streams_through_the_platform_and_direct(worker_class):
+    from tests.bench.harness import main
+
+    out = OUT / f"streams-{worker_class}.json"
+    report = main(
+        ["streams", "--worker-class", worker_class, "--threads", "128", "--out", str(out)]
+    )
+    for row in report["streams"]:
+        assert row["direct"]["errors"] == 0, row
+        assert row["platform"]["errors"] == 0, row
+
+
+def test_endpoints_history_memory_and_start_time():
+    from tests.bench.harness import main
+
+    report = main(["endpoints", "--duration", "5", "--out", str(OUT / "endpoints.json")])
+    for rates in (report["endpoints"]["rps_c1"], report["endpoints"]["rps_c16"]):
+        assert rates["api_projects"]["non_200"] == 0
+        assert rates["bare"]["non_200"] == 0
+
+
+def test_load_50_users_for_60_seconds_loses_nothing():
+    from tests.bench.loadtest import main
+
+    report = main(["--users", "50", "--duration", "60", "--out", str(OUT / "load.json")])
+    assert report["server_errors_5xx"] == 0
+    assert not report["transport_errors"]
+    assert not any(report["lost"].values())
+    assert not any(report["unacknowledged_rows"].values())
