@@ -55,3 +55,35 @@ def test_unsigned_tokens_are_refused(app):
     forged = jwt.encode({"sub": "1", "ver": 0, "iat": 0, "exp": 4102444800}, None, algorithm="none")
     with app.app_context(), pytest.raises(Exception, match="not valid"):
         decode_token(forged)
+
+
+GEVENT_PROBE = """
+from gevent import monkey; monkey.patch_all()
+import time, gevent
+from app import create_app
+from app.security import hash_password, verify_password
+app = create_app({"SECRET_KEY": "x" * 40, "BCRYPT_ROUNDS": 12, "DB_MIGRATE_COMMANDS": False})
+gaps, stop = [], False
+def ticker():
+    last = time.perf_counter()
+    while not stop:
+        gevent.sleep(0.01)
+        now = time.perf_counter(); gaps.append(now - last); last = now
+with app.app_context():
+    t = gevent.spawn(ticker); gevent.sleep(0.05)
+    hashed = hash_password("correct horse battery")
+    assert verify_password("correct horse battery", hashed)
+    stop = True; t.join()
+print(max(gaps))
+"""
+
+
+def test_bcrypt_does_not_freeze_a_gevent_worker():
+    """Under gevent workers a login must not stall every other stream of the process."""
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", GEVENT_PROBE], capture_output=True, text=True, check=True
+    )
+    assert float(out.stdout.strip().splitlines()[-1]) < 0.15  # one bcrypt at cost 12: ~0.25 s
