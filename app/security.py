@@ -44,18 +44,25 @@ def password_problem(password: str) -> str | None:
     return None
 
 
+_gevent_pool = None
+
+
 def off_the_event_loop(fn, *args):
     """Run CPU-heavy ``fn`` (bcrypt: ~250 ms at cost 12) where it does not stall other requests.
 
     Under gevent workers every request of a process shares one OS thread, so a bcrypt call
-    would freeze all of that worker's open chat streams; there it runs on gevent's pool of real
-    threads (bcrypt releases the GIL while hashing). Anywhere else it simply runs here."""
+    would freeze all of that worker's open chat streams; there it runs on one real thread of its
+    own (bcrypt releases the GIL), one hash at a time per worker, so a burst of logins queues
+    instead of taking every core from the streams. Anywhere else it simply runs here."""
+    global _gevent_pool
     monkey = sys.modules.get("gevent.monkey")
-    if monkey is not None and monkey.is_module_patched("threading"):
-        import gevent
+    if monkey is None or not monkey.is_module_patched("threading"):
+        return fn(*args)
+    if _gevent_pool is None:
+        from gevent.threadpool import ThreadPool
 
-        return gevent.get_hub().threadpool.apply(fn, args)
-    return fn(*args)
+        _gevent_pool = ThreadPool(maxsize=1)
+    return _gevent_pool.apply(fn, args)
 
 
 def hash_password(password: str) -> str:

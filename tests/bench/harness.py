@@ -461,24 +461,32 @@ async def endpoints(stack: Stack, account: Account, duration: float) -> dict[str
     # History endpoints on a long vs a short conversation.
     cookies = session_cookie(stack.url, account)
     cookie_header = {"Cookie": "; ".join(f"{k}={v}" for k, v in cookies.items())}
-    long_id = seed_conversation(stack, account.project_id, 5000)
-    short_id = seed_conversation(stack, account.project_id, 10)
+    convs = {n: seed_conversation(stack, account.project_id, n) for n in (10, 30, 5000)}
     history: dict[str, Any] = {"load_before": load()}
-    for name, conv in (("10", short_id), ("5000", long_id)):
-        history[name] = {
-            "messages_api": await timed_gets(
-                stack.url, f"/api/conversations/{conv}/messages", account.bearer, 60
-            ),
-            "messages_api_html": await timed_gets(
-                stack.url, f"/api/conversations/{conv}/messages?html=1", account.bearer, 60
-            ),
-            "chat_page": await timed_gets(
-                stack.url, f"/projects/{account.project_id}?c={conv}", cookie_header, 60
-            ),
+    api, page = "/api/conversations/{}/messages", f"/projects/{account.project_id}?c={{}}"
+    checks = {
+        # As the issue words it: a 10-message conversation returns all 10 rows, the long one
+        # a full page (50 for the API, 30 on the page), so these also compare page sizes.
+        "messages_api": (api, "", 10),
+        "messages_api_html": (api, "?html=1", 10),
+        "chat_page": (page, "", 10),
+        # Same rows returned, only the conversation's length differs.
+        "messages_api_limit10": (api, "?limit=10", 10),
+        "messages_api_html_limit10": (api, "?html=1&limit=10", 10),
+        "chat_page_30_rows": (page, "", 30),
+    }
+    for key, (template, query, short) in checks.items():
+        headers = cookie_header if template is page else account.bearer
+        sep = "&" if "?" in template and query else ""
+        short_path = template.format(convs[short]) + (sep + query.lstrip("?") if sep else query)
+        long_path = template.format(convs[5000]) + (sep + query.lstrip("?") if sep else query)
+        history[key] = {
+            "short_messages": short,
+            "short": await timed_gets(stack.url, short_path, headers, 60),
+            "5000": await timed_gets(stack.url, long_path, headers, 60),
         }
-    for key in ("messages_api", "messages_api_html", "chat_page"):
-        history[f"{key}_ratio_5000_vs_10"] = round(
-            history["5000"][key]["ms_median"] / history["10"][key]["ms_median"], 2
+        history[key]["ratio"] = round(
+            history[key]["5000"]["ms_median"] / history[key]["short"]["ms_median"], 2
         )
     out["history"] = history
     out["worker_rss_mb_after"] = stack.worker_rss_mb()
