@@ -186,11 +186,13 @@ class Stack:
         if self.server.worker_class == "gevent":
             cmd += ["--worker-connections", str(self.server.worker_connections)]
         cmd.append("tests.bench.benchapp:create_app()")
-        log = (self.workdir / "gunicorn.log").open("wb")
         started = time.perf_counter()
-        self._procs.append(
-            subprocess.Popen(cmd, cwd=ROOT, env=self.env(), stdout=log, stderr=subprocess.STDOUT)
-        )
+        with (self.workdir / "gunicorn.log").open("wb") as log:  # the child keeps its own copy
+            self._procs.append(
+                subprocess.Popen(
+                    cmd, cwd=ROOT, env=self.env(), stdout=log, stderr=subprocess.STDOUT
+                )
+            )
         self.start_seconds = self._wait_ready(started)
         return self
 
@@ -233,6 +235,9 @@ class Stack:
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 proc.kill()
+                proc.wait()
+            if proc.stdout is not None:
+                proc.stdout.close()
         self._procs.clear()
 
     def __enter__(self) -> Stack:
@@ -543,6 +548,8 @@ async def fake_capacity(levels: tuple[int, ...], duration: float) -> dict[str, A
         finally:
             fake.terminate()
             fake.wait()
+            assert fake.stdout is not None
+            fake.stdout.close()
     return out
 
 

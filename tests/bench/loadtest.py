@@ -166,23 +166,23 @@ class User:
             self.tally.files.add(r.json()["id"])
 
     async def run(self, deadline: float, start_delay: float) -> None:
-        await asyncio.sleep(start_delay)
-        await self.login()
-        if not self.headers:
-            return
-        await self.list_projects()
-        while time.perf_counter() < deadline:
-            roll = self.rng.random()
-            if roll < 0.6:
-                await self.chat()
-            elif roll < 0.75:
-                await self.list_projects()
-            elif roll < 0.9 or not self.uploads:
-                await self.read_messages()
-            else:
-                await self.upload()
-            await asyncio.sleep(self.rng.uniform(0.05, 0.3))
-        await self.client.aclose()
+        async with self.client:
+            await asyncio.sleep(start_delay)
+            await self.login()
+            if not self.headers:
+                return
+            await self.list_projects()
+            while time.perf_counter() < deadline:
+                roll = self.rng.random()
+                if roll < 0.6:
+                    await self.chat()
+                elif roll < 0.75:
+                    await self.list_projects()
+                elif roll < 0.9 or not self.uploads:
+                    await self.read_messages()
+                else:
+                    await self.upload()
+                await asyncio.sleep(self.rng.uniform(0.05, 0.3))
 
 
 def create_users(base: str, count: int) -> None:
