@@ -8,6 +8,9 @@ seconds), then loops with a short think time: list projects; a streamed chat tur
 own conversation (most iterations); the conversation's messages now and then; an upload of a
 small text file (``POST /api/projects/<id>/files``, multipart field ``file``) now and then.
 
+Rate limits stay on, stored in Redis (``--redis``, default db 14) as in production, with every
+limit raised far above what 50 users from one address send.
+
 Acknowledgements are counted on the client: a chat stream's ``start`` event acknowledges the
 user's message (its id), its ``done`` or ``error`` event the assistant's row (its id); a 200/201
 upload acknowledges a file. Afterwards the ``messages`` and ``files`` tables must hold exactly
@@ -250,12 +253,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--out")
     args = parser.parse_args(argv)
     env = {
-        "RATELIMIT_ENABLED": "false",  # a load test from one IP is not brute force
+        # Limits on, counted in Redis as in production, but raised: 50 users from one address
+        # are not a brute-force attack.
+        "RATELIMIT_ENABLED": "true",
         "RATELIMIT_STORAGE_URI": args.redis,
+        "RATELIMIT_KEY_PREFIX": f"loadtest-{int(time.time())}",
+        "RATELIMIT_LOGIN": "10000 per minute",
+        "RATELIMIT_LOGIN_ACCOUNT": "10000 per minute",
+        "RATELIMIT_REGISTER": "10000 per hour",
+        "RATELIMIT_CHAT": "10000 per minute",
+        "RATELIMIT_UPLOAD": "10000 per minute",
         "UPLOAD_DIR": "/tmp/prompthub-bench/uploads",
     }
     server = ServerConfig(args.worker_class, args.workers, args.threads)
     report: dict[str, Any] = {"machine": machine(), "server": server.label, "users": args.users}
+    report["rate_limits"] = {k: v for k, v in env.items() if k.startswith("RATELIMIT")}
     with Stack(server=server, fake=FakeConfig(), extra_env=env) as stack:
         create_users(stack.url, args.users)
         uploads = probe_uploads(stack.url)
