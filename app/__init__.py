@@ -11,8 +11,11 @@ from typing import Any
 from flask import Flask
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from werkzeug.exceptions import NotFound
+from werkzeug.routing import IntegerConverter
 
 from app.config import ROOT, load_config
+from app.models.base import MAX_DB_INT
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +30,20 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
         cursor.close()
 
 
+class IdConverter(IntegerConverter):
+    """``<int:…>`` in every route: a number beyond the database's integer names no row, so it
+    is a 404 here instead of an overflow inside the query (a 500).
+
+    Not ``max=`` (a ``ValidationError``): Werkzeug notes the methods of the rules it passes
+    before converting, so the other methods of the same path would answer 405 instead."""
+
+    def to_python(self, value: str) -> int:
+        number = super().to_python(value)
+        if number > MAX_DB_INT:
+            raise NotFound("Nothing has this id.")
+        return number
+
+
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app = Flask(
         __name__,
@@ -34,6 +51,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         template_folder=str(ROOT / "templates"),
         static_folder=str(ROOT / "static"),
     )
+    app.url_map.converters["int"] = IdConverter  # before any rule is added
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
     app.config.from_mapping(load_config(Path(app.instance_path), config))
     _configure_logging(app)

@@ -7,6 +7,7 @@ the whole app, not only to this prefix.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from flask import Blueprint, current_app, request
@@ -19,6 +20,7 @@ from app.errors import (
     UnsupportedMediaType,
     ValidationFailed,
 )
+from app.models.base import MAX_DB_INT, db_int
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -36,16 +38,26 @@ def json_body() -> dict[str, Any]:
         raise BadRequest("The body is not valid JSON.", code="invalid_json")
     if not isinstance(data, dict):
         raise BadRequest("The JSON body must be an object.", code="invalid_json")
-    bad = _nul_path(data)
-    if bad is not None:
-        raise ValidationFailed(fields={bad: "Must not contain NUL (\\u0000) characters."})
+    for pattern, message in _UNSTORABLE:
+        bad = _path_to(data, pattern)
+        if bad is not None:
+            raise ValidationFailed(fields={bad: message})
     return data
 
 
-def _nul_path(value: Any, path: str = "") -> str | None:
-    """Where a NUL character hides in a JSON value (PostgreSQL text cannot store one)."""
+# Characters no text column can hold; either would be a 500 at the first write. NUL: PostgreSQL
+# text refuses it. Unpaired surrogates: valid JSON escapes (``"\ud800"``) that have no UTF-8
+# encoding, so neither database can store them.
+_UNSTORABLE = (
+    (re.compile("\x00"), "Must not contain NUL (\\u0000) characters."),
+    (re.compile("[\ud800-\udfff]"), "Must not contain unpaired surrogates (\\ud800-\\udfff)."),
+)
+
+
+def _path_to(value: Any, pattern: re.Pattern, path: str = "") -> str | None:
+    """Where a string matching ``pattern`` hides in a JSON value (keys included), or None."""
     if isinstance(value, str):
-        return (path or "body") if "\x00" in value else None
+        return (path or "body") if pattern.search(value) else None
     items = (
         value.items()
         if isinstance(value, dict)
@@ -54,9 +66,9 @@ def _nul_path(value: Any, path: str = "") -> str | None:
         else ()
     )
     for key, item in items:
-        if isinstance(key, str) and "\x00" in key:
+        if isinstance(key, str) and pattern.search(key):
             return path or "body"
-        found = _nul_path(item, f"{path}.{key}" if path else str(key))
+        found = _path_to(item, pattern, f"{path}.{key}" if path else str(key))
         if found is not None:
             return found
     return None
@@ -65,7 +77,8 @@ def _nul_path(value: Any, path: str = "") -> str | None:
 def init_input_guard(app) -> None:
     """Refuse NUL characters in query strings and urlencoded forms for every route (JSON
     bodies are checked by ``json_body``; multipart bodies are parsed by their views only, after
-    the ownership check)."""
+    the ownership check). Surrogates cannot arrive there: Werkzeug decodes UTF-8 with
+    replacement."""
 
     @app.before_request
     def reject_nul_characters():
@@ -89,6 +102,22 @@ def field(data: dict[str, Any], name: str, *, required: bool = False, kind: type
     if not isinstance(value, kind):
         names = {str: "a string", int: "a whole number", bool: "true or false"}
         raise ValidationFailed(fields={name: f"Must be {names.get(kind, kind.__name__)}."})
+    if kind is int and not -MAX_DB_INT - 1 <= value <= MAX_DB_INT:
+        # Ids are database integers; a larger number would overflow inside the query.
+        raise ValidationFailed(
+            fields={name: f"Must be a whole number between {-MAX_DB_INT - 1} and {MAX_DB_INT}."}
+        )
+    return value
+
+
+def int_arg(name: str, default: int | None = None) -> int | None:
+    """A whole-number query argument (absent or empty: ``default``), else a 422."""
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    value = db_int(raw)
+    if value is None:
+        raise ValidationFailed(fields={name: f"Must be a whole number up to {MAX_DB_INT}."})
     return value
 
 

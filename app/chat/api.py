@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, request
 from flask_login import current_user
 
-from app.api import field, json_body
+from app.api import field, int_arg, json_body
 from app.chat import services
 from app.chat.render import render_markdown
 from app.chat.streaming import sse_response
@@ -119,22 +119,13 @@ def delete(conversation_id: int):
     return "", 204
 
 
-def _int_arg(name: str, default: int | None) -> int | None:
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        return default
-    if not raw.isdigit():
-        raise ValidationFailed(fields={name: "Must be a whole number."})
-    return int(raw)
-
-
 @bp.get("/conversations/<int:conversation_id>/messages")
 def messages(conversation_id: int):
     _, rows, has_more = services.list_messages(
         user=current_user,
         conversation_id=conversation_id,
-        before=_int_arg("before", None),
-        limit=_int_arg("limit", 50),
+        before=int_arg("before"),
+        limit=int_arg("limit", 50),
     )
     html = request.args.get("html") == "1"
     return {"data": [message_json(m, html=html) for m in rows], "has_more": has_more}

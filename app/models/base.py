@@ -11,6 +11,21 @@ from datetime import UTC, datetime
 from sqlalchemy import DateTime, MetaData, TypeDecorator
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+# Ids and other integers the API accepts fit PostgreSQL's ``integer`` (32-bit signed); a larger
+# number could never name a row, and would overflow inside the query (SQLite and PostgreSQL).
+MAX_DB_INT = 2**31 - 1
+
+
+def db_int(raw: str | None) -> int | None:
+    """A count or id written in ASCII digits that fits an integer column, else None.
+
+    (``str.isdigit`` alone is not enough: it accepts digits ``int`` cannot read, such as "²".)
+    """
+    if raw and raw.isascii() and raw.isdigit() and int(raw) <= MAX_DB_INT:
+        return int(raw)
+    return None
+
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",

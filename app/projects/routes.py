@@ -10,6 +10,7 @@ from app.chat import services as chat_services
 from app.chat.llm import describe, is_offline
 from app.errors import AppError
 from app.forms import apply_errors
+from app.models.base import db_int
 from app.projects import services
 from app.projects.forms import NewProjectForm, ProjectForm
 
@@ -56,7 +57,7 @@ def detail(project_id: int):
     view = chat_services.open_chat(
         user=current_user,
         project_id=project_id,
-        conversation_id=int(raw) if raw.isdigit() else None,
+        conversation_id=db_int(raw),
     )
     return render_template(
         "chat/page.html",

@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.extensions import db
 from app.models import Message, Project, PromptVersion, User
+from app.models.base import db_int
 from app.projects.services import get_project_for
 from app.prompts.versions import active_version, add_version, clean_content, clean_note, point_at
 
@@ -87,8 +88,9 @@ def activate_version(*, user: User, project_id: int, number: int) -> PromptVersi
 
 
 def _version_number(raw: int | str | None, name: str) -> int:
-    if isinstance(raw, int) or (isinstance(raw, str) and raw.isdigit()):
-        return int(raw)
+    number = db_int(str(raw)) if isinstance(raw, int | str) else None
+    if number is not None:
+        return number
     raise ValidationFailed(
         f"Choose the versions to compare ({name}).", fields={name: "Give a version number."}
     )
