@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from flask import Blueprint, current_app, request
+from flask import Blueprint, Response, current_app, request
 from flask_login import current_user
 
 from app.errors import (
@@ -136,3 +136,12 @@ def require_login():
     if not current_user.is_authenticated:
         raise Unauthorized("Log in or send a bearer token.", code="unauthorized")
     return None
+
+
+@bp.get("/openapi.json")
+@public
+def openapi():
+    """The OpenAPI 3.1 document of this API (``app/openapi.py``)."""
+    from app.openapi import spec_json
+
+    return Response(spec_json(), mimetype="application/json")

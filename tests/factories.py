@@ -68,3 +68,13 @@ def make_file(app, user: UserInfo, project_id: int, name: str = "notes.txt", con
         project = project_services.get_project_for(owner, project_id)
         result = file_services.store_upload(project, filename=name, stream=io.BytesIO(content))
         return result.file.id
+
+
+def make_version(app, user: UserInfo, project_id: int, content: str) -> int:
+    """A new (active) prompt version, through the real service; returns its number."""
+    from app.prompts import services as prompt_services
+
+    with app.app_context():
+        owner = db.session.get(User, user.id)
+        result = prompt_services.create_version(user=owner, project_id=project_id, content=content)
+        return result.version.version

@@ -1,0 +1,845 @@
+"""The OpenAPI 3.1 document of the JSON API, served at ``GET /api/openapi.json``.
+
+Built once, as plain Python data, from a few helpers: ``obj`` (a closed object: every listed
+property required unless marked optional), ``nullable``, and ``op`` (one operation; it adds the
+errors every operation of its kind can answer, so no operation can forget them). Response
+schemas are exact (``additionalProperties: false``, nullability as type arrays); request bodies
+stay open because the API ignores fields it does not know.
+
+What keeps it true: ``tests/test_openapi.py`` checks that every ``/api`` rule and method in
+``app.url_map`` is documented and every documented operation is routed, that the document is
+valid OpenAPI 3.1, and that real responses validate against it; ``tests/test_openapi_fuzz.py``
+runs schemathesis over it against the app. No Flask imports: the document does not depend on
+an app or its configuration (limits that are configurable are described, not encoded).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from functools import cache
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from app.models.base import MAX_DB_INT
+
+Schema = dict[str, Any]
+
+# --- schema helpers ----------------------------------------------------------------------------
+
+STR: Schema = {"type": "string"}
+INT: Schema = {"type": "integer"}
+BOOL: Schema = {"type": "boolean"}
+TIME: Schema = {"type": "string", "format": "date-time"}
+ID: Schema = {"type": "integer", "minimum": 1, "maximum": MAX_DB_INT}
+
+
+def ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def nullable(schema: Schema) -> Schema:
+    """``schema`` or JSON ``null`` (3.1 style: a type array, or ``anyOf`` for a reference)."""
+    if "type" in schema and isinstance(schema["type"], str):
+        return {**schema, "type": [schema["type"], "null"]}
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+def obj(required: dict[str, Schema], optional: dict[str, Schema] | None = None, **extra) -> Schema:
+    """A closed object: the ``required`` properties always present, ``optional`` ones maybe."""
+    return {
+        "type": "object",
+        "required": list(required),
+        "properties": {**required, **(optional or {})},
+        "additionalProperties": False,
+        **extra,
+    }
+
+
+def body_of(required: dict[str, Schema], optional: dict[str, Schema] | None = None, **extra):
+    """A request body object: unknown fields are ignored by the API, so it stays open, and
+    ``null`` means "not given" for every optional field."""
+    optional = {name: nullable(s) for name, s in (optional or {}).items()}
+    schema = obj(required, optional, **extra)
+    del schema["additionalProperties"]
+    return schema
+
+
+def list_of(name: str) -> Schema:
+    return obj({"data": {"type": "array", "items": ref(name)}})
+
+
+# --- components --------------------------------------------------------------------------------
+
+_USER = obj({"id": INT, "email": STR, "name": nullable(STR), "created_at": TIME})
+
+_PROJECT_FIELDS = {
+    "id": INT,
+    "name": STR,
+    "description": STR,
+    "active_prompt_id": nullable(INT),
+    "created_at": TIME,
+    "updated_at": TIME,
+}
+_PROJECT_DETAIL_FIELDS = {
+    **_PROJECT_FIELDS,
+    "active_prompt": nullable(ref("PromptVersion")),
+    "default_prompt": {
+        **nullable(STR),
+        "description": "The built-in prompt chat uses while the project has no version; "
+        "null once it has one.",
+    },
+}
+
+_VERSION_FIELDS = {
+    "id": INT,
+    "project_id": INT,
+    "version": {**INT, "minimum": 1},
+    "content": STR,
+    "note": nullable(STR),
+    "is_active": BOOL,
+    "author_id": nullable(INT),
+    "length": {**INT, "minimum": 0, "description": "Characters in `content`."},
+    "created_at": TIME,
+}
+
+_MESSAGE_FIELDS = {
+    "id": INT,
+    "conversation_id": INT,
+    "role": {"enum": ["user", "assistant"]},
+    "content": STR,
+    "status": {
+        "enum": ["complete", "incomplete", "error"],
+        "description": "`incomplete`: text arrived, then the reply stopped (Stop, a dropped "
+        "stream, a provider failure); `error`: nothing arrived.",
+    },
+    "provider": {**nullable(STR), "description": "`openai`, `openrouter` or `offline`."},
+    "model": nullable(STR),
+    "fallback": {**BOOL, "description": "Answered by a fallback provider."},
+    "prompt_version": {**nullable(INT), "description": "Number of the prompt version used."},
+    "tokens_in": nullable(INT),
+    "tokens_out": nullable(INT),
+    "ttft_ms": nullable(INT),
+    "total_ms": nullable(INT),
+    "error": {**nullable(STR), "description": "The provider's reason when the reply failed."},
+    "context_files": {"type": "array", "items": ref("ContextFile")},
+    "created_at": TIME,
+}
+
+_FILE_FIELDS = {
+    "id": INT,
+    "project_id": INT,
+    "name": {**STR, "description": "Cleaned display name, unique in the project."},
+    "size": {**INT, "minimum": 1, "description": "Bytes."},
+    "content_type": STR,
+    "sha256": {**STR, "pattern": "^[0-9a-f]{64}$"},
+    "created_at": TIME,
+    "text": obj(
+        {
+            "status": {
+                "enum": ["ok", "empty", "failed", "none"],
+                "description": "`ok`: text extracted (the file may be used in chat); `empty`: "
+                "a text type that yielded nothing (a scanned PDF?); `failed`: extraction "
+                "raised; `none`: a type without text (images).",
+            },
+            "chars": {**INT, "minimum": 0},
+            "pages": nullable(INT),
+            "note": nullable(STR),
+        }
+    ),
+    "use_in_chat": BOOL,
+    "openai": obj(
+        {
+            "status": {
+                "enum": ["local", "synced", "failed"],
+                "description": "The OpenAI Files copy: `local` (no key when uploaded), "
+                "`synced`, `failed` (not synced; `POST …/sync` retries).",
+            },
+            "file_id": nullable(STR),
+            "error": nullable(STR),
+        }
+    ),
+    "download_url": {**STR, "description": "The page route that downloads it by name."},
+}
+
+SCHEMAS: dict[str, Schema] = {
+    "Error": obj(
+        {
+            "error": obj(
+                {
+                    "code": {
+                        **STR,
+                        "description": "Stable, machine-readable: `validation_failed`, "
+                        "`not_found`, `invalid_json`, `token_expired`, `email_taken`, …",
+                    },
+                    "message": STR,
+                },
+                {
+                    "fields": {
+                        "type": "object",
+                        "minProperties": 1,
+                        "additionalProperties": STR,
+                        "description": "Field name → what is wrong with it.",
+                    }
+                },
+            )
+        }
+    ),
+    "User": _USER,
+    "Session": obj({"user": ref("User"), "token": {**STR, "description": "A bearer JWT."}}),
+    "Project": obj(_PROJECT_FIELDS),
+    "ProjectDetail": obj(_PROJECT_DETAIL_FIELDS),
+    "PromptVersion": obj(_VERSION_FIELDS),
+    "PromptVersionSaved": obj(
+        {
+            **_VERSION_FIELDS,
+            "created": {
+                **BOOL,
+                "description": "false: the text equals the active version; nothing was stored "
+                "and the active version is returned.",
+            },
+        }
+    ),
+    "PromptDiff": obj(
+        {
+            "from": INT,
+            "to": INT,
+            "diff": {**STR, "description": "Unified line diff; every line ends with a newline."},
+        }
+    ),
+    "Conversation": obj(
+        {"id": INT, "project_id": INT, "title": STR, "created_at": TIME, "updated_at": TIME}
+    ),
+    "Message": obj(
+        _MESSAGE_FIELDS,
+        {"html": {**STR, "description": "Sanitised HTML of an assistant reply (`html=1`)."}},
+    ),
+    "ContextFile": obj(
+        {
+            "id": INT,
+            "name": STR,
+            "chars": {**INT, "description": "Characters included in the turn."},
+            "total_chars": INT,
+            "truncated": BOOL,
+            "included": BOOL,
+        },
+        description="A project file whose text went into this turn's instructions.",
+    ),
+    "MessagePage": obj(
+        {
+            "data": {"type": "array", "items": ref("Message")},
+            "has_more": {**BOOL, "description": "Older messages exist (pass `before`)."},
+        }
+    ),
+    "ChatReply": obj(
+        {
+            "conversation_id": INT,
+            "message": ref("Message"),
+            "reply": {**STR, "description": "The reply's text (`message.content`)."},
+        }
+    ),
+    # The data of each server-sent event (see the chat operations).
+    "ChatStreamStart": obj({"conversation": ref("Conversation"), "user_message": ref("Message")}),
+    "ChatStreamDelta": obj({"text": STR}),
+    "ChatStreamDone": obj({"message": ref("Message")}),
+    "ChatStreamError": obj(
+        {
+            "error": obj(
+                {
+                    "code": {
+                        "enum": ["provider_unavailable", "provider_rejected", "content_policy"]
+                    },
+                    "message": STR,
+                }
+            ),
+            "partial": {**BOOL, "description": "Some text arrived before the failure."},
+            "message": ref("Message"),
+        }
+    ),
+    "File": obj(_FILE_FIELDS),
+    "FileUploaded": obj(
+        {
+            **_FILE_FIELDS,
+            "duplicate": {
+                **BOOL,
+                "description": "true: these bytes were already in the project; that file is "
+                "returned.",
+            },
+        }
+    ),
+}
+
+SSE_EVENTS = {
+    "start": "ChatStreamStart",
+    "delta": "ChatStreamDelta",
+    "done": "ChatStreamDone",
+    "error": "ChatStreamError",
+}
+SCHEMAS["ChatStreamEvent"] = {
+    **obj(
+        {"event": {"enum": list(SSE_EVENTS)}, "data": STR},
+        {"id": STR, "retry": INT},
+        description="One server-sent event: its name and one line of JSON data.",
+    ),
+    "oneOf": [
+        {
+            "properties": {
+                "event": {"const": name},
+                "data": {"contentMediaType": "application/json", "contentSchema": ref(schema)},
+            }
+        }
+        for name, schema in SSE_EVENTS.items()
+    ],
+}
+
+# --- errors ------------------------------------------------------------------------------------
+
+ERRORS = {
+    400: ("BadRequest", "Malformed request: `invalid_json` (not JSON, or not an object), "
+          "`csrf_failed` (a cookie-authenticated write without `X-CSRFToken`)."),
+    401: ("Unauthorized", "No or a bad credential: `unauthorized`, `token_invalid`, "
+          "`token_expired`, `token_revoked`. Also answered to any request that sends a bad "
+          "bearer token, public operations included."),
+    404: ("NotFound", "`not_found`: missing, or another user's (indistinguishable)."),
+    409: ("Conflict", "`conflict`: the request conflicts with stored data."),
+    413: ("PayloadTooLarge", "`payload_too_large`: a JSON body over `MAX_JSON_KB` (256 KiB), "
+          "or a request over the upload limit."),
+    415: ("UnsupportedMediaType", "`unsupported_media_type`: send `application/json`."),
+    422: ("ValidationFailed", "`validation_failed`: see `fields` for what is wrong."),
+    502: ("ProviderUnavailable", "Every language model provider failed: "
+          "`provider_unavailable`, `provider_rejected` (400-class refusal), `content_policy`."),
+}  # fmt: skip
+
+
+def error(status: int, description: str | None = None) -> Schema:
+    """An error response: the shared one, or with a description saying when it happens."""
+    name, _ = ERRORS[status]
+    if description is None:
+        return {"$ref": f"#/components/responses/{name}"}
+    return {"description": description, "content": _json(ref("Error"))}
+
+
+def _json(schema: Schema) -> dict:
+    return {"application/json": {"schema": schema}}
+
+
+def ok(description: str, schema: Schema | None = None) -> Schema:
+    if schema is None:
+        return {"description": description}
+    return {"description": description, "content": _json(schema)}
+
+
+# --- operations --------------------------------------------------------------------------------
+
+PATH_PARAMS = {
+    "project_id": "A project of yours.",
+    "conversation_id": "A conversation in one of your projects.",
+    "file_id": "A file in the project.",
+    "version": "A prompt version number of the project (1, 2, 3 …).",
+}
+UNSAFE = {"post", "patch", "put", "delete"}
+
+
+def op(
+    operation_id: str,
+    summary: str,
+    *,
+    tag: str,
+    responses: dict[int, Schema],
+    description: str | None = None,
+    body: Schema | None = None,
+    body_content: dict | None = None,
+    query: dict[str, tuple[Schema, bool, str]] | None = None,
+    public: bool = False,
+) -> dict:
+    """One operation. The errors every operation of its kind can answer are added here (401
+    always; 400, 413, 415 and 422 with a JSON body) and in ``_build`` (400 for every write: the
+    CSRF check; 404 for every path with an id in it), so no operation can forget them."""
+    result: dict[str, Any] = {"operationId": operation_id, "tags": [tag], "summary": summary}
+    if description:
+        result["description"] = description
+    if public:
+        result["security"] = []
+    if query:
+        result["parameters"] = [
+            {"name": name, "in": "query", "required": required, "schema": schema, "description": d}
+            for name, (schema, required, d) in query.items()
+        ]
+    if body is not None:
+        result["requestBody"] = {"required": True, "content": _json(body)}
+        responses = {**{status: error(status) for status in (400, 413, 415, 422)}, **responses}
+    elif body_content is not None:
+        result["requestBody"] = {"required": True, "content": body_content}
+    result["responses"] = {401: error(401), **responses}
+    return result
+
+
+_STREAM_DESCRIPTION = """\
+Sends a message and answers with the stored reply. With `"stream": true` (or, when `stream` is
+absent, `Accept: text/event-stream`) the answer is a stream of server-sent events instead:
+
+- `start`: `{conversation, user_message}` (`ChatStreamStart`), once the user's message is stored;
+- `delta`: `{text}` (`ChatStreamDelta`), the next piece of the reply;
+- then exactly one of `done`: `{message}` (`ChatStreamDone`, the stored reply with its rendered
+  `html`) or `error`: `{error: {code, message}, partial, message}` (`ChatStreamError`, the stored
+  partial or failed reply);
+- `: keep-alive` comment lines while the model is silent.
+
+Each event is `event: <name>` and one `data:` line of JSON. A bad request (404, 422) is answered
+as JSON before any stream starts; once it has started the answer is 200, and a provider failure
+arrives as the `error` event. Without streaming, a provider failure is a 502 (the user's message
+and the failed reply stay stored). With
+`"regenerate": true` no new message is stored: the conversation's last user message is answered
+again."""
+
+_CHAT_REPLY = {
+    "description": "The reply, as JSON or (streaming) as server-sent events.",
+    "content": {
+        "application/json": {"schema": ref("ChatReply")},
+        # Per event (OpenAPI 3.2 calls this `itemSchema`; 3.1 tools read `schema` per event).
+        "text/event-stream": {"schema": ref("ChatStreamEvent")},
+    },
+}
+
+_MESSAGE = {**STR, "description": "The user's message (at most `CHAT_MESSAGE_MAX_CHARS`)."}
+_CHAT_OPTIONS = {
+    "stream": {**BOOL, "description": "Answer with server-sent events."},
+    "regenerate": {**BOOL, "description": "Answer the last user message again."},
+}
+
+
+def _chat_body(project: dict[str, Schema], conversation: str) -> Schema:
+    """Either a message, or ``regenerate: true`` with the conversation to regenerate in."""
+    schema = body_of(project, {"message": _MESSAGE, conversation: ID, **_CHAT_OPTIONS})
+    schema["anyOf"] = [
+        {"required": ["message"], "properties": {"message": STR}},
+        {
+            "required": ["regenerate", conversation],
+            "properties": {"regenerate": {"const": True}, conversation: ID},
+        },
+    ]
+    return schema
+
+
+_DOWNLOAD = {
+    "description": "The bytes, as an attachment with their stored content type.",
+    "headers": {
+        "Content-Disposition": {
+            "required": True,
+            "schema": {**STR, "pattern": "^attachment"},
+        }
+    },
+    "content": {"*/*": {"schema": {**STR, "contentMediaType": "application/octet-stream"}}},
+}
+
+_INT_QUERY = {"type": "integer", "minimum": 0, "maximum": MAX_DB_INT}
+
+
+def _operations() -> dict[str, dict[str, dict]]:
+    return {
+        "/api/openapi.json": {
+            "get": op(
+                "getOpenApi",
+                "This document",
+                tag="meta",
+                public=True,
+                responses={200: ok("The OpenAPI 3.1 document.", {"type": "object"})},
+            )
+        },
+        # --- auth
+        "/api/auth/register": {
+            "post": op(
+                "register",
+                "Create an account",
+                tag="auth",
+                public=True,
+                description="Passwords: at least 8 characters and at most 72 bytes (UTF-8). "
+                "Names: at most 80 characters.",
+                body=body_of(
+                    {"email": {**STR, "format": "email"}, "password": {**STR, "minLength": 8}},
+                    {"name": STR},
+                ),
+                responses={
+                    201: ok("The new account and a bearer token.", ref("Session")),
+                    409: error(409, "`email_taken`: an account with this email exists."),
+                },
+            )
+        },
+        "/api/auth/login": {
+            "post": op(
+                "login",
+                "Log in: a bearer token",
+                tag="auth",
+                public=True,
+                description="A wrong email or password is the same 401 "
+                "(`invalid_credentials`), in the same time.",
+                body=body_of({"email": STR, "password": STR}),
+                responses={200: ok("The account and a bearer token.", ref("Session"))},
+            )
+        },
+        "/api/auth/me": {
+            "get": op(
+                "getMe",
+                "Who the token belongs to",
+                tag="auth",
+                responses={200: ok("The account.", obj({"user": ref("User")}))},
+            )
+        },
+        "/api/auth/logout-all": {
+            "post": op(
+                "logoutAll",
+                "Log out everywhere",
+                tag="auth",
+                description="Revokes every bearer token and session of the account, this one too.",
+                responses={204: ok("Revoked.")},
+            )
+        },
+        # --- projects
+        "/api/projects": {
+            "get": op(
+                "listProjects",
+                "Your projects",
+                tag="projects",
+                description="Most recently updated first.",
+                responses={200: ok("The projects.", list_of("Project"))},
+            ),
+            "post": op(
+                "createProject",
+                "Create a project",
+                tag="projects",
+                description="Names: at most 120 characters after trimming, not blank; "
+                "descriptions at most 2000. A non-blank `system_prompt` becomes prompt "
+                "version 1, active.",
+                body=body_of({"name": STR}, {"description": STR, "system_prompt": STR}),
+                responses={201: ok("The project.", ref("ProjectDetail"))},
+            ),
+        },
+        "/api/projects/{project_id}": {
+            "get": op(
+                "getProject",
+                "A project, with its active prompt",
+                tag="projects",
+                responses={200: ok("The project.", ref("ProjectDetail"))},
+            ),
+            "patch": op(
+                "updateProject",
+                "Rename or describe a project",
+                tag="projects",
+                description="Absent or null fields are left as they are.",
+                body=body_of({}, {"name": STR, "description": STR}),
+                responses={200: ok("The project.", ref("ProjectDetail"))},
+            ),
+            "delete": op(
+                "deleteProject",
+                "Delete a project",
+                tag="projects",
+                description="With its prompt versions, conversations and files.",
+                responses={204: ok("Deleted.")},
+            ),
+        },
+        # --- prompts
+        "/api/projects/{project_id}/prompts": {
+            "get": op(
+                "listPromptVersions",
+                "Prompt versions",
+                tag="prompts",
+                description="Newest first.",
+                responses={200: ok("The versions.", list_of("PromptVersion"))},
+            ),
+            "post": op(
+                "createPromptVersion",
+                "Save a prompt version",
+                tag="prompts",
+                description="Stores version N+1 and (unless `activate` is false) makes it "
+                "active. Text equal to the active version stores nothing (200, "
+                "`created: false`). At most `PROMPT_MAX_CHARS` after trimming; notes 200.",
+                body=body_of({"content": STR}, {"note": STR, "activate": BOOL}),
+                responses={
+                    201: ok("The new version.", ref("PromptVersionSaved")),
+                    200: ok("Unchanged: the active version.", ref("PromptVersionSaved")),
+                    409: error(409, "Saved concurrently too often; try again."),
+                },
+            ),
+        },
+        "/api/projects/{project_id}/prompts/{version}": {
+            "get": op(
+                "getPromptVersion",
+                "A prompt version",
+                tag="prompts",
+                responses={200: ok("The version.", ref("PromptVersion"))},
+            )
+        },
+        "/api/projects/{project_id}/prompts/{version}/activate": {
+            "post": op(
+                "activatePromptVersion",
+                "Make a version active (rollback)",
+                tag="prompts",
+                description="Moves the project's pointer; nothing is renumbered.",
+                responses={200: ok("The now active version.", ref("PromptVersion"))},
+            )
+        },
+        "/api/projects/{project_id}/prompts/diff": {
+            "get": op(
+                "diffPromptVersions",
+                "Compare two versions",
+                tag="prompts",
+                query={
+                    "from": (_INT_QUERY, True, "The older version number."),
+                    "to": (_INT_QUERY, True, "The newer version number."),
+                },
+                responses={
+                    200: ok("A unified line diff.", ref("PromptDiff")),
+                    422: error(422, "`from` or `to` is not a version number."),
+                },
+            )
+        },
+        # --- chat
+        "/api/projects/{project_id}/chat": {
+            "post": op(
+                "chatInProject",
+                "Chat in a project",
+                tag="chat",
+                description=_STREAM_DESCRIPTION,
+                body=_chat_body({}, "conversation_id"),
+                responses={200: _CHAT_REPLY, 502: error(502)},
+            )
+        },
+        "/api/chat": {
+            "post": op(
+                "chat",
+                "Chat (project in the body)",
+                tag="chat",
+                description="The same as `POST /api/projects/{project_id}/chat`, with camelCase "
+                "fields.\n\n" + _STREAM_DESCRIPTION,
+                body=_chat_body({"projectId": ID}, "conversationId"),
+                responses={200: _CHAT_REPLY, 404: error(404), 502: error(502)},
+            )
+        },
+        "/api/projects/{project_id}/conversations": {
+            "get": op(
+                "listConversations",
+                "A project's conversations",
+                tag="conversations",
+                description="Most recently active first.",
+                responses={200: ok("The conversations.", list_of("Conversation"))},
+            )
+        },
+        "/api/conversations/{conversation_id}": {
+            "get": op(
+                "getConversation",
+                "A conversation",
+                tag="conversations",
+                responses={200: ok("The conversation.", ref("Conversation"))},
+            ),
+            "patch": op(
+                "renameConversation",
+                "Rename a conversation",
+                tag="conversations",
+                description="Titles: not blank, at most 200 characters after trimming.",
+                body=body_of({"title": STR}),
+                responses={200: ok("The conversation.", ref("Conversation"))},
+            ),
+            "delete": op(
+                "deleteConversation",
+                "Delete a conversation",
+                tag="conversations",
+                description="With its messages.",
+                responses={204: ok("Deleted.")},
+            ),
+        },
+        "/api/conversations/{conversation_id}/messages": {
+            "get": op(
+                "listMessages",
+                "A page of messages",
+                tag="conversations",
+                description="Oldest first, ending just before `before` (the newest page "
+                "without it). Any page costs the same in any conversation length.",
+                query={
+                    "before": (_INT_QUERY, False, "A message id: the page ends before it."),
+                    "limit": (_INT_QUERY, False, "Page size (default 50), clamped to 1–200."),
+                    "html": (STR, False, "`1` adds each assistant reply's rendered `html`."),
+                },
+                responses={
+                    200: ok("The page.", ref("MessagePage")),
+                    422: error(422, "`before` or `limit` is not a whole number."),
+                },
+            )
+        },
+        # --- files
+        "/api/projects/{project_id}/files": {
+            "get": op(
+                "listFiles",
+                "A project's files",
+                tag="files",
+                description="Newest first.",
+                responses={200: ok("The files.", list_of("File"))},
+            ),
+            "post": op(
+                "uploadFile",
+                "Upload a file",
+                tag="files",
+                description="Multipart, exactly one file in the field `file`, at most "
+                "`MAX_UPLOAD_MB` (20 MB). The type comes from the name's extension and must "
+                "match the bytes (a `.png` must be a PNG, text must be UTF-8). The same "
+                "bytes twice are stored once; a taken name becomes `name (2).ext`.",
+                body_content={
+                    "multipart/form-data": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["file"],
+                            "properties": {
+                                "file": {**STR, "contentMediaType": "application/octet-stream"}
+                            },
+                        },
+                        "encoding": {
+                            "file": {
+                                "headers": {
+                                    "Content-Disposition": {
+                                        "description": "The filename's extension gives the type.",
+                                        "schema": STR,
+                                        "example": 'form-data; name="file"; filename="notes.txt"',
+                                    }
+                                }
+                            }
+                        },
+                    }
+                },
+                responses={
+                    201: ok("Stored.", ref("FileUploaded")),
+                    200: ok("These bytes were already there.", ref("FileUploaded")),
+                    409: error(409, "Too many files share this name."),
+                    413: error(413, "`payload_too_large` / `file_too_large`: over the limit."),
+                    415: error(
+                        415,
+                        "`file_type_not_allowed`: the type is not allowed, or "
+                        "the bytes do not match the extension.",
+                    ),  # fmt: skip
+                    422: error(
+                        422,
+                        "Not exactly one file in `file` (`validation_failed`), "
+                        "or an empty file (`file_empty`).",
+                    ),  # fmt: skip
+                },
+            ),
+        },
+        "/api/projects/{project_id}/files/{file_id}": {
+            "get": op(
+                "getFile",
+                "A file",
+                tag="files",
+                responses={200: ok("The file.", ref("File"))},
+            ),
+            "patch": op(
+                "updateFile",
+                "Use a file in chat, or stop",
+                tag="files",
+                description="Only files with extracted text (`text.status` `ok`) can be used.",
+                body=body_of({"use_in_chat": BOOL}),
+                responses={
+                    200: ok("The file.", ref("File")),
+                    422: error(422, "`use_in_chat` missing, or `file_has_no_text`."),
+                },
+            ),
+            "delete": op(
+                "deleteFile",
+                "Delete a file",
+                tag="files",
+                description="The row, the bytes and the OpenAI copy.",
+                responses={204: ok("Deleted.")},
+            ),
+        },
+        "/api/projects/{project_id}/files/{file_id}/download": {
+            "get": op("downloadFile", "Download a file", tag="files", responses={200: _DOWNLOAD})
+        },
+        "/api/projects/{project_id}/files/{file_id}/sync": {
+            "post": op(
+                "syncFile",
+                "Retry the OpenAI Files copy",
+                tag="files",
+                description="A synced file is returned as it is. OpenAI's failure is stored on "
+                "the file (`openai.status` `failed`), not answered as an error.",
+                responses={
+                    200: ok("The file.", ref("File")),
+                    409: error(409, "`sync_unavailable`: no `OPENAI_API_KEY` is set."),
+                },
+            )
+        },
+    }
+
+
+def _path_parameters(path: str) -> list[dict]:
+    return [
+        {
+            "name": name,
+            "in": "path",
+            "required": True,
+            "schema": ID,
+            "description": PATH_PARAMS[name],
+        }
+        for name in re.findall(r"{(\w+)}", path)
+    ]
+
+
+def _version() -> str:
+    try:
+        return version("prompthub")
+    except PackageNotFoundError:  # pragma: no cover (running from a bare checkout)
+        return "0"
+
+
+@cache
+def _build() -> dict:
+    paths: dict[str, dict] = {}
+    for path, operations in _operations().items():
+        params = _path_parameters(path)
+        item: dict[str, Any] = {}
+        if params:
+            item["parameters"] = params
+        for method, operation in operations.items():
+            responses = operation["responses"]
+            if params:
+                responses.setdefault(404, error(404))
+            if method in UNSAFE:
+                responses.setdefault(400, error(400))
+            operation["responses"] = {str(code): responses[code] for code in sorted(responses)}
+            item[method] = operation
+        paths[path] = item
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "PromptHub API",
+            "version": _version(),
+            "description": "Projects, versioned system prompts, streamed chat and files. "
+            "Authenticate with `Authorization: Bearer <token>` from register or login. "
+            'Errors are always `{"error": {"code", "message", "fields"?}}`; another '
+            "user's data is always a 404. Integers in paths, queries and bodies are 32-bit.",
+        },
+        "tags": [
+            {"name": name}
+            for name in ("auth", "projects", "prompts", "chat", "conversations", "files", "meta")
+        ],
+        "security": [{"bearerAuth": []}],
+        "paths": paths,
+        "components": {
+            "securitySchemes": {
+                "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+            },
+            "schemas": SCHEMAS,
+            "responses": {
+                name: {"description": description, "content": _json(ref("Error"))}
+                for name, description in ERRORS.values()
+            },
+        },
+    }
+
+
+def spec() -> dict:
+    """The document (a copy: callers may change it freely)."""
+    return copy.deepcopy(_build())
+
+
+@cache
+def spec_json() -> str:
+    """The document as served, serialised once per process."""
+    return json.dumps(_build(), ensure_ascii=False, indent=1)

@@ -1,0 +1,284 @@
+"""The OpenAPI document (``app/openapi.py``, served at ``/api/openapi.json``) stays true.
+
+- Every ``/api`` rule and method in ``app.url_map`` is documented and every documented operation
+  is routed, so a new route without documentation fails here.
+- The document is valid OpenAPI 3.1, and exactly the ``@public`` views are documented public.
+- Real responses, made through the API, validate against their documented schemas: every
+  response ``CheckedClient`` receives is checked (status documented, content type, body,
+  server-sent events one by one), error bodies included.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+
+import pytest
+from jsonschema import Draft202012Validator
+from openapi_spec_validator import OpenAPIV31SpecValidator
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+
+from app.openapi import SSE_EVENTS, spec
+from tests.factories import make_user
+from tests.fake_provider import closed_port_url
+from tests.sse import parse_sse
+
+METHODS = {"get", "post", "put", "patch", "delete"}
+DOC_URI = "urn:prompthub:openapi"
+
+
+def template(rule: str) -> str:
+    """``/api/projects/<int:project_id>`` → ``/api/projects/{project_id}``."""
+    return re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule)
+
+
+def routed_operations(app) -> dict[tuple[str, str], str]:
+    found = {}
+    for rule in app.url_map.iter_rules():
+        if rule.rule == "/api" or rule.rule.startswith("/api/"):
+            for method in (rule.methods or set()) - {"HEAD", "OPTIONS"}:
+                found[(method.lower(), template(rule.rule))] = rule.endpoint
+    return found
+
+
+def documented_operations(doc) -> dict[tuple[str, str], dict]:
+    return {
+        (method, path): operation
+        for path, item in doc["paths"].items()
+        for method, operation in item.items()
+        if method in METHODS
+    }
+
+
+def test_every_api_route_is_documented_and_every_operation_is_routed(app):
+    routed, documented = routed_operations(app), documented_operations(spec())
+    undocumented = sorted(set(routed) - set(documented))
+    unrouted = sorted(set(documented) - set(routed))
+    assert not undocumented, f"document these in app/openapi.py: {undocumented}"
+    assert not unrouted, f"documented but not routed: {unrouted}"
+    assert len(routed) >= 29
+
+
+def test_document_is_valid_openapi_3_1():
+    OpenAPIV31SpecValidator(spec()).validate()
+
+
+def test_exactly_the_public_views_are_documented_public(app):
+    for key, endpoint in routed_operations(app).items():
+        view_is_public = getattr(app.view_functions[endpoint], "is_public", False)
+        documented_public = documented_operations(spec())[key].get("security") == []
+        assert view_is_public == documented_public, key
+
+
+def test_document_is_served_without_authentication(client):
+    resp = client.get("/api/openapi.json")
+    assert resp.status_code == 200
+    assert resp.mimetype == "application/json"
+    assert resp.get_json() == spec()
+
+
+def test_a_bad_bearer_token_is_401_even_on_public_operations(client):
+    resp = client.get("/api/openapi.json", headers={"Authorization": "Bearer nope"})
+    assert resp.status_code == 401
+    assert "401" in spec()["paths"]["/api/openapi.json"]["get"]["responses"]
+
+
+# --- real responses against the document ---------------------------------------------------
+
+
+class Validator:
+    """Validates a response against the documented response for its operation and status."""
+
+    def __init__(self):
+        self.doc = spec()
+        resource = Resource.from_contents(self.doc, default_specification=DRAFT202012)
+        self.registry = Registry().with_resource(DOC_URI, resource)
+        self.seen: set[tuple[str, str, int]] = set()
+
+    def schema_at(self, *pointer: str) -> Draft202012Validator:
+        escaped = "/".join(p.replace("~", "~0").replace("/", "~1") for p in pointer)
+        return Draft202012Validator(
+            {"$ref": f"{DOC_URI}#/{escaped}"},
+            registry=self.registry,
+            format_checker=Draft202012Validator.FORMAT_CHECKER,
+        )
+
+    def response(self, method: str, path: str, status: int) -> tuple[list[str], dict]:
+        """The documented response and where it is in the document (a JSON pointer's parts)."""
+        responses = self.doc["paths"][path][method]["responses"]
+        assert str(status) in responses, f"{method.upper()} {path}: {status} is not documented"
+        found = responses[str(status)]
+        if "$ref" in found:
+            name = found["$ref"].rsplit("/", 1)[1]
+            return ["components", "responses", name], self.doc["components"]["responses"][name]
+        return ["paths", path, method, "responses", str(status)], found
+
+    def check(self, method: str, path: str, resp) -> None:
+        self.seen.add((method, path, resp.status_code))
+        where, documented = self.response(method, path, resp.status_code)
+        content = documented.get("content")
+        if not content:
+            assert resp.get_data() == b"", f"{method} {path}: a body where none is documented"
+            return
+        for name, header in documented.get("headers", {}).items():
+            if header.get("required"):
+                assert name in resp.headers, f"{method} {path}: header {name} missing"
+        pointer = [*where, "content"]
+        if "*/*" in content:
+            return  # any bytes
+        assert resp.mimetype in content, f"{method} {path}: {resp.mimetype} is not documented"
+        if resp.mimetype == "application/json":
+            self.schema_at(*pointer, resp.mimetype, "schema").validate(resp.get_json())
+        elif resp.mimetype == "text/event-stream":
+            events, _ = parse_sse(resp.get_data(as_text=True))
+            assert events, "an empty stream"
+            for name, data in events:
+                event = {"event": name, "data": json.dumps(data)}
+                self.schema_at(*pointer, resp.mimetype, "schema").validate(event)
+                self.schema_at("components", "schemas", SSE_EVENTS[name]).validate(data)
+            names = [name for name, _ in events]
+            assert names[0] == "start" and names[-1] in {"done", "error"}, names
+
+
+class CheckedClient:
+    """A test client whose every answer is validated against the document."""
+
+    def __init__(self, client, validator: Validator, headers=None):
+        self.client, self.validator, self.headers = client, validator, headers or {}
+
+    def __call__(self, method: str, path: str, values=None, *, headers=None, query="", **kw):
+        url = path.format(**(values or {})) + query
+        resp = self.client.open(
+            url, method=method.upper(), headers={**self.headers, **(headers or {})}, **kw
+        )
+        resp.get_data()  # buffered, so the (file) body can be closed and still read
+        resp.close()
+        self.validator.check(method, path, resp)
+        return resp
+
+
+@pytest.fixture
+def validator():
+    return Validator()
+
+
+@pytest.fixture
+def api(client, validator):
+    return CheckedClient(client, validator)
+
+
+def upload(api, ids, name, content):
+    return api(
+        "post",
+        "/api/projects/{project_id}/files",
+        ids,
+        data={"file": (io.BytesIO(content), name)},
+        content_type="multipart/form-data",
+    )
+
+
+def test_real_responses_match_the_document(api, validator):
+    # Accounts: public, then authenticated.
+    resp = api("post", "/api/auth/register", json={"email": "a@example.com", "password": "pw"})
+    assert resp.status_code == 422 and "password" in resp.get_json()["error"]["fields"]
+    body = {"email": "ada@example.com", "password": "correct horse battery", "name": "Ada"}
+    assert api("post", "/api/auth/register", json=body).status_code == 201
+    assert api("post", "/api/auth/register", json=body).status_code == 409
+    assert api("post", "/api/auth/login", json={**body, "password": "wrong!"}).status_code == 401
+    assert api("get", "/api/auth/me").status_code == 401
+    token = api("post", "/api/auth/login", json=body).get_json()["token"]
+    api.headers = {"Authorization": f"Bearer {token}"}
+    assert api("get", "/api/auth/me").status_code == 200
+    assert api("post", "/api/projects", data="name=x").status_code == 415
+    not_json = {"data": "{", "content_type": "application/json"}
+    assert api("post", "/api/projects", **not_json).status_code == 400
+    assert api("post", "/api/projects", json={"name": " "}).status_code == 422
+
+    # Projects and prompts.
+    project = api("post", "/api/projects", json={"name": "Bot"}).get_json()
+    assert project["active_prompt"] is None and project["default_prompt"]
+    ids = {"project_id": project["id"]}
+    assert api("get", "/api/projects").status_code == 200
+    described = api("patch", "/api/projects/{project_id}", ids, json={"description": "d"})
+    assert described.get_json()["description"] == "d"
+    assert api("get", "/api/projects/{project_id}", {"project_id": 999}).status_code == 404
+    path = "/api/projects/{project_id}/prompts"
+    assert api("post", path, ids, json={"content": "Be kind.", "note": None}).status_code == 201
+    assert api("post", path, ids, json={"content": "Be kind."}).status_code == 200
+    inactive = {"content": "Be brief.", "activate": False}
+    assert api("post", path, ids, json=inactive).status_code == 201
+    assert api("get", path, ids).status_code == 200
+    assert api("get", "/api/projects/{project_id}", ids).get_json()["active_prompt"]["version"] == 1
+    assert api("get", path + "/{version}", {**ids, "version": 2}).status_code == 200
+    assert api("post", path + "/{version}/activate", {**ids, "version": 2}).status_code == 200
+    assert api("get", path + "/diff", ids, query="?from=1&to=2").status_code == 200
+    assert api("get", path + "/diff", ids, query="?from=1").status_code == 422
+
+    # Chat, as JSON and as a stream; conversations and messages.
+    chat = "/api/projects/{project_id}/chat"
+    reply = api("post", chat, ids, json={"message": "Hello"}).get_json()
+    ids["conversation_id"] = reply["conversation_id"]
+    stream = {"message": "Again", "conversation_id": reply["conversation_id"], "stream": True}
+    assert api("post", chat, ids, json=stream).mimetype == "text/event-stream"
+    assert api("post", chat, ids, json={"regenerate": True}).status_code == 422
+    again = {"projectId": ids["project_id"], "conversationId": ids["conversation_id"]}
+    assert api("post", "/api/chat", json={**again, "regenerate": True}).status_code == 200
+    assert api("post", "/api/chat", json={"message": "x", "projectId": 999}).status_code == 404
+    assert api("get", "/api/projects/{project_id}/conversations", ids).status_code == 200
+    conversation = "/api/conversations/{conversation_id}"
+    assert api("get", conversation, ids).status_code == 200
+    assert api("patch", conversation, ids, json={"title": "Greetings"}).status_code == 200
+    page = api("get", conversation + "/messages", ids, query="?html=1&limit=2").get_json()
+    assert page["has_more"] and "html" in page["data"][-1]
+    assert api("get", conversation + "/messages", ids, query="?limit=x").status_code == 422
+
+    # Files.
+    created = upload(api, ids, "notes.txt", b"some notes")
+    assert created.status_code == 201
+    assert upload(api, ids, "again.txt", b"some notes").get_json()["duplicate"] is True
+    assert upload(api, ids, "evil.exe", b"MZ").status_code == 415
+    assert upload(api, ids, "empty.txt", b"").status_code == 422
+    image = upload(api, ids, "shot.png", b"\x89PNG\r\n\x1a\n" + b"\x00" * 16).get_json()
+    files = "/api/projects/{project_id}/files"
+    ids["file_id"] = created.get_json()["id"]
+    assert api("get", files, ids).status_code == 200
+    assert api("get", files + "/{file_id}", ids).status_code == 200
+    assert api("patch", files + "/{file_id}", ids, json={"use_in_chat": True}).status_code == 200
+    no_text = {**ids, "file_id": image["id"]}
+    use = {"use_in_chat": True}
+    assert api("patch", files + "/{file_id}", no_text, json=use).status_code == 422
+    download = api("get", files + "/{file_id}/download", ids)
+    assert download.status_code == 200 and download.data == b"some notes"
+    assert api("post", files + "/{file_id}/sync", ids).status_code == 409
+    assert api("delete", files + "/{file_id}", ids).status_code == 204
+
+    # Deleting, and logging out everywhere.
+    assert api("delete", conversation, ids).status_code == 204
+    assert api("get", conversation, ids).status_code == 404
+    assert api("delete", "/api/projects/{project_id}", ids).status_code == 204
+    assert api("post", "/api/auth/logout-all").status_code == 204
+    assert api("get", "/api/auth/me").status_code == 401
+    assert api("get", "/api/openapi.json", headers={"Authorization": ""}).status_code == 200
+
+    checked = {(method, path) for method, path, _ in validator.seen}
+    assert checked == set(documented_operations(validator.doc)), "operations left unchecked"
+
+
+class TestWhenProvidersFail:
+    @pytest.fixture
+    def config_overrides(self):
+        # A provider key pointing at a closed port: every provider call fails fast.
+        return {"OPENAI_API_KEY": "test-key", "OPENAI_BASE_URL": closed_port_url() + "/v1"}
+
+    def test_provider_failures_match_the_document(self, app, api):
+        api.headers = make_user(app).headers
+        project = api("post", "/api/projects", json={"name": "Bot"}).get_json()
+        ids = {"project_id": project["id"]}
+        chat = "/api/projects/{project_id}/chat"
+        assert api("post", chat, ids, json={"message": "Hi"}).status_code == 502
+        accept = {"Accept": "text/event-stream"}
+        streamed = api("post", chat, ids, json={"message": "Hi"}, headers=accept)
+        events, _ = parse_sse(streamed.get_data(as_text=True))
+        assert events[-1][0] == "error"
