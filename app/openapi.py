@@ -297,7 +297,8 @@ SCHEMAS["ChatStreamEvent"] = {
 
 ERRORS = {
     400: ("BadRequest", "Malformed request: `invalid_json` (not JSON, or not an object), "
-          "`csrf_failed` (a cookie-authenticated write without `X-CSRFToken`)."),
+          "`invalid_input` (a NUL character in the query string), `csrf_failed` (a "
+          "cookie-authenticated write without `X-CSRFToken`)."),
     401: ("Unauthorized", "No or a bad credential: `unauthorized`, `token_invalid`, "
           "`token_expired`, `token_revoked`. Also answered to any request that sends a bad "
           "bearer token, public operations included."),
@@ -307,6 +308,8 @@ ERRORS = {
           "or a request over the upload limit."),
     415: ("UnsupportedMediaType", "`unsupported_media_type`: send `application/json`."),
     422: ("ValidationFailed", "`validation_failed`: see `fields` for what is wrong."),
+    429: ("RateLimited", "`rate_limited`: too many requests from this address, account or "
+          "user (`RATELIMIT_*`); nothing was done. Wait `Retry-After` seconds."),
     502: ("ProviderUnavailable", "Every language model provider failed: "
           "`provider_unavailable`, `provider_rejected` (400-class refusal), `content_policy`."),
 }  # fmt: skip
@@ -318,6 +321,15 @@ def error(status: int, description: str | None = None) -> Schema:
     if description is None:
         return {"$ref": f"#/components/responses/{name}"}
     return {"description": description, "content": _json(ref("Error"))}
+
+
+_RETRY_AFTER = {
+    "Retry-After": {
+        "required": True,
+        "description": "Seconds until the limit lets a request through again.",
+        "schema": {"type": "integer", "minimum": 0},
+    }
+}
 
 
 def _json(schema: Schema) -> dict:
@@ -338,7 +350,6 @@ PATH_PARAMS = {
     "file_id": "A file in the project.",
     "version": "A prompt version number of the project (1, 2, 3 …).",
 }
-UNSAFE = {"post", "patch", "put", "delete"}
 
 
 def op(
@@ -352,10 +363,12 @@ def op(
     body_content: dict | None = None,
     query: dict[str, tuple[Schema, bool, str]] | None = None,
     public: bool = False,
+    rate_limited: bool = False,
 ) -> dict:
-    """One operation. The errors every operation of its kind can answer are added here (401
-    always; 400, 413, 415 and 422 with a JSON body) and in ``_build`` (400 for every write: the
-    CSRF check; 404 for every path with an id in it), so no operation can forget them."""
+    """One operation. The errors every operation of its kind can answer are added here (400
+    and 401 always: the query-string guard and a bad token; 413, 415 and 422 with a JSON body;
+    429 when ``rate_limited``) and in ``_build`` (404 for every path with an id in it), so no
+    operation can forget them."""
     result: dict[str, Any] = {"operationId": operation_id, "tags": [tag], "summary": summary}
     if description:
         result["description"] = description
@@ -371,7 +384,9 @@ def op(
         responses = {**{status: error(status) for status in (400, 413, 415, 422)}, **responses}
     elif body_content is not None:
         result["requestBody"] = {"required": True, "content": body_content}
-    result["responses"] = {401: error(401), **responses}
+    if rate_limited:
+        responses = {429: error(429), **responses}
+    result["responses"] = {400: error(400), 401: error(401), **responses}
     return result
 
 
@@ -453,6 +468,7 @@ def _operations() -> dict[str, dict[str, dict]]:
                 "register",
                 "Create an account",
                 tag="auth",
+                rate_limited=True,
                 public=True,
                 description="Passwords: at least 8 characters and at most 72 bytes (UTF-8). "
                 "Names: at most 80 characters.",
@@ -471,6 +487,7 @@ def _operations() -> dict[str, dict[str, dict]]:
                 "login",
                 "Log in: a bearer token",
                 tag="auth",
+                rate_limited=True,
                 public=True,
                 description="A wrong email or password is the same 401 "
                 "(`invalid_credentials`), in the same time.",
@@ -600,6 +617,7 @@ def _operations() -> dict[str, dict[str, dict]]:
                 "chatInProject",
                 "Chat in a project",
                 tag="chat",
+                rate_limited=True,
                 description=_STREAM_DESCRIPTION,
                 body=_chat_body({}, "conversation_id"),
                 responses={200: _CHAT_REPLY, 502: error(502)},
@@ -610,6 +628,7 @@ def _operations() -> dict[str, dict[str, dict]]:
                 "chat",
                 "Chat (project in the body)",
                 tag="chat",
+                rate_limited=True,
                 description="The same as `POST /api/projects/{project_id}/chat`, with camelCase "
                 "fields.\n\n" + _STREAM_DESCRIPTION,
                 body=_chat_body({"projectId": ID}, "conversationId"),
@@ -679,6 +698,7 @@ def _operations() -> dict[str, dict[str, dict]]:
                 "uploadFile",
                 "Upload a file",
                 tag="files",
+                rate_limited=True,
                 description="Multipart, exactly one file in the field `file`, at most "
                 "`MAX_UPLOAD_MB` (20 MB). The type comes from the name's extension and must "
                 "match the bytes (a `.png` must be a PNG, text must be UTF-8). The same "
@@ -800,8 +820,6 @@ def _build() -> dict:
             responses = operation["responses"]
             if params:
                 responses.setdefault(404, error(404))
-            if method in UNSAFE:
-                responses.setdefault(400, error(400))
             operation["responses"] = {str(code): responses[code] for code in sorted(responses)}
             item[method] = operation
         paths[path] = item
@@ -828,7 +846,8 @@ def _build() -> dict:
             "schemas": SCHEMAS,
             "responses": {
                 name: {"description": description, "content": _json(ref("Error"))}
-                for name, description in ERRORS.values()
+                | ({"headers": _RETRY_AFTER} if status == 429 else {})
+                for status, (name, description) in ERRORS.items()
             },
         },
     }

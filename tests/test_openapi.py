@@ -2,7 +2,8 @@
 
 - Every ``/api`` rule and method in ``app.url_map`` is documented and every documented operation
   is routed, so a new route without documentation fails here.
-- The document is valid OpenAPI 3.1, and exactly the ``@public`` views are documented public.
+- The document is valid OpenAPI 3.1; exactly the ``@public`` views are documented public and
+  exactly the rate-limited views document a 429.
 - Real responses, made through the API, validate against their documented schemas: every
   response ``CheckedClient`` receives is checked (status documented, content type, body,
   server-sent events one by one), error bodies included.
@@ -13,13 +14,16 @@ from __future__ import annotations
 import io
 import json
 import re
+import uuid
 
 import pytest
+from flask_limiter.util import get_qualified_name
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import OpenAPIV31SpecValidator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
+from app.limits import limiter
 from app.openapi import SSE_EVENTS, spec
 from tests.factories import make_user
 from tests.fake_provider import closed_port_url
@@ -70,6 +74,15 @@ def test_exactly_the_public_views_are_documented_public(app):
         view_is_public = getattr(app.view_functions[endpoint], "is_public", False)
         documented_public = documented_operations(spec())[key].get("security") == []
         assert view_is_public == documented_public, key
+
+
+def test_exactly_the_rate_limited_views_document_429(app):
+    with app.app_context():
+        for key, endpoint in routed_operations(app).items():
+            view = app.view_functions[endpoint]
+            limited = bool(limiter.limit_manager.decorated_limits(get_qualified_name(view)))
+            documented = "429" in documented_operations(spec())[key]["responses"]
+            assert limited == documented, key
 
 
 def test_document_is_served_without_authentication(client):
@@ -123,8 +136,11 @@ class Validator:
             assert resp.get_data() == b"", f"{method} {path}: a body where none is documented"
             return
         for name, header in documented.get("headers", {}).items():
-            if header.get("required"):
-                assert name in resp.headers, f"{method} {path}: header {name} missing"
+            value = resp.headers.get(name)
+            assert value is not None or not header.get("required"), f"{path}: no {name} header"
+            if value is not None:
+                is_int = header["schema"].get("type") == "integer"
+                Draft202012Validator(header["schema"]).validate(int(value) if is_int else value)
         pointer = [*where, "content"]
         if "*/*" in content:
             return  # any bytes
@@ -282,3 +298,20 @@ class TestWhenProvidersFail:
         streamed = api("post", chat, ids, json={"message": "Hi"}, headers=accept)
         events, _ = parse_sse(streamed.get_data(as_text=True))
         assert events[-1][0] == "error"
+
+
+class TestWhenRateLimited:
+    @pytest.fixture
+    def config_overrides(self):
+        return {
+            "RATELIMIT_ENABLED": True,
+            "RATELIMIT_STORAGE_URI": "memory://",
+            "RATELIMIT_KEY_PREFIX": f"openapi-{uuid.uuid4().hex}",
+            "RATELIMIT_LOGIN_ACCOUNT": "1 per minute",
+        }
+
+    def test_a_429_matches_the_document(self, api):
+        body = {"email": "nobody@example.com", "password": "wrong password"}
+        assert api("post", "/api/auth/login", json=body).status_code == 401
+        limited = api("post", "/api/auth/login", json=body)  # headers checked too
+        assert limited.status_code == 429
