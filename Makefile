@@ -10,7 +10,7 @@ export FLASK_APP := app
 export NO_PROXY := 127.0.0.1,localhost,::1
 export no_proxy := $(NO_PROXY)
 
-.PHONY: install run serve test test-sqlite test-postgres lint format migrate upgrade bench browser-deps clean
+.PHONY: install run serve test test-sqlite test-postgres lint format migrate upgrade bench browser-deps screenshots clean
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -64,6 +64,9 @@ test-postgres: install
 	  echo "== PostgreSQL pass: $$TEST_DATABASE_URL"; \
 	  $(BIN)/python -m pytest -q -p no:cacheprovider -m "not browser"; \
 	else echo "TEST_DATABASE_URL not set: PostgreSQL pass skipped"; fi
+
+screenshots: install browser-deps  ## refresh docs/screenshots/ from the browser tests
+	env -u TEST_DATABASE_URL SCREENSHOTS=1 $(BIN)/python -m pytest -q -p no:cacheprovider -m browser
 
 # Benchmarks, on demand only (docs/benchmarks.md): fake provider capacity, streams through the
 # platform vs straight to the fake provider, endpoint rates and memory, then the load test.

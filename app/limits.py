@@ -20,6 +20,10 @@ limiter = Limiter(key_func=get_remote_address)
 
 
 def init_app(app: Flask) -> None:
+    # Flask-Limiter keeps the key prefix of the first app it was initialised with
+    # (``self._key_prefix or config[...]``); every app (the tests build one per test) must count
+    # under its own RATELIMIT_KEY_PREFIX, or counts leak between apps sharing one Redis.
+    limiter._key_prefix = app.config.get("RATELIMIT_KEY_PREFIX", "")
     limiter.init_app(app)
 
 

@@ -451,6 +451,11 @@ _DOWNLOAD = {
 _INT_QUERY = {"type": "integer", "minimum": 0, "maximum": MAX_DB_INT}
 
 
+def _optional_body(operation: dict) -> dict:
+    operation["requestBody"]["required"] = False
+    return operation
+
+
 def _operations() -> dict[str, dict[str, dict]]:
     return {
         "/api/openapi.json": {
@@ -666,6 +671,21 @@ def _operations() -> dict[str, dict[str, dict]]:
                 description="With its messages.",
                 responses={204: ok("Deleted.")},
             ),
+        },
+        "/api/conversations/{conversation_id}/regenerate": {
+            "post": _optional_body(
+                op(
+                    "regenerate",
+                    "Answer the last user message again",
+                    tag="chat",
+                    rate_limited=True,
+                    description="No new user message is stored; the earlier reply stays as "
+                    "history and the provider sees only the newest answer. The body is "
+                    "optional. Same answers and events as chat:\n\n" + _STREAM_DESCRIPTION,
+                    body=body_of({}, {"stream": _CHAT_OPTIONS["stream"]}),
+                    responses={200: _CHAT_REPLY, 502: error(502)},
+                )
+            )
         },
         "/api/conversations/{conversation_id}/messages": {
             "get": op(

@@ -244,6 +244,9 @@ def test_real_responses_match_the_document(api, validator):
     assert api("post", "/api/chat", json={"message": "x", "projectId": 999}).status_code == 404
     assert api("get", "/api/projects/{project_id}/conversations", ids).status_code == 200
     conversation = "/api/conversations/{conversation_id}"
+    regenerate = conversation + "/regenerate"
+    assert api("post", regenerate, ids).status_code == 200  # no body at all
+    assert api("post", regenerate, ids, json={"stream": True}).mimetype == "text/event-stream"
     assert api("get", conversation, ids).status_code == 200
     assert api("patch", conversation, ids, json={"title": "Greetings"}).status_code == 200
     page = api("get", conversation + "/messages", ids, query="?html=1&limit=2").get_json()

@@ -101,6 +101,8 @@ def test_diff_between_versions(client, owner, project_id):
     assert "+Line B2" in lines
     assert "+Line D" in lines
     assert " Line A" in lines
+    assert " Line C" in lines  # a line added after the last one leaves that one unchanged
+    assert "-Line C" not in lines
 
 
 @pytest.mark.parametrize("query", ["", "?from=1", "?from=x&to=2", "?from=-1&to=2"])

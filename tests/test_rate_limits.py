@@ -112,3 +112,22 @@ def test_uploads_are_limited_per_user(app, client):
         )
 
     assert [upload(i).status_code for i in range(3)] == [201, 201, 429]
+
+
+def test_regenerate_is_limited_per_user_like_chat(app, client):
+    """Flask-Limiter counts per route, so Regenerate has its own RATELIMIT_CHAT budget (as the
+    two chat routes each have); a refused request stores nothing."""
+    owner = make_user(app, email="ada@example.com")
+    project_id = make_project(app, owner)
+    first = client.post(
+        f"/api/projects/{project_id}/chat", json={"message": "Hi"}, headers=owner.headers
+    )
+    assert first.status_code == 200, first.get_json()
+    cid = first.get_json()["conversation_id"]
+
+    def regenerate():
+        return client.post(f"/api/conversations/{cid}/regenerate", headers=owner.headers)
+
+    assert [regenerate().status_code for _ in range(3)] == [200, 200, 429]
+    with app.app_context():
+        assert db.session.query(Message).filter_by(role="assistant").count() == 3

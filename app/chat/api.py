@@ -65,6 +65,11 @@ def _chat(project_id: int, data: dict, conversation_id: int | None):
         conversation_id=conversation_id,
         regenerate=bool(field(data, "regenerate", kind=bool)),
     )
+    return _answer(turn, data)
+
+
+def _answer(turn: services.Turn, data: dict):
+    """The same answer for a new message and a regenerated one: SSE or one JSON reply."""
     if _wants_stream(data):
         return sse_response(services.run_turn(turn))
     reply = services.complete_turn(turn)
@@ -117,6 +122,16 @@ def rename(conversation_id: int):
 def delete(conversation_id: int):
     services.delete_conversation(user=current_user, conversation_id=conversation_id)
     return "", 204
+
+
+@bp.post("/conversations/<int:conversation_id>/regenerate")
+@chat_per_user  # a provider call like any message: counted in the same per-user budget
+def regenerate(conversation_id: int):
+    """Answer the last user message again; the earlier reply is kept (see the service).
+
+    The body (``{stream?}``) is optional and read after the ownership check."""
+    turn = services.start_regenerate(user=current_user, conversation_id=conversation_id)
+    return _answer(turn, json_body() if request.content_length else {})
 
 
 @bp.get("/conversations/<int:conversation_id>/messages")

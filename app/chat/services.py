@@ -273,6 +273,22 @@ def start_turn(
     )
 
 
+def start_regenerate(*, user: User, conversation_id: int) -> Turn:
+    """Answer the conversation's last user message again (Regenerate, and Retry after a failure).
+
+    Stored rows are never rewritten: the earlier reply stays, with its provider, tokens and
+    status, and the new reply is appended after it. ``_history`` sends a provider only the
+    newest reply to a user message, so the model sees one coherent thread."""
+    conversation = get_conversation_for(user, conversation_id)  # 404 before anything else
+    return start_turn(
+        user=user,
+        project_id=conversation.project_id,
+        message=None,
+        conversation_id=conversation.id,
+        regenerate=True,
+    )
+
+
 def _conversation_in(project: Project, user: User, conversation_id: int) -> Conversation:
     conversation = get_conversation_for(user, conversation_id)
     if conversation.project_id != project.id:

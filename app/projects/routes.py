@@ -25,8 +25,8 @@ def require_login():
 
 @bp.get("/")
 def index():
-    projects = services.list_projects(user=current_user)
-    return render_template("projects/index.html", projects=projects)
+    cards = services.project_cards(user=current_user)
+    return render_template("projects/index.html", cards=cards)
 
 
 @bp.route("/projects/create", methods=["GET", "POST"])

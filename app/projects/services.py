@@ -3,11 +3,14 @@ indistinguishable from a missing one (404), on every route that uses it."""
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select
 
 from app.errors import NotFound, ValidationFailed
 from app.extensions import db
-from app.models import Project, User
+from app.models import Conversation, Project, PromptVersion, StoredFile, User
 from app.prompts.versions import add_version, clean_content
 
 NAME_MAX = 120
@@ -41,6 +44,56 @@ def list_projects(*, user: User) -> list[Project]:
         .order_by(Project.updated_at.desc(), Project.id.desc())
     )
     return list(db.session.scalars(stmt))
+
+
+@dataclass(frozen=True)
+class ProjectCard:
+    """What the dashboard shows for one project."""
+
+    project: Project
+    active_version: int | None
+    conversations: int
+    files: int
+    last_activity: datetime
+
+
+def project_cards(*, user: User) -> list[ProjectCard]:
+    """The user's projects with their counts, most recently active first, in one query.
+
+    Last activity is the later of the project's own change (rename, prompt save, rollback) and
+    its newest conversation's."""
+    conversations = (
+        select(func.count(Conversation.id))
+        .where(Conversation.project_id == Project.id)
+        .scalar_subquery()
+    )
+    last_chat = (
+        select(func.max(Conversation.updated_at))
+        .where(Conversation.project_id == Project.id)
+        .scalar_subquery()
+    )
+    files = (
+        select(func.count(StoredFile.id))
+        .where(StoredFile.project_id == Project.id)
+        .scalar_subquery()
+    )
+    rows = db.session.execute(
+        select(Project, PromptVersion.version, conversations, last_chat, files)
+        .outerjoin(PromptVersion, PromptVersion.id == Project.active_prompt_id)
+        .where(Project.owner_id == user.id)
+    ).all()
+    cards = [
+        ProjectCard(
+            project=project,
+            active_version=version,
+            conversations=n_conversations,
+            files=n_files,
+            last_activity=max(project.updated_at, chatted or project.updated_at),
+        )
+        for project, version, n_conversations, chatted, n_files in rows
+    ]
+    cards.sort(key=lambda c: (c.last_activity, c.project.id), reverse=True)
+    return cards
 
 
 def get_project_for(user: User, project_id: int) -> Project:

@@ -86,5 +86,13 @@ def diff(project_id: int):
     )
     project, versions = services.list_versions(user=current_user, project_id=project_id)
     return render_template(
-        "prompts/diff.html", project=project, versions=versions, a=a, b=b, diff=text
+        "prompts/diff.html",
+        project=project,
+        versions=versions,
+        a=a,
+        b=b,
+        diff=text,
+        active=active_version(project),
+        counts=services.reply_counts(project.id),
+        confirm=ConfirmForm(),
     )

@@ -104,14 +104,16 @@ def diff_versions(
     a, b = _version_number(from_number, "from"), _version_number(to_number, "to")
     old = get_version(user=user, project_id=project_id, number=a)
     new = get_version(user=user, project_id=project_id, number=b)
+    # Lines are compared without their endings: prompts are stored stripped, so the last line
+    # has no newline, and a line added after it must not mark it as changed too.
     lines = difflib.unified_diff(
-        old.content.splitlines(keepends=True),
-        new.content.splitlines(keepends=True),
+        old.content.splitlines(),
+        new.content.splitlines(),
         fromfile=f"v{old.version}",
         tofile=f"v{new.version}",
+        lineterm="",
     )
-    # Make sure every line ends with a newline, also the last line of a file without one.
-    return a, b, "".join(line if line.endswith("\n") else line + "\n" for line in lines)
+    return a, b, "".join(line + "\n" for line in lines)
 
 
 def reply_counts(project_id: int) -> dict[int, int]:

@@ -10,8 +10,6 @@ from tests.factories import make_project, make_user
 
 pytestmark = pytest.mark.browser
 
-SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
-
 
 def login(page, live_server, user):
     page.goto(live_server + "/login")
@@ -21,7 +19,7 @@ def login(page, live_server, user):
     page.wait_for_url(live_server + "/")
 
 
-def test_upload_download_use_and_delete_files(app, live_server, page, tmp_path):
+def test_upload_download_use_and_delete_files(app, live_server, page, shot):
     owner = make_user(app, email="ada@example.com")
     project_id = make_project(app, owner, name="Docs bot")
     login(page, live_server, owner)
@@ -66,8 +64,7 @@ def test_upload_download_use_and_delete_files(app, live_server, page, tmp_path):
     page.wait_for_selector("text=handbook.md is used in chat.")
     assert page.locator("button[aria-pressed=true]").inner_text() == "In chat ✓"
 
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / "files.png"), full_page=True)
+    shot(page, "files", full_page=True)
 
     hostile = page.locator("tr", has=page.locator("td.file-name", has_text="onerror"))
     hostile.locator("a.danger-link").click()

@@ -1,0 +1,304 @@
+"""Chat features in real Chromium against the fake provider server (tests/fake_provider.py):
+Markdown with highlighted code and copy buttons, Regenerate, Stop (Esc) stored as incomplete,
+provider failure with Retry, the conversation list (rename, delete), "load earlier messages" and
+auto-scroll that pauses while the reader is scrolled up."""
+
+import pytest
+from playwright.sync_api import expect
+
+from app.chat import services as chat_services
+from app.extensions import db
+from app.models import Message, User
+from tests.browser.helpers import (
+    chat_ready,
+    fake_settings,
+    login,
+    reply_done,
+    wait_until,
+    watch_stream,
+)
+from tests.factories import make_conversation, make_project, make_user
+from tests.fake_provider import Scenario
+
+pytestmark = pytest.mark.browser
+
+CODE_REPLY = [
+    "Here is ",
+    "a **Python** ",
+    "function:\n\n",
+    "```python\n",
+    "def greet(name):\n",
+    '    return f"Hello, {name}!"\n',
+    "```\n\n",
+    "- short\n",
+    "- clear\n",
+]
+CODE = 'def greet(name):\n    return f"Hello, {name}!"'
+
+
+@pytest.fixture(autouse=True)
+def _reset(fake):
+    fake.reset()
+
+
+@pytest.fixture
+def config_overrides(fake):
+    return fake_settings(fake)
+
+
+@pytest.fixture
+def owner(app):
+    return make_user(app, email="ada@example.com", name="Ada")
+
+
+@pytest.fixture
+def project_id(app, owner):
+    return make_project(
+        app, owner, name="Support bot", description="Answers questions", system_prompt="Be kind."
+    )
+
+
+@pytest.fixture
+def chat_page(live_server, page, owner, project_id):
+    login(page, live_server, owner)
+
+    def open_(conversation_id=None):
+        suffix = f"?c={conversation_id}" if conversation_id else ""
+        page.goto(f"{live_server}/projects/{project_id}{suffix}")
+        chat_ready(page)
+        return page
+
+    return open_
+
+
+def send(page, text):
+    page.fill("#message", text)
+    page.keyboard.press("Enter")
+    page.wait_for_selector(".msg-assistant.streaming, .msg-assistant[data-status]")
+    return page.locator(".msg-assistant").last
+
+
+def stored_replies(app):
+    with app.app_context():
+        return [
+            (m.status, m.content)
+            for m in db.session.scalars(
+                db.select(Message).where(Message.role == "assistant").order_by(Message.id)
+            )
+        ]
+
+
+def test_markdown_reply_with_code_copy_buttons_and_regenerate(app, fake, chat_page, shot):
+    fake.script("responses", Scenario(deltas=CODE_REPLY, token_delay_ms=60))
+    page = chat_page()
+    send(page, "Show me a greeting function")
+    reply = page.locator(".msg-assistant").first
+    lengths = watch_stream(page, reply)
+    assert len({n for n in lengths if n}) > 1, lengths  # streamed in more than one piece
+    reply_done(page)
+
+    body = reply.locator(".msg-body")
+    assert body.locator("strong").inner_text() == "Python"
+    assert body.locator("li").all_inner_texts() == ["short", "clear"]
+    assert body.locator("pre code .hl-k").first.inner_text() == "def"  # highlighted
+    copy_code = body.locator("pre .copy-code")
+    assert copy_code.is_visible()
+    copy_code.click()
+    expect(copy_code).to_have_text("Copied")
+    assert page.evaluate("navigator.clipboard.readText()") == CODE
+    reply.locator(".copy-reply").click()
+    expect(reply.locator(".copy-reply")).to_have_text("Copied")
+    copied = page.evaluate("navigator.clipboard.readText()")
+    assert copied.startswith("Here is a Python function:") and "short" in copied
+    assert "gpt-4o-mini-2024-07-18 · openai · prompt v1" in reply.locator(".msg-info").inner_text()
+    wait_until(
+        page,
+        "[...document.querySelectorAll('.copy-code, .copy-reply')]"
+        ".every(b => b.textContent === 'Copy')",
+    )
+    shot(page, "chat", full_page=True)
+    page.click("#theme-toggle")
+    shot(page, "chat-dark", full_page=True)
+    page.click("#theme-toggle")
+
+    # Regenerate: a new reply to the same message; the first is kept, folded as "earlier".
+    fake.script("responses", Scenario(text="A second take: use a lambda.", token_delay_ms=20))
+    reply.locator(".regenerate").click()
+    page.wait_for_selector(".msg-assistant >> nth=1")
+    reply_done(page)
+    replies = page.locator(".msg-assistant")
+    assert replies.count() == 2
+    assert replies.nth(1).locator(".msg-body").inner_text() == "A second take: use a lambda."
+    first = replies.nth(0)
+    assert "superseded" in first.get_attribute("class")
+    assert first.locator(".superseded-label").inner_text() == "Earlier answer"
+    assert not first.locator(".msg-body").is_visible()
+    first.locator(".toggle-earlier").click()
+    assert first.locator(".msg-body").is_visible()
+    assert page.locator(".regenerate").count() == 1
+    assert replies.nth(1).locator(".regenerate").is_visible()
+    assert page.locator(".msg-user").count() == 1
+
+    calls = fake.calls("responses")
+    assert len(calls) == 2
+    assert calls[0].json["input"] == calls[1].json["input"]  # the same question, answered again
+
+    page.reload()
+    chat_ready(page)
+    assert [m.get_attribute("data-role") for m in page.locator(".msg").all()] == [
+        "user",
+        "assistant",
+        "assistant",
+    ]
+    assert "superseded" in page.locator(".msg-assistant").first.get_attribute("class")
+    assert page.problems == []
+
+
+def test_stop_with_escape_keeps_the_partial_reply_as_incomplete(app, fake, chat_page):
+    words = [f"word{i} " for i in range(60)]
+    fake.script("responses", Scenario(deltas=words, token_delay_ms=80))
+    page = chat_page()
+    reply = send(page, "Tell me a long story")
+    wait_until(page, "document.querySelector('.msg-assistant .msg-body').textContent.length > 10")
+    assert page.is_visible("#stop")
+    page.keyboard.press("Escape")
+    reply_done(page)
+    assert not page.is_visible("#stop")
+    assert reply.get_attribute("data-status") == "incomplete"
+    assert "stopped" in reply.locator(".msg-info").inner_text()
+    assert reply.locator(".retry").is_visible()
+    assert page.locator("#chat-live").inner_text() == "Stopped."
+    assert fake.wait_for_disconnects(1)  # Stop closed the upstream request too
+
+    for _ in range(40):  # the server stores the row when it notices the client went away
+        if stored_replies(app):
+            break
+        page.wait_for_timeout(100)
+    [(status, content)] = stored_replies(app)
+    assert status == "incomplete"
+    assert content.startswith("word0 word1") and "word59" not in content
+    page.reload()
+    stored = page.locator(".msg-assistant")
+    assert stored.get_attribute("data-status") == "incomplete"
+    assert "incomplete" in stored.locator(".msg-info").inner_text()
+    assert "Stopped before the reply was complete." in stored.locator(".msg-error").inner_text()
+    assert page.problems == []
+
+
+def test_provider_failure_shows_the_reason_keeps_the_message_and_retry_succeeds(
+    app, fake, chat_page
+):
+    down = {"status": 503, "message": "The engine is currently overloaded."}
+    fake.script("responses", down, down)
+    fake.script("chat", down, down)
+    page = chat_page()
+    send(page, "Are you there?")
+    reply_done(page)
+    reply = page.locator(".msg-assistant").first
+    error = reply.locator(".msg-error")
+    assert error.get_attribute("role") == "alert"
+    assert "OpenRouter" in error.inner_text() and "overloaded" in error.inner_text()
+    assert page.locator(".msg-user").inner_text() == "Are you there?"  # the message stays
+    assert reply.locator(".regenerate").count() == 0  # Retry instead
+
+    reply.locator(".retry").click()  # the fake answers normally again
+    page.wait_for_selector(".msg-assistant >> nth=1")
+    reply_done(page)
+    retried = page.locator(".msg-assistant").last
+    assert retried.get_attribute("data-status") == "complete"
+    assert retried.locator(".msg-body").inner_text() == "Hello from the fake model."
+    assert "superseded" in reply.get_attribute("class")  # the failure is folded away
+
+    page.reload()
+    assert page.locator(".msg-user").all_inner_texts() == ["Are you there?"]
+    assert page.locator(".msg-assistant").last.get_attribute("data-status") == "complete"
+    assert [s for s, _ in stored_replies(app)] == ["error", "complete"]
+    assert page.problems == []
+
+
+def test_conversation_list_renames_and_deletes_in_place(app, owner, project_id, chat_page):
+    first = make_conversation(app, owner, project_id, message="First question")
+    second = make_conversation(app, owner, project_id, message="Second question")
+    page = chat_page(second)
+    items = page.locator("#conv-list li")
+    assert items.locator("a").all_inner_texts() == ["Second question", "First question"]
+    current = page.locator(f"#conv-list li[data-id='{second}']")
+    assert current.locator("a").get_attribute("aria-current") == "page"
+
+    hostile = "<img src=x onerror=alert(1)> renamed"
+    current.get_by_role("button", name="Rename “Second question”").click()
+    title_input = current.get_by_label("Conversation title")
+    assert page.evaluate("document.activeElement.id") == f"rename-{second}"
+    title_input.fill(hostile)
+    title_input.press("Enter")
+    expect(current.locator("a")).to_have_text(hostile)
+    assert current.locator("a").inner_text() == hostile  # text, not markup
+    assert page.inner_text("#chat-title") == hostile
+    page.reload()
+    assert page.inner_text("#chat-title") == hostile
+
+    # Escape cancels a rename.
+    other = page.locator(f"#conv-list li[data-id='{first}']")
+    other.locator(".conv-rename").click()
+    page.keyboard.press("Escape")
+    assert other.locator("a").inner_text() == "First question"
+
+    other.locator(".conv-delete").click()
+    assert "Delete “First question”" in other.inner_text()
+    other.get_by_role("button", name="Delete", exact=True).click()
+    wait_until(page, f"!document.querySelector('#conv-list li[data-id=\"{first}\"]')")
+    assert page.locator("#conv-list li").count() == 1
+
+    # Deleting the open conversation goes to a new chat.
+    current = page.locator(f"#conv-list li[data-id='{second}']")
+    current.locator(".conv-delete").click()
+    current.get_by_role("button", name="Delete", exact=True).click()
+    page.wait_for_url(f"**/projects/{project_id}")
+    assert page.inner_text("#chat-title") == "New conversation"
+    assert page.is_visible("#conv-empty")
+    assert page.problems == []
+
+
+def test_load_earlier_messages_and_auto_scroll_pauses_when_scrolled_up(
+    app, fake, owner, project_id, chat_page
+):
+    with app.app_context():
+        user = db.session.get(User, owner.id)
+        cid = None
+        for i in range(20):  # 40 messages; the page opens with the newest 30
+            turn = chat_services.start_turn(
+                user=user, project_id=project_id, message=f"m{i}", conversation_id=cid
+            )
+            chat_services.complete_turn(turn)
+            cid = turn.conversation_id
+    page = chat_page(cid)
+    messages = page.locator("#messages .msg")
+    assert messages.count() == 30
+    at_bottom = """(() => {
+        const l = document.getElementById('messages');
+        return l.scrollHeight - l.scrollTop - l.clientHeight < 48;
+    })()"""
+    assert page.evaluate(at_bottom)
+
+    page.click("#load-earlier")
+    wait_until(page, "document.querySelectorAll('#messages .msg').length === 40")
+    assert not page.is_visible("#load-earlier")  # nothing more
+    assert messages.first.inner_text() == "m0"
+    assert page.locator(".msg-user").all_inner_texts() == [f"m{i}" for i in range(20)]
+
+    words = [f"w{i} " + "lorem ipsum " * 6 + "\n\n" for i in range(40)]
+    fake.script("responses", Scenario(deltas=words, token_delay_ms=70))
+    send(page, "a long answer please")
+    wait_until(page, at_bottom)
+    page.eval_on_selector("#messages", "l => { l.scrollTop = 0; }")
+    page.wait_for_timeout(600)  # several deltas arrive meanwhile
+    assert page.eval_on_selector("#messages", "l => l.scrollTop") < 5  # the reader stays put
+    assert page.is_visible("#jump-latest")
+    page.click("#jump-latest")
+    assert page.evaluate(at_bottom)
+    page.wait_for_timeout(400)
+    assert page.evaluate(at_bottom)  # following again
+    assert not page.is_visible("#jump-latest")
+    reply_done(page)
+    assert page.evaluate(at_bottom)
+    assert page.problems == []
