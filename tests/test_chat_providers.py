@@ -296,6 +296,12 @@ def test_failure_after_text_keeps_the_partial_reply(
     assert row["status"] == "incomplete"
     assert row["content"] == "Hello from"
     assert row["error"]
+    # Who wrote the partial text is recorded, though no usage or end event arrived.
+    assert (row["provider"], row["fallback"]) == (
+        "openai" if endpoint == "responses" else "openrouter",
+        False,
+    )
+    assert row["model"] == ("gpt-4o-mini" if endpoint == "responses" else "openai/gpt-4o-mini")
     other = "chat" if endpoint == "responses" else "responses"
     assert fake.calls(other) == []
     if scenario.raw:
@@ -371,6 +377,7 @@ def test_stop_stores_the_partial_reply_and_closes_the_upstream_request(
     with app.app_context():
         reply = db.session.query(Message).filter_by(role="assistant").one()
         assert reply.status == "incomplete"
+        assert (reply.provider, reply.model) == ("openai", "gpt-4o-mini")
         assert reply.content.startswith("w0 w1")
         assert len(reply.content.split()) < 200
 

@@ -36,7 +36,7 @@ from app.models.base import utcnow
 from app.projects.services import get_project_for
 from app.prompts.versions import system_prompt_for
 from app.providers.base import ChatRequest, ChatTurn, ProviderError, TextDelta
-from app.providers.chain import ChainEnd
+from app.providers.chain import ChainEnd, Committed
 
 log = logging.getLogger(__name__)
 
@@ -317,20 +317,30 @@ def _store_reply(
     text: str,
     status: MessageStatus,
     end: ChainEnd | None = None,
+    committed: Committed | None = None,
     error: str | None = None,
     ttft_ms: int | None = None,
     total_ms: int | None = None,
 ) -> Message:
+    """Store the assistant row. Who answered comes from ``end``; a reply cut short has only
+    ``committed`` (provider and model asked for, no usage)."""
     meta = end.meta if end else None
+    if meta:
+        provider, model, fallback = meta.provider, meta.model, end.fallback
+    elif committed:
+        provider, model, fallback = committed.provider, committed.model, committed.fallback
+    else:
+        provider = model = None
+        fallback = False
     reply = Message(
         conversation_id=turn.conversation_id,
         role=Role.ASSISTANT,
         content=text,
         status=status,
         prompt_version_id=turn.prompt_version_id,
-        provider=meta.provider if meta else None,
-        model=meta.model if meta else None,
-        fallback=bool(end and end.fallback),
+        provider=provider,
+        model=model,
+        fallback=fallback,
         tokens_in=meta.tokens_in if meta else None,
         tokens_out=meta.tokens_out if meta else None,
         ttft_ms=ttft_ms,
@@ -424,6 +434,7 @@ def run_turn(turn: Turn, *, heartbeat: float | None = None) -> Iterator[ChatEven
     parts: list[str] = []
     ttft_ms: int | None = None
     end: ChainEnd | None = None
+    committed: Committed | None = None
     failure: ProviderError | None = None
     outcome: Message | None = None
     pending = None  # an event taken from the queue while coalescing, handled next
@@ -455,6 +466,9 @@ def run_turn(turn: Turn, *, heartbeat: float | None = None) -> Iterator[ChatEven
             if isinstance(item, ChainEnd):
                 end = item
                 continue
+            if isinstance(item, Committed):
+                committed = item
+                continue
             if isinstance(item, TextDelta) and item.text:
                 # Coalesce whatever else is already waiting into one write.
                 chunk = [item.text]
@@ -482,6 +496,7 @@ def run_turn(turn: Turn, *, heartbeat: float | None = None) -> Iterator[ChatEven
                 turn,
                 text=text,
                 status=status,
+                committed=committed,
                 error=_error_text(failure),
                 ttft_ms=ttft_ms,
                 total_ms=total_ms,
@@ -507,6 +522,7 @@ def run_turn(turn: Turn, *, heartbeat: float | None = None) -> Iterator[ChatEven
                 turn,
                 text="".join(parts),
                 status=MessageStatus.INCOMPLETE,
+                committed=committed,
                 error="Stopped before the reply was complete.",
                 ttft_ms=ttft_ms,
                 total_ms=int((time.monotonic() - started) * 1000),

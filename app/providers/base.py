@@ -102,6 +102,10 @@ class Provider(Protocol):
     name: str
     model: str
 
+    def model_for(self, req: ChatRequest) -> str:
+        """The model asked for on this provider's wire (``req.model`` mapped, or the default)."""
+        ...
+
     def complete(self, req: ChatRequest) -> Reply: ...
 
     def stream(self, req: ChatRequest) -> Iterator[StreamEvent]: ...

@@ -103,6 +103,17 @@ class AttemptRecord:
 
 
 @dataclass(frozen=True)
+class Committed:
+    """Yielded once, just before the first text of the attempt that answers. From here on there
+    is no fallback, so this names who is answering, for a reply that is cut short later (Stop, a
+    dropped client, a failure mid-stream) and so never reaches its ``ChainEnd``."""
+
+    provider: str
+    model: str
+    fallback: bool
+
+
+@dataclass(frozen=True)
 class ChainEnd:
     """Last event of a successful chain stream (and second item of ``complete``): who answered,
     whether that was not the first provider, and every failed attempt before it."""
@@ -201,8 +212,9 @@ class ProviderChain:
 
     # -- calls ----------------------------------------------------------------------------------
 
-    def stream(self, req: ChatRequest) -> Iterator[TextDelta | ChainEnd]:
-        """Yield ``TextDelta``s, then one ``ChainEnd``; or raise the ``ProviderError``
+    def stream(self, req: ChatRequest) -> Iterator[Committed | TextDelta | ChainEnd]:
+        """Yield one ``Committed`` and ``TextDelta``s, then one ``ChainEnd`` (no text: no
+        ``Committed``); or raise the ``ProviderError``
         (``partial=True`` when text had been yielded). Closing this generator closes the
         upstream HTTP response at once."""
         attempts: list[AttemptRecord] = []
@@ -217,6 +229,8 @@ class ProviderChain:
                     for event in events:
                         if isinstance(event, TextDelta):
                             if event.text:  # empty deltas are not a commit point
+                                if not emitted:
+                                    yield Committed(adapter.name, adapter.model_for(req), index > 0)
                                 emitted = True
                                 yield event
                         elif isinstance(event, StreamEnd):

@@ -60,6 +60,9 @@ class OfflineProvider:
         self.delay = max(0, settings.offline_delay_ms) / 1000
         self.sleep = sleep
 
+    def model_for(self, req: ChatRequest) -> str:
+        return MODEL  # one demo model, whatever was asked for
+
     def _meta(self, req: ChatRequest, text: str) -> ReplyMeta:
         tokens_in = word_count(req.system, req.message, *(turn.content for turn in req.history))
         return ReplyMeta(

@@ -21,7 +21,14 @@ from app.providers.base import (
     TextDelta,
     make_http_client,
 )
-from app.providers.chain import PROVIDERS, AttemptRecord, ChainEnd, ProviderChain, build_chain
+from app.providers.chain import (
+    PROVIDERS,
+    AttemptRecord,
+    ChainEnd,
+    Committed,
+    ProviderChain,
+    build_chain,
+)
 from tests.fake_provider import Scenario, closed_port_url
 from tests.providers.conftest import make_request
 
@@ -32,8 +39,11 @@ def run(chain: ProviderChain, req=None) -> tuple[str, ChainEnd]:
     events = list(chain.stream(req or make_request()))
     end = events[-1]
     assert isinstance(end, ChainEnd)
-    assert all(isinstance(e, TextDelta) for e in events[:-1])
-    return "".join(e.text for e in events[:-1]), end
+    committed, *deltas = events[:-1]
+    # Who answers is announced once, before the first text, and agrees with the end.
+    assert committed == Committed(end.meta.provider, committed.model, end.fallback)
+    assert all(isinstance(e, TextDelta) for e in deltas)
+    return "".join(e.text for e in deltas), end
 
 
 # --- before the first token: fall back ----------------------------------------------------------
@@ -252,7 +262,10 @@ def test_failure_after_text_raises_partial_without_fallback(
     with pytest.raises(error) as info:
         for event in chain.stream(make_request()):
             received.append(event)
-    assert "".join(e.text for e in received) == "Hello from"
+    committed, *deltas = received
+    expected = "openai" if endpoint == "responses" else "openrouter"
+    assert (committed.provider, committed.fallback) == (expected, False)
+    assert "".join(e.text for e in deltas) == "Hello from"
     assert info.value.partial is True
     assert len(fake_provider.calls(endpoint)) == 1  # no retry, no replay
     other = "chat" if endpoint == "responses" else "responses"
@@ -362,6 +375,7 @@ def test_closing_the_chain_stream_closes_the_upstream_request(
         endpoint, Scenario(deltas=[f"w{i} " for i in range(200)], token_delay_ms=10)
     )
     events = chain.stream(make_request())
+    assert next(events).provider == ("openai" if endpoint == "responses" else "openrouter")
     assert next(events) == TextDelta("w0 ")
     events.close()  # Stop / client gone
     assert fake_provider.wait_for_disconnects(1, timeout=3)
