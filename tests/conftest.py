@@ -19,7 +19,7 @@ from sqlalchemy import text
 
 from app import create_app
 from app.extensions import db
-from tests.factories import DEFAULT_PASSWORD
+from tests.factories import DEFAULT_PASSWORD, make_user
 
 PG_URL = os.environ.get("TEST_DATABASE_URL", "").strip()
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
@@ -167,6 +167,12 @@ def fake():
 @pytest.fixture
 def client(app):
     return app.test_client()
+
+
+@pytest.fixture
+def owner(app):
+    """A registered user with a bearer token (``owner.headers``); modules may override it."""
+    return make_user(app, email="ada@example.com")
 
 
 @pytest.fixture

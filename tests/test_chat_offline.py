@@ -9,11 +9,6 @@ from tests.sse import parse_sse
 
 
 @pytest.fixture
-def owner(app):
-    return make_user(app, email="ada@example.com")
-
-
-@pytest.fixture
 def project_id(app, owner):
     return make_project(app, owner, system_prompt="You are Ada's bot.")
 

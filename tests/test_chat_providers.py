@@ -11,7 +11,7 @@ import pytest
 from app.chat.llm import close_client
 from app.extensions import db
 from app.models import Message
-from tests.factories import make_project, make_user
+from tests.factories import make_project
 from tests.fake_provider import Scenario, closed_port_url
 from tests.sse import parse_sse
 
@@ -32,11 +32,6 @@ def config_overrides(fake):
         "LLM_TIMEOUT_SECONDS": 0.6,
         "LLM_RETRY_MAX_WAIT_SECONDS": 0.3,
     }
-
-
-@pytest.fixture
-def owner(app):
-    return make_user(app, email="ada@example.com")
 
 
 @pytest.fixture

@@ -11,13 +11,8 @@ import pytest
 
 from app.extensions import db
 from app.models import StoredFile
-from tests.factories import make_project, make_user
+from tests.factories import make_project
 from tests.pdfs import blank_pdf, text_pdf
-
-
-@pytest.fixture
-def owner(app):
-    return make_user(app, email="ada@example.com")
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.factories import make_project, make_user
+from tests.factories import make_project
 from tests.pdfs import text_pdf
 from tests.test_files import upload
 
@@ -23,11 +23,6 @@ def config_overrides(fake):
         "OPENROUTER_BASE_URL": fake.openrouter_base_url,
         "LLM_RETRY_MAX_WAIT_SECONDS": 0.1,
     }
-
-
-@pytest.fixture
-def owner(app):
-    return make_user(app, email="ada@example.com")
 
 
 @pytest.fixture

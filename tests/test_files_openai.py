@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.factories import make_project, make_user
+from tests.factories import make_project
 from tests.test_files import files_page, login, on_disk, upload
 
 
@@ -21,11 +21,6 @@ def config_overrides(fake):
         "OPENAI_BASE_URL": fake.openai_base_url,
         "LLM_TIMEOUT_SECONDS": 2.0,
     }
-
-
-@pytest.fixture
-def owner(app):
-    return make_user(app, email="ada@example.com")
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import threading
 import pytest
 from werkzeug.serving import make_server
 
-from tests.factories import make_project, make_user
+from tests.factories import make_project
 from tests.test_files import folder, rows
 
 BOUNDARY = "----prompthub-raw"
@@ -39,11 +39,6 @@ def server(app):
     yield srv.server_port, wrapped.done
     srv.shutdown()
     srv.server_close()
-
-
-@pytest.fixture
-def owner(app):
-    return make_user(app, email="ada@example.com")
 
 
 @pytest.fixture

@@ -4,23 +4,17 @@ from __future__ import annotations
 
 import logging
 
-import pytest
 from flask import Flask
 
 from app import create_app
 from tests.conftest import base_config
-from tests.factories import make_project, make_user
+from tests.factories import make_project
 
 EXPECTED = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "same-origin",
 }
-
-
-@pytest.fixture
-def owner(app):
-    return make_user(app, email="ada@example.com")
 
 
 def check_headers(resp):

@@ -72,11 +72,6 @@ def test_templates_have_no_inline_script_style_or_handlers(path):
     assert "javascript:" not in source.lower()
 
 
-@pytest.fixture
-def owner(app):
-    return make_user(app, email="ada@example.com")
-
-
 def test_rendered_pages_have_nothing_a_strict_csp_blocks(app, client, owner):
     project_id = make_project(
         app, owner, name=HOSTILE, description=HOSTILE, system_prompt="First\n" + HOSTILE

@@ -6,12 +6,7 @@ from sqlalchemy import func, select
 from app.extensions import db
 from app.models import Project, PromptVersion
 from app.prompts.versions import DEFAULT_SYSTEM_PROMPT
-from tests.factories import make_project, make_user
-
-
-@pytest.fixture
-def owner(app):
-    return make_user(app, email="ada@example.com")
+from tests.factories import make_project
 
 
 @pytest.fixture

@@ -6,17 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.browser.helpers import login
 from tests.factories import make_project, make_user
 
 pytestmark = pytest.mark.browser
-
-
-def login(page, live_server, user):
-    page.goto(live_server + "/login")
-    page.fill("#email", user.email)
-    page.fill("#password", user.password)
-    page.click("main button[type=submit]")
-    page.wait_for_url(live_server + "/")
 
 
 def test_upload_download_use_and_delete_files(app, live_server, page, shot):
