@@ -337,6 +337,20 @@ def as_dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def error_object(response: httpx.Response) -> tuple[dict[str, Any], str]:
+    """A non-2xx response (body already read): its ``error`` object (both providers nest the
+    reason there; a bare string becomes ``{"message": ...}``) and a reason for when it has none."""
+    try:
+        body = response.json()
+    except (ValueError, UnicodeDecodeError):
+        body = None
+    err = as_dict(body).get("error")
+    if not isinstance(err, dict):
+        err = {"message": err} if isinstance(err, str) else {}
+    detail = short(response.text) if response.text else "no error body"
+    return err, f"HTTP {response.status_code}: {detail}"
+
+
 def to_openrouter_model(model: str) -> str:
     """OpenAI id → OpenRouter id: ``gpt-4o-mini`` → ``openai/gpt-4o-mini``. Ids that already
     name an org (``anthropic/claude-haiku-4.5``) stay unchanged."""

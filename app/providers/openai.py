@@ -44,6 +44,7 @@ from app.providers.base import (
     as_dict,
     as_int,
     clamp_tokens,
+    error_object,
     is_policy_code,
     parse_retry_after,
     short,
@@ -102,19 +103,9 @@ def error_from_body(
 
 def status_error(response: httpx.Response) -> ProviderError:
     """A non-2xx response (body already read) → our error, with the provider's reason."""
-    try:
-        body = response.json()
-    except (ValueError, UnicodeDecodeError):
-        body = None
-    err = as_dict(body).get("error")
-    if not isinstance(err, dict):
-        err = {"message": err} if isinstance(err, str) else {}
-    detail = short(response.text) if response.text else "no error body"
+    err, fallback = error_object(response)
     return error_from_body(
-        err,
-        status=response.status_code,
-        headers=response.headers,
-        fallback=f"HTTP {response.status_code}: {detail}",
+        err, status=response.status_code, headers=response.headers, fallback=fallback
     )
 
 
