@@ -10,6 +10,7 @@ no message was lost or stored twice.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -31,8 +32,6 @@ TIMEOUT_S = 0.5  # the server's LLM_TIMEOUT_SECONDS: a hang longer than this is 
 
 
 def free_port() -> int:
-    import socket
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -293,7 +292,7 @@ def test_client_disconnect_stores_what_arrived_and_frees_the_request(server, tok
     # the reply as incomplete with what had arrived, well before the 6 s the reply would take.
     assert fake.wait_for_disconnects(1, timeout=5)
     deadline = time.monotonic() + 5
-    while (stored := rows(server, project)) and len(stored) < 2 and time.monotonic() < deadline:
+    while len(stored := rows(server, project)) < 2 and time.monotonic() < deadline:
         time.sleep(0.05)
     (cid, *user), (_, role, status, content, provider, _) = stored
     assert user == ["user", "complete", "long one", None, False]
