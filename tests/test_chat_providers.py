@@ -377,6 +377,64 @@ def test_stop_stores_the_partial_reply_and_closes_the_upstream_request(
         assert len(reply.content.split()) < 200
 
 
+def test_stop_while_the_model_is_silent_closes_the_upstream_at_once(
+    app, client, owner, project_id, fake
+):
+    """OpenRouter sends its headers, then only ``: OPENROUTER PROCESSING`` comments while the
+    model thinks, so the read never yields an event. Stop must still close the request then,
+    not when the first token comes (here 10 s later), and must not try another provider."""
+    app.config["CHAT_HEARTBEAT_SECONDS"] = 0.05
+    app.config["OPENAI_API_KEY"] = None
+    fake.script("chat", Scenario(ttft_ms=10_000))
+    resp = client.post(
+        f"/api/projects/{project_id}/chat",
+        json={"message": "think hard", "stream": True},
+        headers=owner.headers,
+        buffered=False,
+    )
+    received = ""
+    for chunk in resp.response:
+        received += chunk.decode() if isinstance(chunk, bytes) else chunk
+        if ": keep-alive" in received:  # the model is silent and we are waiting on it
+            break
+    resp.close()  # Stop
+
+    assert fake.wait_for_disconnects(1, timeout=3)  # the fake sees it at its next comment
+    (call,) = fake.calls("chat")
+    assert not call.completed
+    assert fake.calls("responses") == []
+    with app.app_context():
+        reply = db.session.query(Message).filter_by(role="assistant").one()
+        assert (reply.status, reply.content, reply.provider) == ("incomplete", "", None)
+
+
+def test_a_stopped_call_is_neither_retried_nor_sent_to_the_fallback(
+    app, client, owner, project_id, fake
+):
+    """The OpenAI fake holds its headers back until the first token: a Stop meanwhile takes
+    effect when they arrive. The read it breaks is not a provider failure, so the turn is not
+    retried on OpenAI nor sent to OpenRouter."""
+    app.config["CHAT_HEARTBEAT_SECONDS"] = 0.05
+    fake.script("responses", Scenario(ttft_ms=800, deltas=["w "] * 100, token_delay_ms=20))
+    resp = client.post(
+        f"/api/projects/{project_id}/chat",
+        json={"message": "stop me", "stream": True},
+        headers=owner.headers,
+        buffered=False,
+    )
+    received = ""
+    for chunk in resp.response:
+        received += chunk.decode() if isinstance(chunk, bytes) else chunk
+        if ": keep-alive" in received:
+            break
+    resp.close()
+
+    assert fake.wait_for_disconnects(1, timeout=5)
+    time.sleep(1.0)  # a retry (0.25 s) or a fallback would have been sent by now
+    assert len(fake.calls("responses")) == 1
+    assert fake.calls("chat") == []
+
+
 def test_no_database_connection_is_held_while_the_reply_streams(
     app, client, owner, project_id, fake
 ):

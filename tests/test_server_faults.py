@@ -29,6 +29,7 @@ from tests.sse import parse_sse
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 TIMEOUT_S = 0.5  # the server's LLM_TIMEOUT_SECONDS: a hang longer than this is a timeout
+HEARTBEAT_S = 0.2  # keep-alive comments while the model is silent; a gone client shows there
 
 
 def free_port() -> int:
@@ -64,6 +65,7 @@ def server(fake, tmp_path_factory):
         "OPENROUTER_BASE_URL": fake.openrouter_base_url,
         "LLM_TIMEOUT_SECONDS": str(TIMEOUT_S),
         "LLM_RETRY_MAX_WAIT_SECONDS": "0.3",
+        "CHAT_HEARTBEAT_SECONDS": str(HEARTBEAT_S),
         "RATELIMIT_ENABLED": "false",
         "BCRYPT_ROUNDS": "4",
         "HOST": "127.0.0.1",
@@ -306,3 +308,31 @@ def test_client_disconnect_stores_what_arrived_and_frees_the_request(server, tok
     sent = fake.calls("responses")[0].json["input"]
     assert [item["role"] for item in sent] == ["user", "assistant", "user"]
     assert len(rows(server, project)) == 4
+
+
+def test_client_gone_while_the_model_is_silent_closes_the_upstream(server, token, project, fake):
+    """The model thinks for 10 s (OpenRouter's processing comments, no event). The worker
+    notices the client has gone at its next keep-alive write and closes the provider request
+    then, under gevent as under threads, instead of when the first token comes."""
+    base, _ = server
+    fake.script("responses", Scenario(status=401))  # the primary is misconfigured: fallback
+    fake.script("chat", Scenario(ttft_ms=10_000))
+    with httpx.Client(trust_env=False, timeout=30) as client:
+        with client.stream(
+            "POST",
+            f"{base}/api/projects/{project}/chat",
+            json={"message": "think hard", "stream": True},
+            headers={"Authorization": f"Bearer {token}"},
+        ) as r:
+            for chunk in r.iter_text():
+                if "event: start" in chunk:
+                    break
+
+    assert fake.wait_for_disconnects(1, timeout=4)
+    deadline = time.monotonic() + 5
+    while len(stored := rows(server, project)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [r[1:4] for r in stored] == [
+        ("user", "complete", "think hard"),
+        ("assistant", "incomplete", ""),
+    ]

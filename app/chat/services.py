@@ -35,7 +35,7 @@ from app.models import Conversation, Message, MessageStatus, Project, PromptVers
 from app.models.base import utcnow
 from app.projects.services import get_project_for
 from app.prompts.versions import system_prompt_for
-from app.providers.base import ChatRequest, ChatTurn, ProviderError, TextDelta
+from app.providers.base import Cancel, ChatRequest, ChatTurn, ProviderError, TextDelta
 from app.providers.chain import ChainEnd, Committed
 
 log = logging.getLogger(__name__)
@@ -387,13 +387,13 @@ class _Raised:
     error: BaseException
 
 
-def _pump(events: Iterator, out: queue.SimpleQueue, stop: threading.Event) -> None:
+def _pump(events: Iterator, out: queue.SimpleQueue, cancel: Cancel) -> None:
     """Thread body: move provider events into the queue until the end or a Stop."""
     try:
         with closing(events):  # closing the generator closes the upstream HTTP response
             for event in events:
                 out.put(event)
-                if stop.is_set():
+                if cancel.cancelled:
                     break
     except BaseException as exc:  # handed to the request thread, which decides
         out.put(_Raised(exc))
@@ -426,9 +426,9 @@ def run_turn(turn: Turn, *, heartbeat: float | None = None) -> Iterator[ChatEven
     yield Started(conversation, user_message)
 
     events: queue.SimpleQueue = queue.SimpleQueue()
-    stop = threading.Event()
+    cancel = Cancel()  # Stop or a gone client: wakes the pump even while the model is silent
     pump = threading.Thread(
-        target=_pump, args=(get_chain().stream(turn.request), events, stop), daemon=True
+        target=_pump, args=(get_chain().stream(turn.request, cancel), events, cancel), daemon=True
     )
     started = time.monotonic()
     parts: list[str] = []
@@ -513,7 +513,7 @@ def run_turn(turn: Turn, *, heartbeat: float | None = None) -> Iterator[ChatEven
             )
             yield Done(outcome)
     finally:
-        stop.set()
+        cancel.cancel()
         if outcome is None:
             # Stopped by the user, the client went away, or something unexpected: keep what
             # arrived, marked incomplete.

@@ -35,8 +35,11 @@ handles it too.
 from __future__ import annotations
 
 import math
+import socket
+import threading
 import time
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -93,6 +96,62 @@ class StreamEnd:
 StreamEvent = TextDelta | StreamEnd
 
 
+class Cancel:
+    """Abandons one provider call from another thread (Stop, a client that went away).
+
+    httpx's sync API cannot interrupt a read that is waiting on a silent model, so ``cancel()``
+    shuts down the socket of the response being read (registered with ``watching``): the read
+    wakes at once with an end of stream, the adapter raises, and the chain, seeing ``cancelled``,
+    tries nothing more. The lock makes sure a socket is never shut down after ``watching`` has
+    ended, when its connection may already serve another request from the pool."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._cancelled = False
+        self._socket: socket.socket | None = None
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled
+
+    def cancel(self) -> None:
+        with self._lock:
+            self._cancelled = True
+            if self._socket is not None:
+                _shut(self._socket)
+
+    @contextmanager
+    def watching(self, response: httpx.Response) -> Iterator[None]:
+        stream = response.extensions.get("network_stream")
+        sock = stream.get_extra_info("socket") if stream is not None else None
+        with self._lock:
+            self._socket = sock
+            if self._cancelled and sock is not None:  # cancelled while the headers were awaited
+                _shut(sock)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._socket = None
+
+
+def _shut(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:  # already closed: nothing is being read from it
+        pass
+
+
+@contextmanager
+def watching(cancel: Cancel | None, response: httpx.Response) -> Iterator[None]:
+    """``cancel.watching(response)``, or nothing when the call cannot be cancelled."""
+    if cancel is None:
+        yield
+    else:
+        with cancel.watching(response):
+            yield
+
+
 @runtime_checkable
 class Provider(Protocol):
     """An adapter. ``stream`` yields zero or more ``TextDelta`` then exactly one ``StreamEnd``, or
@@ -108,7 +167,9 @@ class Provider(Protocol):
 
     def complete(self, req: ChatRequest) -> Reply: ...
 
-    def stream(self, req: ChatRequest) -> Iterator[StreamEvent]: ...
+    def stream(self, req: ChatRequest, cancel: Cancel | None = None) -> Iterator[StreamEvent]:
+        """``cancel``: set from another thread to abandon the call (see ``Cancel``)."""
+        ...
 
 
 # --- settings and the shared client -------------------------------------------------------------

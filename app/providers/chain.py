@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from app.providers.base import (
+    Cancel,
     ChatRequest,
     Provider,
     ProviderAuthError,
@@ -212,19 +213,24 @@ class ProviderChain:
 
     # -- calls ----------------------------------------------------------------------------------
 
-    def stream(self, req: ChatRequest) -> Iterator[Committed | TextDelta | ChainEnd]:
+    def stream(
+        self, req: ChatRequest, cancel: Cancel | None = None
+    ) -> Iterator[Committed | TextDelta | ChainEnd]:
         """Yield one ``Committed`` and ``TextDelta``s, then one ``ChainEnd`` (no text: no
         ``Committed``); or raise the ``ProviderError``
         (``partial=True`` when text had been yielded). Closing this generator closes the
-        upstream HTTP response at once."""
+        upstream HTTP response at once. A ``cancel`` set from another thread ends the stream
+        quietly, even while a read waits on a silent model: no retry, no fallback, no end."""
         attempts: list[AttemptRecord] = []
         last: ProviderError | None = None
         for index, adapter in enumerate(self.adapters):
             attempt = 0
             while True:
+                if cancel is not None and cancel.cancelled:
+                    return
                 attempt += 1
                 emitted = False
-                events = adapter.stream(req)
+                events = adapter.stream(req, cancel)
                 try:
                     for event in events:
                         if isinstance(event, TextDelta):
@@ -238,6 +244,9 @@ class ProviderChain:
                             return
                     raise ProviderMalformed(adapter.name, "the stream ended without a result")
                 except ProviderError as exc:
+                    if cancel is not None and cancel.cancelled:
+                        log.info("provider %s call cancelled (%s)", adapter.name, exc.code)
+                        return
                     if emitted:
                         exc.partial = True
                         attempts.append(record(exc, "partial"))

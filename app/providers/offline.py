@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 
 from app.providers.base import (
+    Cancel,
     ChatRequest,
     ProviderSettings,
     Reply,
@@ -78,10 +79,12 @@ class OfflineProvider:
         text = reply_text(req)
         return Reply(text, self._meta(req, text))
 
-    def stream(self, req: ChatRequest) -> Iterator[StreamEvent]:
+    def stream(self, req: ChatRequest, cancel: Cancel | None = None) -> Iterator[StreamEvent]:
         text = reply_text(req)
         for index, token in enumerate(TOKEN.findall(text)):
             if index and self.delay:
                 self.sleep(self.delay)
+            if cancel is not None and cancel.cancelled:
+                return
             yield TextDelta(token)
         yield StreamEnd(self._meta(req, text))

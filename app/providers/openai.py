@@ -25,6 +25,7 @@ from httpx_sse import EventSource, SSEError
 
 from app.providers.base import (
     CONTEXT_CODES,
+    Cancel,
     ChatRequest,
     ProviderAuthError,
     ProviderBadRequest,
@@ -51,6 +52,7 @@ from app.providers.base import (
     should_retry_hint,
     to_openai_model,
     transport_error,
+    watching,
 )
 
 NAME = "openai"
@@ -196,12 +198,15 @@ class OpenAIProvider:
 
     # -- streaming ------------------------------------------------------------------------------
 
-    def stream(self, req: ChatRequest) -> Iterator[StreamEvent]:
+    def stream(self, req: ChatRequest, cancel: Cancel | None = None) -> Iterator[StreamEvent]:
         body = self.build_body(req, stream=True)
         try:
-            with self.client.stream(
-                "POST", self.url, json=body, headers=self.headers(stream=True)
-            ) as response:
+            with (
+                self.client.stream(
+                    "POST", self.url, json=body, headers=self.headers(stream=True)
+                ) as response,
+                watching(cancel, response),
+            ):
                 if not response.is_success:
                     response.read()
                     raise status_error(response)

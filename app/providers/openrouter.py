@@ -30,6 +30,7 @@ import httpx
 from httpx_sse import EventSource, SSEError
 
 from app.providers.base import (
+    Cancel,
     ChatRequest,
     ProviderAuthError,
     ProviderBadRequest,
@@ -56,6 +57,7 @@ from app.providers.base import (
     to_openai_model,
     to_openrouter_model,
     transport_error,
+    watching,
 )
 
 __all__ = ["OpenRouterProvider", "map_error", "to_openai_model", "to_openrouter_model"]
@@ -265,12 +267,15 @@ class OpenRouterProvider:
 
     # -- streaming ------------------------------------------------------------------------------
 
-    def stream(self, req: ChatRequest) -> Iterator[StreamEvent]:
+    def stream(self, req: ChatRequest, cancel: Cancel | None = None) -> Iterator[StreamEvent]:
         body = self.build_body(req, stream=True)
         try:
-            with self.client.stream(
-                "POST", self.url, json=body, headers=self.headers(stream=True)
-            ) as response:
+            with (
+                self.client.stream(
+                    "POST", self.url, json=body, headers=self.headers(stream=True)
+                ) as response,
+                watching(cancel, response),
+            ):
                 if not response.is_success:
                     response.read()
                     raise status_error(response)
