@@ -52,6 +52,24 @@ def stream(client, owner, project_id, message="Hi", **body):
     return events, comments
 
 
+def stop_when(client, owner, project_id, message, seen) -> str:
+    """Stream a chat and close it (what a browser's Stop or a dropped client amounts to) as
+    soon as ``seen(received_so_far)`` is true; returns what was received."""
+    resp = client.post(
+        f"/api/projects/{project_id}/chat",
+        json={"message": message, "stream": True},
+        headers=owner.headers,
+        buffered=False,
+    )
+    received = ""
+    for chunk in resp.response:
+        received += chunk.decode() if isinstance(chunk, bytes) else chunk
+        if seen(received):
+            break
+    resp.close()
+    return received
+
+
 def stored(app, message_id):
     with app.app_context():
         m = db.session.get(Message, message_id)
@@ -352,18 +370,7 @@ def test_stop_stores_the_partial_reply_and_closes_the_upstream_request(
     app, client, owner, project_id, fake
 ):
     fake.script("responses", Scenario(deltas=[f"w{i} " for i in range(200)], token_delay_ms=20))
-    resp = client.post(
-        f"/api/projects/{project_id}/chat",
-        json={"message": "long one", "stream": True},
-        headers=owner.headers,
-        buffered=False,
-    )
-    received = ""
-    for chunk in resp.response:
-        received += chunk.decode() if isinstance(chunk, bytes) else chunk
-        if received.count("event: delta") >= 3:
-            break
-    resp.close()  # what a browser's Stop (fetch abort) or a dropped client amounts to
+    stop_when(client, owner, project_id, "long one", lambda got: got.count("event: delta") >= 3)
     deadline = time.monotonic() + 3
     while time.monotonic() < deadline and not fake.disconnects:
         time.sleep(0.02)
@@ -386,18 +393,8 @@ def test_stop_while_the_model_is_silent_closes_the_upstream_at_once(
     app.config["CHAT_HEARTBEAT_SECONDS"] = 0.05
     app.config["OPENAI_API_KEY"] = None
     fake.script("chat", Scenario(ttft_ms=10_000))
-    resp = client.post(
-        f"/api/projects/{project_id}/chat",
-        json={"message": "think hard", "stream": True},
-        headers=owner.headers,
-        buffered=False,
-    )
-    received = ""
-    for chunk in resp.response:
-        received += chunk.decode() if isinstance(chunk, bytes) else chunk
-        if ": keep-alive" in received:  # the model is silent and we are waiting on it
-            break
-    resp.close()  # Stop
+    # Stop while the model is silent and we are waiting on it.
+    stop_when(client, owner, project_id, "think hard", lambda got: ": keep-alive" in got)
 
     assert fake.wait_for_disconnects(1, timeout=3)  # the fake sees it at its next comment
     (call,) = fake.calls("chat")
@@ -416,18 +413,7 @@ def test_a_stopped_call_is_neither_retried_nor_sent_to_the_fallback(
     retried on OpenAI nor sent to OpenRouter."""
     app.config["CHAT_HEARTBEAT_SECONDS"] = 0.05
     fake.script("responses", Scenario(ttft_ms=800, deltas=["w "] * 100, token_delay_ms=20))
-    resp = client.post(
-        f"/api/projects/{project_id}/chat",
-        json={"message": "stop me", "stream": True},
-        headers=owner.headers,
-        buffered=False,
-    )
-    received = ""
-    for chunk in resp.response:
-        received += chunk.decode() if isinstance(chunk, bytes) else chunk
-        if ": keep-alive" in received:
-            break
-    resp.close()
+    stop_when(client, owner, project_id, "stop me", lambda got: ": keep-alive" in got)
 
     assert fake.wait_for_disconnects(1, timeout=5)
     time.sleep(1.0)  # a retry (0.25 s) or a fallback would have been sent by now

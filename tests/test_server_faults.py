@@ -153,6 +153,34 @@ def chat(server, token, project_id, message, *, stream=True, conversation_id=Non
     return events
 
 
+def leave_when(server, token, project_id, message, seen) -> None:
+    """Stream a chat and drop the connection (a closed tab, a lost network) as soon as
+    ``seen(received_so_far)`` is true."""
+    base, _ = server
+    received = ""
+    with (
+        httpx.Client(trust_env=False, timeout=30) as client,
+        client.stream(
+            "POST",
+            f"{base}/api/projects/{project_id}/chat",
+            json={"message": message, "stream": True},
+            headers={"Authorization": f"Bearer {token}"},
+        ) as r,
+    ):
+        for chunk in r.iter_text():
+            received += chunk
+            if seen(received):
+                return  # leaving the blocks closes the connection mid-stream
+
+
+def stored_reply(server, project_id) -> list[tuple]:
+    """The project's rows once the reply row is there (it is written when the server notices)."""
+    deadline = time.monotonic() + 5
+    while len(stored := rows(server, project_id)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return stored
+
+
 def rows(server, project_id) -> list[tuple]:
     """(conversation, role, status, content, provider, fallback) of every message stored."""
     _, engine = server
@@ -274,28 +302,14 @@ def test_a_429_storm_on_both_providers(server, token, project, fake):
 
 
 def test_client_disconnect_stores_what_arrived_and_frees_the_request(server, token, project, fake):
-    base, _ = server
     words = [f"w{i} " for i in range(300)]
     fake.script("responses", Scenario(deltas=words, token_delay_ms=20))  # 6 s if left running
-    received = ""
-    with httpx.Client(trust_env=False, timeout=30) as client:
-        with client.stream(
-            "POST",
-            f"{base}/api/projects/{project}/chat",
-            json={"message": "long one", "stream": True},
-            headers={"Authorization": f"Bearer {token}"},
-        ) as r:
-            for chunk in r.iter_text():
-                received += chunk
-                if received.count("event: delta") >= 3:
-                    break  # leaving the block closes the connection mid-stream
+    leave_when(server, token, project, "long one", lambda got: got.count("event: delta") >= 3)
 
     # The server noticed, closed the upstream request (tokens stop being paid for) and stored
     # the reply as incomplete with what had arrived, well before the 6 s the reply would take.
     assert fake.wait_for_disconnects(1, timeout=5)
-    deadline = time.monotonic() + 5
-    while len(stored := rows(server, project)) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    stored = stored_reply(server, project)
     (cid, *user), (_, role, status, content, provider, _) = stored
     assert user == ["user", "complete", "long one", None, False]
     assert (role, status, provider) == ("assistant", "incomplete", "openai")
@@ -314,24 +328,12 @@ def test_client_gone_while_the_model_is_silent_closes_the_upstream(server, token
     """The model thinks for 10 s (OpenRouter's processing comments, no event). The worker
     notices the client has gone at its next keep-alive write and closes the provider request
     then, under gevent as under threads, instead of when the first token comes."""
-    base, _ = server
     fake.script("responses", Scenario(status=401))  # the primary is misconfigured: fallback
     fake.script("chat", Scenario(ttft_ms=10_000))
-    with httpx.Client(trust_env=False, timeout=30) as client:
-        with client.stream(
-            "POST",
-            f"{base}/api/projects/{project}/chat",
-            json={"message": "think hard", "stream": True},
-            headers={"Authorization": f"Bearer {token}"},
-        ) as r:
-            for chunk in r.iter_text():
-                if "event: start" in chunk:
-                    break
+    leave_when(server, token, project, "think hard", lambda got: "event: start" in got)
 
     assert fake.wait_for_disconnects(1, timeout=4)
-    deadline = time.monotonic() + 5
-    while len(stored := rows(server, project)) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    stored = stored_reply(server, project)
     assert [r[1:4] for r in stored] == [
         ("user", "complete", "think hard"),
         ("assistant", "incomplete", ""),
