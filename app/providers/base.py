@@ -38,7 +38,7 @@ import math
 import socket
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -143,13 +143,27 @@ def _shut(sock: socket.socket) -> None:
 
 
 @contextmanager
-def watching(cancel: Cancel | None, response: httpx.Response) -> Iterator[None]:
-    """``cancel.watching(response)``, or nothing when the call cannot be cancelled."""
-    if cancel is None:
-        yield
-    else:
-        with cancel.watching(response):
-            yield
+def open_stream(
+    client: httpx.Client,
+    url: str,
+    *,
+    json: dict[str, Any],
+    headers: dict[str, str],
+    cancel: Cancel | None,
+    status_error: Callable[[httpx.Response], ProviderError],
+) -> Iterator[httpx.Response]:
+    """POST a streamed request, for the adapters' ``stream``: a non-2xx answer is read and
+    raised as ``status_error(response)``; a 2xx one is read by the caller while ``cancel``
+    watches it. httpx errors are left to the caller (``transport_error``)."""
+    with client.stream("POST", url, json=json, headers=headers) as response:
+        if not response.is_success:
+            response.read()
+            raise status_error(response)
+        if cancel is None:
+            yield response
+        else:
+            with cancel.watching(response):
+                yield response
 
 
 @runtime_checkable

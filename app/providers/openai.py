@@ -47,12 +47,12 @@ from app.providers.base import (
     clamp_tokens,
     error_object,
     is_policy_code,
+    open_stream,
     parse_retry_after,
     short,
     should_retry_hint,
     to_openai_model,
     transport_error,
-    watching,
 )
 
 NAME = "openai"
@@ -201,15 +201,14 @@ class OpenAIProvider:
     def stream(self, req: ChatRequest, cancel: Cancel | None = None) -> Iterator[StreamEvent]:
         body = self.build_body(req, stream=True)
         try:
-            with (
-                self.client.stream(
-                    "POST", self.url, json=body, headers=self.headers(stream=True)
-                ) as response,
-                watching(cancel, response),
-            ):
-                if not response.is_success:
-                    response.read()
-                    raise status_error(response)
+            with open_stream(
+                self.client,
+                self.url,
+                json=body,
+                headers=self.headers(stream=True),
+                cancel=cancel,
+                status_error=status_error,
+            ) as response:
                 yield from self._events(response, req)
         except httpx.HTTPError as exc:
             raise transport_error(NAME, exc) from exc
