@@ -8,7 +8,13 @@ from __future__ import annotations
 
 import pytest
 
-from app.providers.base import ChatRequest, ChatTurn, ProviderSettings, make_http_client
+from app.providers.base import (
+    ChatRequest,
+    ChatTurn,
+    ProviderSettings,
+    TextDelta,
+    make_http_client,
+)
 from app.providers.chain import build_chain
 from app.providers.openai import OpenAIProvider
 from app.providers.openrouter import OpenRouterProvider
@@ -79,3 +85,8 @@ def make_request(message: str = "What is 2+2?", **kw) -> ChatRequest:
 @pytest.fixture
 def chat_request() -> ChatRequest:
     return make_request()
+
+
+def text_of(events) -> str:
+    """The text of an adapter's stream events."""
+    return "".join(e.text for e in events if isinstance(e, TextDelta))

@@ -28,12 +28,7 @@ from app.providers.base import (
 )
 from app.providers.openai import OpenAIProvider
 from tests.fake_provider import Scenario, closed_port_url
-from tests.providers.conftest import make_request
-
-
-def text_of(events) -> str:
-    return "".join(e.text for e in events if isinstance(e, TextDelta))
-
+from tests.providers.conftest import make_request, text_of
 
 # --- what crosses the wire ----------------------------------------------------------------------
 

@@ -24,12 +24,7 @@ from app.providers.base import (
 )
 from app.providers.openrouter import OpenRouterProvider, to_openai_model, to_openrouter_model
 from tests.fake_provider import Scenario, closed_port_url
-from tests.providers.conftest import make_request
-
-
-def text_of(events) -> str:
-    return "".join(e.text for e in events if isinstance(e, TextDelta))
-
+from tests.providers.conftest import make_request, text_of
 
 # --- what crosses the wire ----------------------------------------------------------------------
 
