@@ -59,15 +59,18 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from app import (
         api,
         limits,
+        maintenance,
         models,  # noqa: F401  (register every table on the metadata)
         observability,
         security_headers,
     )
     from app.auth import loading
     from app.blueprints import ALL
+    from app.chat import replies
     from app.cli import register_cli
     from app.errors import register_error_handlers
     from app.extensions import MIGRATE_OPTIONS, csrf, db, login_manager
+    from app.files import extraction
 
     db.init_app(app)
     if app.config["DB_MIGRATE_COMMANDS"]:
@@ -81,6 +84,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     security_headers.init_app(app)
     api.init_input_guard(app)
     observability.init_app(app)
+    maintenance.init_app(app)
+    extraction.init_app(app)
+    replies.init_app(app)
     for blueprint in ALL:
         app.register_blueprint(blueprint)
     register_error_handlers(app)

@@ -150,6 +150,16 @@ def load_config(
         "CHAT_MESSAGE_MAX_CHARS": _int(env, "CHAT_MESSAGE_MAX_CHARS", 20_000),
         "CHAT_HEARTBEAT_SECONDS": _float(env, "CHAT_HEARTBEAT_SECONDS", 15.0),
         "CHAT_STREAM_COALESCE_MS": _float(env, "CHAT_STREAM_COALESCE_MS", 25.0),
+        # Durable replies: the assistant row is written at the start (``streaming``), its text
+        # and lease checkpointed while it streams; a row whose lease ran out is ``interrupted``.
+        "CHAT_CHECKPOINT_SECONDS": _float(env, "CHAT_CHECKPOINT_SECONDS", 5.0),
+        "CHAT_REPLY_LEASE_SECONDS": _float(env, "CHAT_REPLY_LEASE_SECONDS", 60.0),
+        # The final store retries this long; then the reply waits in REPLY_SPOOL_DIR until the
+        # database is back (app/chat/replies.py).
+        "CHAT_STORE_RETRY_SECONDS": _float(env, "CHAT_STORE_RETRY_SECONDS", 10.0),
+        "REPLY_SPOOL_DIR": _str(env, "REPLY_SPOOL_DIR", str(instance_path / "spool" / "replies")),
+        # Lease sweeps, spool replay and extraction sweeps run this often per process (0: off).
+        "MAINTENANCE_SECONDS": _float(env, "MAINTENANCE_SECONDS", 30.0),
         "LOG_LEVEL": _str(env, "LOG_LEVEL", "INFO"),
         # The ``flask db`` commands (Flask-Migrate, Alembic). Web workers turn this off
         # (gunicorn.conf.py): they never migrate, and the import costs ~11 MB per process.
@@ -160,6 +170,13 @@ def load_config(
         "UPLOAD_ALLOWED_EXTENSIONS": _extensions(env.get("UPLOAD_ALLOWED_EXTENSIONS")),
         "OPENAI_FILE_PURPOSE": _str(env, "OPENAI_FILE_PURPOSE", "user_data"),
         "CHAT_FILES_MAX_CHARS": _int(env, "CHAT_FILES_MAX_CHARS", 24_000),
+        # PDF text is extracted after the upload returns, in a child process with these limits
+        # (app/files/extraction.py); EXTRACT_WORKERS children at most per web process.
+        "EXTRACT_WORKERS": _int(env, "EXTRACT_WORKERS", 1),
+        "EXTRACT_CPU_SECONDS": _int(env, "EXTRACT_CPU_SECONDS", 30),
+        "EXTRACT_MEMORY_MB": _int(env, "EXTRACT_MEMORY_MB", 512),
+        "EXTRACT_WALL_SECONDS": _float(env, "EXTRACT_WALL_SECONDS", 90.0),
+        "EXTRACT_MAX_PAGES": _int(env, "EXTRACT_MAX_PAGES", 1000),
         # Rate limits (Flask-Limiter); "N per minute|hour|day", see limits.py.
         "RATELIMIT_ENABLED": _bool(env.get("RATELIMIT_ENABLED"), True),
         "RATELIMIT_STORAGE_URI": _str(env, "RATELIMIT_STORAGE_URI", "memory://"),

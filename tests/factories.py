@@ -78,3 +78,16 @@ def make_version(app, user: UserInfo, project_id: int, content: str) -> int:
         owner = db.session.get(User, user.id)
         result = prompt_services.create_version(user=owner, project_id=project_id, content=content)
         return result.version.version
+
+
+def wait_extracted(client, headers: dict, project_id: int, file_id: int, timeout=60.0) -> dict:
+    """Poll the file API until the sandbox has extracted the file's text; returns its JSON."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        resp = client.get(f"/api/projects/{project_id}/files/{file_id}", headers=headers)
+        body = resp.get_json()
+        if body["text"]["status"] != "pending" or time.monotonic() > deadline:
+            return body
+        time.sleep(0.05)

@@ -11,7 +11,7 @@ import pytest
 
 from app.extensions import db
 from app.models import StoredFile
-from tests.factories import make_project
+from tests.factories import make_project, wait_extracted
 from tests.pdfs import blank_pdf, text_pdf
 
 
@@ -370,20 +370,27 @@ def test_traversal_in_download_names_finds_nothing(app, client, owner, project_i
 # --- extraction and "use in chat" --------------------------------------------------------------
 
 
+def extracted(client, owner, project_id, name, content) -> dict:
+    """Upload a PDF: the answer says "pending"; then wait for the sandbox's outcome."""
+    resp = upload(client, owner, project_id, name, content)
+    assert resp.status_code == 201
+    assert resp.get_json()["text"]["status"] == "pending"
+    return wait_extracted(client, owner.headers, project_id, resp.get_json()["id"])
+
+
 def test_pdf_text_is_extracted_with_its_pages(app, client, owner, project_id):
-    resp = upload(client, owner, project_id, "guide.pdf", text_pdf("Refunds in 30 days", "Page 2"))
-    body = resp.get_json()
+    body = extracted(client, owner, project_id, "guide.pdf", text_pdf("Refunds in 30 days", "P2"))
     assert body["content_type"] == "application/pdf"
     assert body["text"]["status"] == "ok"
     assert body["text"]["pages"] == 2
     with app.app_context():
         row = db.session.get(StoredFile, body["id"])
-        assert row.text == "Refunds in 30 days\n\nPage 2"
+        assert row.text == "Refunds in 30 days\n\nP2"
         assert row.text_chars == len(row.text)
 
 
 def test_scanned_pdf_says_so_and_cannot_be_used_in_chat(app, client, owner, project_id):
-    body = upload(client, owner, project_id, "scan.pdf", blank_pdf(3)).get_json()
+    body = extracted(client, owner, project_id, "scan.pdf", blank_pdf(3))
     assert body["text"]["status"] == "empty"
     assert body["text"]["pages"] == 3
     assert "scanned" in body["text"]["note"]
@@ -398,7 +405,7 @@ def test_scanned_pdf_says_so_and_cannot_be_used_in_chat(app, client, owner, proj
 
 
 def test_broken_pdf_is_kept_but_marked_unreadable(app, client, owner, project_id):
-    body = upload(client, owner, project_id, "broken.pdf", b"%PDF-1.4\nnot really").get_json()
+    body = extracted(client, owner, project_id, "broken.pdf", b"%PDF-1.4\nnot really")
     assert body["text"]["status"] == "failed"
     assert body["text"]["note"] == "The PDF could not be read."
 
@@ -436,8 +443,8 @@ def test_use_in_chat_must_be_a_boolean(client, owner, project_id):
 
 
 def test_files_tab_shows_each_file_with_its_text_status(app, client, owner, project_id):
-    upload(client, owner, project_id, "guide.pdf", text_pdf("Hello"))
-    upload(client, owner, project_id, "scan.pdf", blank_pdf())
+    extracted(client, owner, project_id, "guide.pdf", text_pdf("Hello"))
+    extracted(client, owner, project_id, "scan.pdf", blank_pdf())
     login(client, owner)
     html = files_page(client, project_id)
     assert "guide.pdf" in html and "scan.pdf" in html

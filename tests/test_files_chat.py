@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.factories import make_project
+from tests.factories import make_project, wait_extracted
 from tests.pdfs import text_pdf
 from tests.test_files import upload
 
@@ -32,6 +32,7 @@ def project_id(app, owner):
 
 def add_file(client, owner, project_id, name, content, *, use=True) -> int:
     file_id = upload(client, owner, project_id, name, content).get_json()["id"]
+    wait_extracted(client, owner.headers, project_id, file_id)
     if use:
         resp = client.patch(
             f"/api/projects/{project_id}/files/{file_id}",

@@ -25,8 +25,9 @@ from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 
 from flask import current_app
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select
 
+from app.chat import replies
 from app.chat.llm import get_chain
 from app.errors import NotFound, ProviderUnavailable, ValidationFailed
 from app.extensions import db
@@ -66,6 +67,7 @@ class Waiting:
 @dataclass(frozen=True)
 class Done:
     message: Message
+    stored: bool = True  # False: the database was down; the reply waits in the spool
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,7 @@ class Failed:
     code: str
     error: str
     partial: bool
+    stored: bool = True
 
 
 ChatEvent = Started | Delta | Waiting | Done | Failed
@@ -85,6 +88,7 @@ class Turn:
 
     conversation_id: int
     user_message_id: int
+    reply_id: int  # the assistant row, inserted as ``streaming`` with the user's message
     prompt_version_id: int | None
     request: ChatRequest
     context_files: list[dict] = field(default_factory=list)
@@ -93,6 +97,7 @@ class Turn:
     conversation: Conversation | None = None
     user_message: Message | None = None
     prompt_version: PromptVersion | None = None
+    reply: Message | None = None  # detached: its final values are set in memory for rendering
 
 
 @contextmanager
@@ -203,6 +208,7 @@ def _history(conversation_id: int, before_id: int) -> list[ChatTurn]:
             Message.conversation_id == conversation_id,
             Message.id < before_id,
             Message.content != "",
+            Message.status != MessageStatus.STREAMING,
         )
         .order_by(Message.id.desc())
         .limit(limit)
@@ -259,17 +265,30 @@ def start_turn(
     )
     if conversation_id is not None:
         conversation.updated_at = utcnow()
+    reply = Message(
+        conversation_id=conversation.id,
+        role=Role.ASSISTANT,
+        content="",
+        status=MessageStatus.STREAMING,
+        prompt_version=version,
+        context_files=files.files or None,
+        lease_until=replies.lease_until(),
+    )
+    db.session.add(reply)
     with _kept_loaded():
         db.session.commit()  # the user's message is safe before any provider is called
+    db.session.expunge(reply)  # from here on it changes only through guarded UPDATEs
     return Turn(
         conversation_id=conversation.id,
         user_message_id=user_message.id,
+        reply_id=reply.id,
         prompt_version_id=version.id if version else None,
         request=request,
         context_files=files.files,
         conversation=conversation,
         user_message=user_message,
         prompt_version=version,
+        reply=reply,
     )
 
 
@@ -311,7 +330,7 @@ def _error_code(exc: ProviderError) -> str:
     return "provider_unavailable"
 
 
-def _store_reply(
+def _finish(
     turn: Turn,
     *,
     text: str,
@@ -321,9 +340,10 @@ def _store_reply(
     error: str | None = None,
     ttft_ms: int | None = None,
     total_ms: int | None = None,
-) -> Message:
-    """Store the assistant row. Who answered comes from ``end``; a reply cut short has only
-    ``committed`` (provider and model asked for, no usage)."""
+) -> tuple[Message, bool]:
+    """Give the assistant row its final state (``replies.finish``: retried, then spooled).
+    Who answered comes from ``end``; a reply cut short has only ``committed`` (provider and
+    model asked for, no usage). Returns the row as rendered, and whether it is stored."""
     meta = end.meta if end else None
     if meta:
         provider, model, fallback = meta.provider, meta.model, end.fallback
@@ -332,31 +352,27 @@ def _store_reply(
     else:
         provider = model = None
         fallback = False
-    reply = Message(
-        conversation_id=turn.conversation_id,
-        role=Role.ASSISTANT,
-        content=text,
-        status=status,
-        prompt_version_id=turn.prompt_version_id,
-        provider=provider,
-        model=model,
-        fallback=fallback,
-        tokens_in=meta.tokens_in if meta else None,
-        tokens_out=meta.tokens_out if meta else None,
-        ttft_ms=ttft_ms,
-        total_ms=total_ms,
-        error=error,
-        context_files=turn.context_files or None,
-    )
-    db.session.add(reply)
-    db.session.execute(
-        update(Conversation)
-        .where(Conversation.id == turn.conversation_id)
-        .values(updated_at=utcnow())
-    )
-    with _kept_loaded():  # the reply is rendered next (``Done``, the API's JSON)
-        db.session.commit()
-    return reply
+    values = {
+        "content": text,
+        "status": status,
+        "provider": provider,
+        "model": model,
+        "fallback": fallback,
+        "tokens_in": meta.tokens_in if meta else None,
+        "tokens_out": meta.tokens_out if meta else None,
+        "ttft_ms": ttft_ms,
+        "total_ms": total_ms,
+        "error": error,
+    }
+    stored = replies.finish(turn.reply_id, turn.conversation_id, values)
+    reply = turn.reply
+    if reply is None:  # a Turn built by hand: render what is stored
+        reply = db.session.get(Message, turn.reply_id)
+        db.session.expunge(reply)
+    for key, value in values.items():
+        setattr(reply, key, value)  # detached: nothing more is written
+    reply.lease_until = None
+    return reply, stored
 
 
 def complete_turn(turn: Turn) -> Message:
@@ -366,10 +382,10 @@ def complete_turn(turn: Turn) -> Message:
     try:
         reply, end = get_chain().complete(turn.request)
     except ProviderError as exc:
-        _store_reply(turn, text="", status=MessageStatus.ERROR, error=_error_text(exc))
+        _finish(turn, text="", status=MessageStatus.ERROR, error=_error_text(exc))
         raise ProviderUnavailable(_error_text(exc), code=_error_code(exc)) from exc
     elapsed = int((time.monotonic() - started) * 1000)
-    return _store_reply(
+    reply, _ = _finish(
         turn,
         text=reply.text,
         status=MessageStatus.COMPLETE,
@@ -377,6 +393,7 @@ def complete_turn(turn: Turn) -> Message:
         ttft_ms=elapsed,
         total_ms=elapsed,
     )
+    return reply
 
 
 _END = object()
@@ -404,9 +421,13 @@ def _pump(events: Iterator, out: queue.SimpleQueue, cancel: Cancel) -> None:
 def run_turn(turn: Turn, *, heartbeat: float | None = None) -> Iterator[ChatEvent]:
     """Stream one reply. Ends with exactly one ``Done`` or ``Failed``, except when the consumer
     goes away (Stop, disconnect): then the partial reply is stored as incomplete and the
-    provider request is abandoned, which closes its connection."""
-    heartbeat = heartbeat or current_app.config["CHAT_HEARTBEAT_SECONDS"]
-    coalesce = current_app.config["CHAT_STREAM_COALESCE_MS"] / 1000
+    provider request is abandoned, which closes its connection. Every
+    ``CHAT_CHECKPOINT_SECONDS`` the text so far is stored and the reply's lease renewed, so a
+    process that dies leaves its last checkpoint behind (``replies``)."""
+    config = current_app.config
+    heartbeat = heartbeat or config["CHAT_HEARTBEAT_SECONDS"]
+    coalesce = config["CHAT_STREAM_COALESCE_MS"] / 1000
+    checkpoint_every = config["CHAT_CHECKPOINT_SECONDS"]
     if turn.conversation is not None and turn.user_message is not None:
         # The view's session was closed when it returned (``stream_with_context`` runs this
         # later), which detached these rows with their values; attach them here, without SQL,
@@ -439,6 +460,7 @@ def run_turn(turn: Turn, *, heartbeat: float | None = None) -> Iterator[ChatEven
     outcome: Message | None = None
     pending = None  # an event taken from the queue while coalescing, handled next
     written = None  # when the last delta was written
+    next_checkpoint = started + checkpoint_every
     pump.start()
     try:
         while True:
@@ -451,6 +473,9 @@ def run_turn(turn: Turn, *, heartbeat: float | None = None) -> Iterator[ChatEven
                     wait = written + coalesce - time.monotonic()
                     if wait > 0:
                         time.sleep(wait)
+                if time.monotonic() >= next_checkpoint:
+                    replies.checkpoint(turn.reply_id, "".join(parts))
+                    next_checkpoint = time.monotonic() + checkpoint_every
                 try:
                     item = events.get(timeout=heartbeat)
                 except queue.Empty:
@@ -492,7 +517,7 @@ def run_turn(turn: Turn, *, heartbeat: float | None = None) -> Iterator[ChatEven
         text = "".join(parts)
         if failure is not None:
             status = MessageStatus.INCOMPLETE if text else MessageStatus.ERROR
-            outcome = _store_reply(
+            outcome, stored = _finish(
                 turn,
                 text=text,
                 status=status,
@@ -501,9 +526,10 @@ def run_turn(turn: Turn, *, heartbeat: float | None = None) -> Iterator[ChatEven
                 ttft_ms=ttft_ms,
                 total_ms=total_ms,
             )
-            yield Failed(outcome, _error_code(failure), _error_text(failure), partial=bool(text))
+            code, error = _error_code(failure), _error_text(failure)
+            yield Failed(outcome, code, error, partial=bool(text), stored=stored)
         else:
-            outcome = _store_reply(
+            outcome, stored = _finish(
                 turn,
                 text=text,
                 status=MessageStatus.COMPLETE,
@@ -511,14 +537,14 @@ def run_turn(turn: Turn, *, heartbeat: float | None = None) -> Iterator[ChatEven
                 ttft_ms=ttft_ms,
                 total_ms=total_ms,
             )
-            yield Done(outcome)
+            yield Done(outcome, stored=stored)
     finally:
         cancel.cancel()
         if outcome is None:
             # Stopped by the user, the client went away, or something unexpected: keep what
             # arrived, marked incomplete.
-            db.session.rollback()
-            _store_reply(
+            replies.rollback()
+            _finish(
                 turn,
                 text="".join(parts),
                 status=MessageStatus.INCOMPLETE,

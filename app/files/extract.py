@@ -1,4 +1,6 @@
-"""Text for chat, extracted once at upload time: UTF-8 text files as they are, PDFs with pypdf."""
+"""Text for chat, extracted once per file: UTF-8 text files at upload time, as they are; PDFs
+later, in the extraction sandbox (``sandbox.py``, run by ``extraction.py``), because a parser can
+be made to burn minutes of CPU on a small file."""
 
 from __future__ import annotations
 
@@ -26,11 +28,15 @@ class Extracted:
         return len(self.text or "")
 
 
+def needs_sandbox(kind: str) -> bool:
+    """Types whose text needs a parser: never run inside a web request."""
+    return kind == "pdf"
+
+
 def extract(path: Path, kind: str, content_type: str) -> Extracted:
+    """Text that is safe to read inline (bounded and linear in the file's size)."""
     if kind == "text" and content_type not in NO_TEXT_TYPES:
         return _text(path)
-    if kind == "pdf":
-        return _pdf(path)
     return Extracted(TextStatus.NONE, note="No text to extract from this type.")
 
 
@@ -43,34 +49,3 @@ def _text(path: Path) -> Extracted:
     if not text.strip():
         return Extracted(TextStatus.EMPTY, note="The file holds no text.")
     return Extracted(TextStatus.OK, text=text, note=note)
-
-
-def _pdf(path: Path) -> Extracted:
-    from pypdf import PdfReader
-    from pypdf.errors import PyPdfError
-
-    try:
-        reader = PdfReader(path)
-        if reader.is_encrypted:
-            return Extracted(TextStatus.FAILED, note="The PDF is encrypted; no text extracted.")
-        pages = len(reader.pages)
-        parts: list[str] = []
-        size = 0
-        for page in reader.pages:
-            part = page.extract_text() or ""
-            parts.append(part)
-            size += len(part)
-            if size > MAX_TEXT_CHARS:
-                break
-    except (PyPdfError, ValueError, KeyError, TypeError, OSError) as exc:
-        log.warning("pdf text extraction failed for %s: %s", path.name, exc)
-        return Extracted(TextStatus.FAILED, note="The PDF could not be read.")
-    text = "\n\n".join(p.strip() for p in parts if p.strip()).replace("\x00", "")
-    note = None
-    if len(text) > MAX_TEXT_CHARS:
-        text, note = text[:MAX_TEXT_CHARS], f"Only the first {MAX_TEXT_CHARS:,} characters kept."
-    if not text:
-        return Extracted(
-            TextStatus.EMPTY, pages=pages, note="No text layer — a scanned PDF? It cannot be read."
-        )
-    return Extracted(TextStatus.OK, text=text, pages=pages, note=note)

@@ -6,9 +6,11 @@ caller already fetched with ``get_project_for``, so ownership is decided before 
 is parsed.
 
 Order of an upload, so nothing is half-kept: copy to a temporary file (hashed, size-checked) →
-refuse empty, wrong or duplicate content → rename to the generated name → extract text → insert
-the row. If anything after the rename fails, the file is removed again. The OpenAI mirror runs
-after the row is committed; its failure only marks the row "not synced".
+refuse empty, wrong or duplicate content → rename to the generated name → read plain text (a PDF
+is marked ``pending``) → insert the row. If anything after the rename fails, the file is removed
+again. After the commit a PDF is queued for the extraction sandbox (``extraction.py``), so the
+request never waits on a parser. The OpenAI mirror runs after the row is committed; its failure
+only marks the row "not synced".
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ from app.errors import (
 )
 from app.extensions import db
 from app.files import storage
-from app.files.extract import extract
+from app.files.extract import Extracted, extract, needs_sandbox
+from app.files.extraction import extractor
 from app.models import Project, StoredFile, SyncStatus, TextStatus, User
 from app.projects.services import get_project_for
 from app.providers.base import ProviderError
@@ -134,7 +137,13 @@ def store_upload(project: Project, *, filename: str | None, stream: BinaryIO) ->
 
     path = project_folder(project_id) / stored_name
     try:
-        text = extract(path, kind, content_type)
+        # Plain text is read here (bounded, linear); anything that needs a parser is queued
+        # for the extraction sandbox once the row is committed.
+        text = (
+            Extracted(TextStatus.PENDING, note="Extracting text…")
+            if needs_sandbox(kind)
+            else extract(path, kind, content_type)
+        )
         result = _insert(
             StoredFile(
                 project_id=project_id,
@@ -159,6 +168,8 @@ def store_upload(project: Project, *, filename: str | None, stream: BinaryIO) ->
         storage.remove(path)  # lost a race with the same bytes: keep the first copy
         return result
     log.info("file stored: project=%s file=%s size=%s", project_id, result.file.id, staged.size)
+    if result.file.text_status == TextStatus.PENDING:
+        extractor().submit(result.file.id)
     if llm.openai_files().configured:
         sync_file(result.file)
     return result
@@ -208,7 +219,10 @@ def _insert(row: StoredFile) -> Upload:
 def set_use_in_chat(*, user: User, project_id: int, file_id: int, use: bool) -> StoredFile:
     file = get_file_for(user, project_id, file_id)
     if use and file.text_status != TextStatus.OK:
-        reason = file.text_note or "No text was extracted from it."
+        if file.text_status == TextStatus.PENDING:
+            reason = "Its text is still being extracted; try again in a moment."
+        else:
+            reason = file.text_note or "No text was extracted from it."
         raise ValidationFailed(
             f"{file.name} cannot be used in chat: {reason}",
             code="file_has_no_text",

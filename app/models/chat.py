@@ -1,9 +1,11 @@
 """Conversations and their messages: one row per message, never a growing JSON array.
 
-A user's message is committed before the provider is called; the assistant's row is written
-when the stream ends, however it ends (``complete``, ``incomplete`` after a Stop or a drop,
-``error`` when no text arrived). ``(conversation_id, id)`` is indexed, so paging a long
-conversation costs the same as a short one.
+A user's message is committed before the provider is called, together with the assistant's row
+in state ``streaming`` under a lease. While the reply streams, checkpoints store the text so far
+and renew the lease; when the stream ends, however it ends, the row gets its final state
+(``complete``, ``incomplete`` after a Stop or a drop, ``error`` when no text arrived). A row whose
+lease ran out (its process died) becomes ``interrupted`` with its last checkpoint.
+``(conversation_id, id)`` is indexed, so paging a long conversation costs the same as a short one.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.models.base import Base, CreatedAtMixin, UTCDateTime, utcnow
@@ -24,9 +26,11 @@ class Role(StrEnum):
 
 
 class MessageStatus(StrEnum):
+    STREAMING = "streaming"  # a reply being generated; its lease says its process is alive
     COMPLETE = "complete"
-    INCOMPLETE = "incomplete"
-    ERROR = "error"
+    INCOMPLETE = "incomplete"  # text arrived, then a failure, a Stop or a dropped client
+    ERROR = "error"  # nothing arrived
+    INTERRUPTED = "interrupted"  # its process died (the lease ran out); keeps its last checkpoint
 
 
 class Conversation(CreatedAtMixin, Base):
@@ -45,7 +49,16 @@ class Conversation(CreatedAtMixin, Base):
 
 class Message(CreatedAtMixin, Base):
     __tablename__ = "messages"
-    __table_args__ = (Index("ix_messages_conversation_id_id", "conversation_id", "id"),)
+    __table_args__ = (
+        Index("ix_messages_conversation_id_id", "conversation_id", "id"),
+        # The lease sweep reads only the few rows still streaming.
+        Index(
+            "ix_messages_streaming_lease",
+            "lease_until",
+            postgresql_where=text("status = 'streaming'"),
+            sqlite_where=text("status = 'streaming'"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     conversation_id: Mapped[int] = mapped_column(
@@ -67,6 +80,8 @@ class Message(CreatedAtMixin, Base):
     error: Mapped[str | None] = mapped_column(Text)
     # Names and ids of the project files whose text went into this turn's instructions.
     context_files: Mapped[list | None] = mapped_column(JSON)
+    # While ``streaming``: the time after which the reply counts as abandoned.
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     # Eager: every message shown needs its version number, and it is one small join.
     prompt_version: Mapped[PromptVersion | None] = relationship(lazy="joined")

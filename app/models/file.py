@@ -9,18 +9,21 @@ can be addressed by its name.
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
 
 from sqlalchemy import BigInteger, Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, deferred, mapped_column
 
-from app.models.base import Base, CreatedAtMixin
+from app.models.base import Base, CreatedAtMixin, UTCDateTime
 
 
 class TextStatus(StrEnum):
+    PENDING = "pending"  # queued for the extraction sandbox ("extracting…")
     OK = "ok"  # text extracted; may be used in chat
     EMPTY = "empty"  # a text-capable type that yielded nothing (a scanned PDF, a blank file)
     FAILED = "failed"  # extraction raised (encrypted or broken PDF)
+    TOO_COMPLEX = "too_complex"  # the sandbox hit its CPU, memory or time limit
     NONE = "none"  # a type without text (images)
 
 
@@ -53,6 +56,9 @@ class StoredFile(CreatedAtMixin, Base):
     text_pages: Mapped[int | None] = mapped_column(Integer)
     # Deferred: lists never load the text; the chat context reads it for marked files only.
     text: Mapped[str | None] = deferred(mapped_column(Text))
+    # The extraction lease: set when a sandbox run claims a pending file, so a run lost with
+    # its process is taken up again once the lease is over (app/files/extraction.py).
+    text_claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     use_in_chat: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
 
     openai_file_id: Mapped[str | None] = mapped_column(String(120))

@@ -1,0 +1,205 @@
+"""The assistant row's life, so that a reply is stored exactly once whatever fails.
+
+- ``start_turn`` inserts the row as ``streaming`` with a lease, in the same commit as the user's
+  message (``placeholder``).
+- While it streams, ``checkpoint`` stores the text so far and renews the lease, at most every
+  ``CHAT_CHECKPOINT_SECONDS``. A checkpoint that meets a database outage is skipped: the
+  stream goes on.
+- ``finish`` writes the final state with one guarded ``UPDATE`` (only a row still ``streaming``
+  or ``interrupted`` changes, so a second write of the same reply changes nothing). If the
+  database is unreachable it retries with backoff for ``CHAT_STORE_RETRY_SECONDS``; then the
+  final values go to the **spool** (``REPLY_SPOOL_DIR``: one JSON file per reply, written with
+  fsync and an atomic rename) and ``finish`` says so, so the client's terminal event can tell the
+  truth. ``replay_spool`` writes them when the database is back.
+- ``expire_leases`` turns rows whose lease ran out (their process died: ``kill -9``, an OOM
+  kill, a lost node) into ``interrupted``, keeping their last checkpoint.
+
+The two sweeps are chores of ``app/maintenance.py``; the chat page also expires a stale row of
+the conversation it shows at once (``expire_stale``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, current_app
+from sqlalchemy import update
+from sqlalchemy.exc import InterfaceError, OperationalError
+
+from app import maintenance
+from app.extensions import db
+from app.models import Conversation, Message, MessageStatus
+from app.models.base import utcnow
+
+log = logging.getLogger(__name__)
+
+# What an unreachable or restarting database raises (psycopg and sqlite3 alike).
+DB_DOWN = (OperationalError, InterfaceError)
+OPEN = (MessageStatus.STREAMING, MessageStatus.INTERRUPTED)
+INTERRUPTED_TEXT = "The server stopped while writing this reply."
+
+
+def lease_until(config=None):
+    config = config or current_app.config
+    return utcnow() + timedelta(seconds=config["CHAT_REPLY_LEASE_SECONDS"])
+
+
+def rollback() -> None:
+    try:
+        db.session.rollback()
+    except DB_DOWN:  # the connection is gone; the pool replaces it
+        pass
+
+
+def checkpoint(reply_id: int, text: str) -> None:
+    """Store the text so far and renew the lease; a database outage only skips it."""
+    try:
+        db.session.execute(
+            update(Message)
+            .where(Message.id == reply_id, Message.status == MessageStatus.STREAMING)
+            .values(content=text, lease_until=lease_until())
+        )
+        db.session.commit()
+    except DB_DOWN as exc:
+        log.warning("reply %s: checkpoint skipped, database unavailable: %s", reply_id, exc)
+        rollback()
+
+
+def _write(reply_id: int, conversation_id: int, values: dict[str, Any]) -> None:
+    db.session.execute(
+        update(Message)
+        .where(Message.id == reply_id, Message.status.in_(OPEN))
+        .values(**values, lease_until=None)
+    )
+    db.session.execute(
+        update(Conversation).where(Conversation.id == conversation_id).values(updated_at=utcnow())
+    )
+    db.session.commit()
+
+
+def finish(reply_id: int, conversation_id: int, values: dict[str, Any]) -> bool:
+    """Store the reply's final state. True when it is in the database; False when the database
+    stayed unreachable for ``CHAT_STORE_RETRY_SECONDS`` and the reply went to the spool."""
+    deadline = time.monotonic() + current_app.config["CHAT_STORE_RETRY_SECONDS"]
+    delay = 0.1
+    while True:
+        try:
+            _write(reply_id, conversation_id, values)
+            return True
+        except DB_DOWN as exc:
+            rollback()
+            if time.monotonic() + delay > deadline:
+                log.error("reply %s: database unavailable (%s); kept in the spool", reply_id, exc)
+                spool().put(reply_id, conversation_id, values)
+                return False
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+
+# --- the spool -------------------------------------------------------------------------------
+
+
+class FileSpool:
+    """Final reply values waiting for the database, one file per reply in a local folder.
+
+    Durable on this machine (fsync, atomic rename); every process of the node replays it. A
+    multi-node deployment shares nothing here: the node that spooled a reply writes it."""
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+
+    def put(self, reply_id: int, conversation_id: int, values: dict[str, Any]) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        entry = {"reply_id": reply_id, "conversation_id": conversation_id, "values": values}
+        final = self.folder / f"{int(reply_id)}.json"
+        tmp = final.with_suffix(".tmp")
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(entry, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, final)
+        fd = os.open(self.folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)  # the rename itself survives a crash
+        finally:
+            os.close(fd)
+
+    def entries(self) -> list[tuple[Path, dict]]:
+        if not self.folder.is_dir():
+            return []
+        found = []
+        for path in sorted(self.folder.glob("*.json")):
+            try:
+                found.append((path, json.loads(path.read_text(encoding="utf-8"))))
+            except (OSError, ValueError) as exc:
+                log.error("spool entry %s unreadable, left in place: %s", path.name, exc)
+        return found
+
+    def __len__(self) -> int:
+        return len(self.entries())
+
+
+def spool() -> FileSpool:
+    return current_app.extensions["reply_spool"]
+
+
+def replay_spool(app: Flask | None = None) -> int:
+    """Write spooled replies to the database; returns how many were written."""
+    written = 0
+    for path, entry in spool().entries():
+        try:
+            _write(entry["reply_id"], entry["conversation_id"], entry["values"])
+        except DB_DOWN as exc:
+            rollback()
+            log.warning("spooled replies wait: database still unavailable (%s)", exc)
+            break
+        path.unlink(missing_ok=True)
+        written += 1
+        log.info("spooled reply %s written", entry["reply_id"])
+    return written
+
+
+# --- leases ----------------------------------------------------------------------------------
+
+
+def expire_leases(app: Flask | None = None, *, conversation_id: int | None = None) -> int:
+    """Mark replies whose lease ran out as ``interrupted``; returns how many."""
+    stmt = update(Message).where(
+        Message.status == MessageStatus.STREAMING, Message.lease_until < utcnow()
+    )
+    if conversation_id is not None:
+        stmt = stmt.where(Message.conversation_id == conversation_id)
+    count = db.session.execute(
+        stmt.values(status=MessageStatus.INTERRUPTED, lease_until=None, error=INTERRUPTED_TEXT)
+    ).rowcount
+    db.session.commit()
+    if count:
+        log.warning("%s reply(s) interrupted: their process stopped", count)
+    return count
+
+
+def expire_stale(messages: list[Message]) -> bool:
+    """For a page about to show ``messages``: expire the stale ones now. True if any was."""
+    now = utcnow()
+    stale = [
+        m
+        for m in messages
+        if m.status == MessageStatus.STREAMING and m.lease_until and m.lease_until < now
+    ]
+    if not stale:
+        return False
+    expire_leases(conversation_id=stale[0].conversation_id)
+    return True
+
+
+def init_app(app: Flask) -> None:
+    app.extensions["reply_spool"] = FileSpool(app.config["REPLY_SPOOL_DIR"])
+    # Spooled replies first: they hold the whole text, which the lease sweep would not.
+    maintenance.register(app, "reply spool", replay_spool)
+    maintenance.register(app, "reply leases", expire_leases)

@@ -1,0 +1,260 @@
+"""Text extraction off the request path: a per-process queue feeding the extraction sandbox.
+
+An upload whose type needs a parser (PDF) is stored with ``text_status = pending`` and its id
+handed to ``submit``; the upload request returns at once. A worker thread (a greenlet under
+gunicorn's gevent worker) takes ids from the queue and, for each one:
+
+1. **claims** it: ``UPDATE files SET text_claimed_at = now WHERE id = ? AND text_status =
+   'pending' AND (text_claimed_at IS NULL OR text_claimed_at < now - lease)``. One row or none,
+   on both databases, so two processes never run the same file at once;
+2. runs ``sandbox.py`` in a child process with CPU, memory and wall-clock limits, holding no
+   database connection meanwhile;
+3. writes the outcome with ``UPDATE … WHERE id = ? AND text_status = 'pending'``, so a run that
+   comes twice (a retry after a lost lease) changes nothing the second time.
+
+A file left ``pending`` by a process that died is found by the **sweep**, a chore of
+``app/maintenance.py`` (every ``MAINTENANCE_SECONDS``): it queues pending files whose lease is
+over or that were never claimed. Threads start on demand (``EXTRACT_WORKERS`` at most per
+process) and end when idle, so an idle process runs none.
+
+States (ARCHITECTURE.md, "File text extraction"): pending → ok | empty | failed | too_complex.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from flask import Flask, current_app
+from sqlalchemy import or_, select, update
+
+from app import maintenance
+from app.extensions import db
+from app.files.extract import MAX_TEXT_CHARS, Extracted
+from app.models import StoredFile, TextStatus
+from app.models.base import utcnow
+
+log = logging.getLogger(__name__)
+
+SANDBOX = Path(__file__).with_name("sandbox.py")
+IDLE_SECONDS = 5.0  # a worker thread with nothing to do for this long ends
+SWEEP_BATCH = 50
+_SWEEP = object()
+
+
+@dataclass(frozen=True)
+class Limits:
+    cpu_seconds: int
+    memory_mb: int
+    wall_seconds: float
+    max_pages: int
+    max_chars: int = MAX_TEXT_CHARS
+
+    @classmethod
+    def from_config(cls, config) -> Limits:
+        return cls(
+            cpu_seconds=config["EXTRACT_CPU_SECONDS"],
+            memory_mb=config["EXTRACT_MEMORY_MB"],
+            wall_seconds=config["EXTRACT_WALL_SECONDS"],
+            max_pages=config["EXTRACT_MAX_PAGES"],
+        )
+
+    @property
+    def lease(self) -> timedelta:
+        """How long a claim holds: the longest a run can take, plus room to store its result."""
+        return timedelta(seconds=self.wall_seconds + 30)
+
+
+# --- the sandbox -----------------------------------------------------------------------------
+
+
+def run_sandbox(path: Path, limits: Limits) -> Extracted:
+    """Extract one PDF in a child process within ``limits``; never raises for the file's sake."""
+    job = {
+        "path": str(path),
+        "cpu_seconds": limits.cpu_seconds,
+        "memory_mb": limits.memory_mb,
+        "max_pages": limits.max_pages,
+        "max_chars": limits.max_chars,
+    }
+    too_complex = f"Too complex to extract within the limits ({limits.cpu_seconds} s of CPU, "
+    too_complex += f"{limits.memory_mb} MB, {limits.wall_seconds:g} s)."
+    try:
+        proc = subprocess.run(  # noqa: S603 (our own interpreter and script, no shell)
+            [sys.executable, "-I", str(SANDBOX), json.dumps(job)],
+            capture_output=True,
+            timeout=limits.wall_seconds,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
+    except subprocess.TimeoutExpired:  # run() has killed it
+        log.warning("extraction of %s passed %ss of wall time", path.name, limits.wall_seconds)
+        return Extracted(TextStatus.TOO_COMPLEX, note=too_complex)
+    if proc.returncode < 0:  # a signal: SIGXCPU at the CPU limit, SIGKILL past the hard one
+        log.warning("extraction of %s ended by signal %s", path.name, -proc.returncode)
+        return Extracted(TextStatus.TOO_COMPLEX, note=too_complex)
+    try:
+        result = json.loads(proc.stdout)
+        status = TextStatus(result["status"])
+    except (ValueError, KeyError, TypeError):
+        log.warning(
+            "extraction of %s failed (exit %s): %s",
+            path.name,
+            proc.returncode,
+            proc.stderr[-500:].decode("utf-8", "replace"),
+        )
+        return Extracted(TextStatus.FAILED, note="The PDF could not be read.")
+    if status == TextStatus.TOO_COMPLEX:
+        return Extracted(status, note=too_complex)
+    return Extracted(
+        status, text=result.get("text"), pages=result.get("pages"), note=result.get("note")
+    )
+
+
+# --- one job ---------------------------------------------------------------------------------
+
+
+def extract_file(file_id: int, limits: Limits) -> bool:
+    """Claim, extract and store one pending file. False when it was not ours to run (done
+    already, deleted, or claimed by a live run elsewhere)."""
+    now = utcnow()
+    claimed = db.session.execute(
+        update(StoredFile)
+        .where(
+            StoredFile.id == file_id,
+            StoredFile.text_status == TextStatus.PENDING,
+            or_(
+                StoredFile.text_claimed_at.is_(None),
+                StoredFile.text_claimed_at < now - limits.lease,
+            ),
+        )
+        .values(text_claimed_at=now)
+    ).rowcount
+    row = None
+    if claimed:
+        row = db.session.execute(
+            select(StoredFile.project_id, StoredFile.stored_name).where(StoredFile.id == file_id)
+        ).one_or_none()
+    db.session.commit()  # the claim is visible; no connection is held while the child runs
+    if row is None:
+        return False
+    path = Path(current_app.config["UPLOAD_DIR"]) / str(int(row.project_id)) / row.stored_name
+    started = time.monotonic()
+    result = run_sandbox(path, limits)
+    db.session.execute(
+        update(StoredFile)
+        .where(StoredFile.id == file_id, StoredFile.text_status == TextStatus.PENDING)
+        .values(
+            text_status=result.status,
+            text=result.text,
+            text_chars=result.chars,
+            text_pages=result.pages,
+            text_note=result.note,
+            text_claimed_at=None,
+        )
+    )
+    db.session.commit()
+    log.info(
+        "file text extracted: file=%s status=%s chars=%s seconds=%.1f",
+        file_id,
+        result.status,
+        result.chars,
+        time.monotonic() - started,
+    )
+    return True
+
+
+def stale_pending(limits: Limits, *, grace: timedelta) -> list[int]:
+    """Pending files nobody is running: never claimed for ``grace`` (their process died before
+    its queue reached them), or claimed longer ago than the lease."""
+    now = utcnow()
+    ids = list(
+        db.session.scalars(
+            select(StoredFile.id)
+            .where(
+                StoredFile.text_status == TextStatus.PENDING,
+                or_(
+                    (StoredFile.text_claimed_at.is_(None)) & (StoredFile.created_at < now - grace),
+                    StoredFile.text_claimed_at < now - limits.lease,
+                ),
+            )
+            .order_by(StoredFile.id)
+            .limit(SWEEP_BATCH)
+        )
+    )
+    db.session.commit()
+    return ids
+
+
+# --- the per-process queue -------------------------------------------------------------------
+
+
+class Extractor:
+    """One per app (``app.extensions["extractor"]``): a queue of file ids and up to
+    ``EXTRACT_WORKERS`` threads that run them, started on demand and ended when idle."""
+
+    def __init__(self, app: Flask) -> None:
+        self.app = app
+        self.workers = max(1, int(app.config["EXTRACT_WORKERS"]))
+        self.sweep_every = float(app.config["MAINTENANCE_SECONDS"])
+        self._queue: queue.Queue = queue.Queue()
+        self._lock = threading.Lock()
+        self._running = 0
+
+    def submit(self, file_id: int) -> None:
+        self._queue.put(file_id)
+        self._ensure_worker()
+
+    def sweep(self) -> None:
+        """Queue the pending files nobody is running (see ``stale_pending``)."""
+        self._queue.put(_SWEEP)
+        self._ensure_worker()
+
+    def _ensure_worker(self) -> None:
+        with self._lock:
+            if self._running >= self.workers:
+                return
+            self._running += 1
+        threading.Thread(target=self._work, name="extractor", daemon=True).start()
+
+    def _work(self) -> None:
+        while True:
+            try:
+                item = self._queue.get(timeout=IDLE_SECONDS)
+            except queue.Empty:
+                with self._lock:
+                    if self._queue.empty():  # a submit after this sees room and starts one
+                        self._running -= 1
+                        return
+                continue
+            try:
+                with self.app.app_context():
+                    self._run(item)
+            except Exception:
+                log.exception("extraction job %r failed; the sweep will retry it", item)
+
+    def _run(self, item) -> None:
+        limits = Limits.from_config(self.app.config)
+        if item is _SWEEP:
+            grace = timedelta(seconds=self.sweep_every or limits.wall_seconds)
+            for file_id in stale_pending(limits, grace=grace):
+                self._queue.put(file_id)
+            return
+        extract_file(item, limits)
+
+
+def extractor() -> Extractor:
+    return current_app.extensions["extractor"]
+
+
+def init_app(app: Flask) -> None:
+    app.extensions["extractor"] = Extractor(app)
+    maintenance.register(app, "extraction sweep", lambda app: app.extensions["extractor"].sweep())
