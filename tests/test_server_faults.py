@@ -174,9 +174,12 @@ def leave_when(server, token, project_id, message, seen) -> None:
 
 
 def stored_reply(server, project_id) -> list[tuple]:
-    """The project's rows once the reply row is there (it is written when the server notices)."""
+    """The project's rows once the reply row is final (it is finished when the server notices)."""
     deadline = time.monotonic() + 5
-    while len(stored := rows(server, project_id)) < 2 and time.monotonic() < deadline:
+    while time.monotonic() < deadline:
+        stored = rows(server, project_id)
+        if len(stored) >= 2 and all(r[2] != "streaming" for r in stored):
+            break
         time.sleep(0.05)
     return stored
 

@@ -170,7 +170,10 @@ def list_messages(
     stmt = select(Message).where(Message.conversation_id == conversation.id)
     if before is not None:
         stmt = stmt.where(Message.id < before)
-    rows = list(db.session.scalars(stmt.order_by(Message.id.desc()).limit(limit + 1)))
+    stmt = stmt.order_by(Message.id.desc()).limit(limit + 1)
+    rows = list(db.session.scalars(stmt))
+    if replies.expire_stale(rows):  # a reply whose process died shows as interrupted at once
+        rows = list(db.session.scalars(stmt.execution_options(populate_existing=True)))
     has_more = len(rows) > limit
     return conversation, list(reversed(rows[:limit])), has_more
 
@@ -445,6 +448,9 @@ def run_turn(turn: Turn, *, heartbeat: float | None = None) -> Iterator[ChatEven
     with _kept_loaded():
         db.session.commit()  # release the connection before waiting on the provider
     yield Started(conversation, user_message)
+    # Rendered. Let go of the rows: a rollback (a database outage below) would expire them,
+    # and the reply's rendering (its prompt version) would then try to reload them.
+    db.session.expunge_all()
 
     events: queue.SimpleQueue = queue.SimpleQueue()
     cancel = Cancel()  # Stop or a gone client: wakes the pump even while the model is silent

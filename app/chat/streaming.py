@@ -1,8 +1,9 @@
 """Server-sent events for chat: the one place where chat events become bytes on the wire.
 
-Events: ``start`` (conversation and stored user message), ``delta`` (text), ``done`` (stored
-assistant message with its rendered HTML) or ``error`` (code, the provider's reason, the stored
-partial reply). Comment lines (``: keep-alive``) are heartbeats. The page and the JSON API both
+Events: ``start`` (conversation and stored user message), ``delta`` (text), ``done`` (the
+assistant message with its rendered HTML) or ``error`` (code, the provider's reason, the partial
+reply). Both terminal events carry ``stored``: false when the database was unreachable as the
+reply ended, so it waits in the server's spool and is written when the database is back. Comment lines (``: keep-alive``) are heartbeats. The page and the JSON API both
 return ``sse_response``.
 """
 
@@ -38,7 +39,9 @@ def render(events: Iterator[ChatEvent]) -> Iterator[str]:
                 },
             )
         elif isinstance(event, Done):
-            yield frame("done", {"message": message_json(event.message, html=True)})
+            yield frame(
+                "done", {"message": message_json(event.message, html=True), "stored": event.stored}
+            )
         elif isinstance(event, Failed):
             yield frame(
                 "error",
@@ -46,6 +49,7 @@ def render(events: Iterator[ChatEvent]) -> Iterator[str]:
                     "error": {"code": event.code, "message": event.error},
                     "partial": event.partial,
                     "message": message_json(event.message, html=True),
+                    "stored": event.stored,
                 },
             )
 
