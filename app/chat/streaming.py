@@ -3,8 +3,8 @@
 Events: ``start`` (conversation and stored user message), ``delta`` (text), ``done`` (the
 assistant message with its rendered HTML) or ``error`` (code, the provider's reason, the partial
 reply). Both terminal events carry ``stored``: false when the database was unreachable as the
-reply ended, so it waits in the server's spool and is written when the database is back. Comment lines (``: keep-alive``) are heartbeats. The page and the JSON API both
-return ``sse_response``.
+reply ended, so it waits in the server's spool and is written when the database is back. Comment
+lines (``: keep-alive``) are heartbeats. The page and the JSON API both return ``sse_response``.
 """
 
 from __future__ import annotations
