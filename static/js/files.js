@@ -86,6 +86,20 @@ async function refreshList() {
   if (fresh) document.getElementById("file-list").replaceWith(fresh);
 }
 
+// While a file's text is being extracted (a PDF, in the server's sandbox), refresh the list
+// now and then until every file has its outcome; give up after ten minutes.
+const POLL_MS = 2000;
+let pollUntil = 0;
+function watchExtraction() {
+  if (!document.querySelector("#file-list .text-pending")) return;
+  if (!pollUntil) pollUntil = Date.now() + 10 * 60 * 1000;
+  if (Date.now() > pollUntil) return;
+  setTimeout(async () => {
+    await refreshList();
+    watchExtraction();
+  }, POLL_MS);
+}
+
 async function uploadAll(files) {
   if (!files.length) return;
   button.disabled = true;
@@ -103,6 +117,8 @@ async function uploadAll(files) {
   input.value = "";
   button.disabled = false;
   await refreshList();
+  pollUntil = 0;
+  watchExtraction();
 }
 
 form.addEventListener("submit", (ev) => {
@@ -123,3 +139,5 @@ zone.addEventListener("drop", (ev) => {
   ev.preventDefault();
   uploadAll([...ev.dataTransfer.files]);
 });
+
+watchExtraction();

@@ -1,0 +1,182 @@
+"""PDF text extraction in the sandbox (issue 12, finding 1): the upload never waits on a parser,
+a PDF bomb ends as "too complex" within its limits, claims are exclusive, and a file left
+pending by a dead process is taken up again. The server test runs ten bombs through gunicorn
+while the worker keeps answering."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+import httpx
+import pytest
+from sqlalchemy import update
+
+from app.extensions import db
+from app.files.extraction import Limits, extract_file
+from app.models import StoredFile
+from app.models.base import utcnow
+from tests.factories import make_project, wait_extracted
+from tests.fake_provider import Scenario
+from tests.live_server import Gunicorn, new_project, register
+from tests.pdfs import bomb_pdf, text_pdf
+from tests.test_files import files_page, upload
+
+
+@pytest.fixture
+def config_overrides():
+    return {"EXTRACT_CPU_SECONDS": 1, "EXTRACT_WALL_SECONDS": 20.0, "EXTRACT_MAX_PAGES": 3}
+
+
+@pytest.fixture
+def project_id(app, owner):
+    return make_project(app, owner, name="Docs")
+
+
+def pending_upload(client, owner, project_id, name, content) -> int:
+    resp = upload(client, owner, project_id, name, content)
+    assert resp.status_code == 201, resp.get_json()
+    assert resp.get_json()["text"] == {
+        "status": "pending",
+        "chars": 0,
+        "pages": None,
+        "note": "Extracting text…",
+    }
+    return resp.get_json()["id"]
+
+
+def test_a_pdf_bomb_ends_too_complex_at_the_cpu_limit(app, client, owner, project_id):
+    bomb = bomb_pdf()
+    assert len(bomb) < 20_000  # small on the wire, minutes of work for a parser
+    file_id = pending_upload(client, owner, project_id, "bomb.pdf", bomb)
+    body = wait_extracted(client, owner.headers, project_id, file_id)
+    assert body["text"]["status"] == "too_complex"
+    assert body["text"]["note"].startswith("Too complex to extract within the limits (1 s of CPU")
+    resp = client.patch(
+        f"/api/projects/{project_id}/files/{file_id}",
+        json={"use_in_chat": True},
+        headers=owner.headers,
+    )
+    assert resp.status_code == 422
+    assert "Too complex" in resp.get_json()["error"]["message"]
+
+
+def test_the_wall_clock_limit_ends_a_run(app, client, owner, project_id):
+    app.config.update(EXTRACT_CPU_SECONDS=60, EXTRACT_WALL_SECONDS=0.5)
+    file_id = pending_upload(client, owner, project_id, "bomb.pdf", bomb_pdf())
+    body = wait_extracted(client, owner.headers, project_id, file_id)
+    assert body["text"]["status"] == "too_complex"
+    assert body["text"]["note"].endswith("0.5 s).")
+
+
+def test_only_the_first_pages_are_read_past_the_page_cap(app, client, owner, project_id):
+    file_id = pending_upload(client, owner, project_id, "long.pdf", text_pdf("a", "b", "c", "d"))
+    body = wait_extracted(client, owner.headers, project_id, file_id)
+    assert body["text"]["status"] == "ok"
+    assert body["text"]["pages"] == 4
+    assert body["text"]["note"] == "Only the first 3 of 4 pages read."
+    with app.app_context():
+        assert db.session.get(StoredFile, file_id).text == "a\n\nb\n\nc"
+
+
+def test_a_pending_file_cannot_be_used_in_chat_yet(app, client, owner, project_id):
+    app.config.update(EXTRACT_CPU_SECONDS=60, EXTRACT_WALL_SECONDS=3)
+    file_id = pending_upload(client, owner, project_id, "bomb.pdf", bomb_pdf())
+    resp = client.patch(
+        f"/api/projects/{project_id}/files/{file_id}",
+        json={"use_in_chat": True},
+        headers=owner.headers,
+    )
+    assert resp.status_code == 422
+    assert "still being extracted" in resp.get_json()["error"]["message"]
+    wait_extracted(client, owner.headers, project_id, file_id)
+
+
+def test_the_files_tab_says_extracting_and_too_complex(app, client, owner, project_id, auth):
+    app.config.update(EXTRACT_CPU_SECONDS=60, EXTRACT_WALL_SECONDS=2)
+    file_id = pending_upload(client, owner, project_id, "bomb.pdf", bomb_pdf())
+    auth.login()
+    html = files_page(client, project_id)
+    assert "extracting…" in html and "text-pending" in html
+    wait_extracted(client, owner.headers, project_id, file_id)
+    html = files_page(client, project_id)
+    assert "too complex to extract" in html
+
+
+def _set(app, file_id, **values) -> None:
+    with app.app_context():
+        db.session.execute(update(StoredFile).where(StoredFile.id == file_id).values(**values))
+        db.session.commit()
+
+
+def test_a_claim_held_by_a_live_run_is_not_taken(app, client, owner, project_id):
+    file_id = pending_upload(client, owner, project_id, "a.pdf", text_pdf("alpha"))
+    wait_extracted(client, owner.headers, project_id, file_id)
+    limits = Limits.from_config(app.config)
+    # Back to pending, claimed a moment ago by another process: not ours.
+    _set(app, file_id, text_status="pending", text_claimed_at=utcnow())
+    with app.app_context():
+        assert extract_file(file_id, limits) is False
+    # Its lease is over (that process died): the next run takes it.
+    _set(app, file_id, text_claimed_at=utcnow() - limits.lease - timedelta(seconds=1))
+    with app.app_context():
+        assert extract_file(file_id, limits) is True
+        assert extract_file(file_id, limits) is False  # done: a second run changes nothing
+        assert db.session.get(StoredFile, file_id).text_status == "ok"
+
+
+def test_the_sweep_takes_up_files_a_dead_process_left_pending(app, client, owner, project_id):
+    never_claimed = pending_upload(client, owner, project_id, "a.pdf", text_pdf("alpha"))
+    lease_over = pending_upload(client, owner, project_id, "b.pdf", text_pdf("beta"))
+    for file_id in (never_claimed, lease_over):
+        wait_extracted(client, owner.headers, project_id, file_id)
+    long_ago = utcnow() - timedelta(hours=1)
+    _set(app, never_claimed, text_status="pending", created_at=long_ago, text_claimed_at=None)
+    _set(app, lease_over, text_status="pending", text_claimed_at=long_ago)
+
+    app.extensions["maintenance"].run_now()
+    for file_id, text in ((never_claimed, "alpha"), (lease_over, "beta")):
+        body = wait_extracted(client, owner.headers, project_id, file_id)
+        assert body["text"]["status"] == "ok"
+        assert body["text"]["chars"] == len(text)
+
+
+def test_a_worker_keeps_answering_while_ten_bombs_are_extracted(fake, tmp_path):
+    """Before: each bomb held the gevent worker for its whole parse (~6-12 s per page), so the
+    uploads themselves timed out, and so did /readyz and every stream on that worker."""
+    fake.reset()
+    server = Gunicorn(
+        database_url=f"sqlite:///{tmp_path / 'server.db'}",
+        folder=tmp_path,
+        fake=fake,
+        EXTRACT_CPU_SECONDS="1",
+    ).start()
+    try:
+        token = register(server.base, "bombs@example.com")
+        project = new_project(server.base, token)
+        auth = {"Authorization": f"Bearer {token}"}
+        with httpx.Client(base_url=server.base, headers=auth, timeout=10, trust_env=False) as c:
+            ids = []
+            for i in range(10):
+                body = bomb_pdf(pages=20 + i)  # different bytes: ten files, not one
+                r = c.post(f"/api/projects/{project}/files", files={"file": (f"b{i}.pdf", body)})
+                assert r.status_code == 201, r.text
+                ids.append(r.json()["id"])
+
+            assert c.get("/readyz").status_code == 200
+            fake.script("responses", Scenario(text="still here"))
+            r = c.post(f"/api/projects/{project}/chat", json={"message": "hi", "stream": False})
+            assert r.status_code == 200 and r.json()["reply"] == "still here"
+            statuses = [
+                f["text"]["status"] for f in c.get(f"/api/projects/{project}/files").json()["data"]
+            ]
+            assert "pending" in statuses  # it answered while bombs were still queued or running
+
+            deadline = time.monotonic() + 120
+            while "pending" in statuses and time.monotonic() < deadline:
+                time.sleep(0.5)
+                data = c.get(f"/api/projects/{project}/files").json()["data"]
+                statuses = [f["text"]["status"] for f in data]
+            assert statuses == ["too_complex"] * 10
+    finally:
+        server.stop()
