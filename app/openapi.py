@@ -110,9 +110,11 @@ _MESSAGE_FIELDS = {
     "role": {"enum": ["user", "assistant"]},
     "content": STR,
     "status": {
-        "enum": ["complete", "incomplete", "error"],
-        "description": "`incomplete`: text arrived, then the reply stopped (Stop, a dropped "
-        "stream, a provider failure); `error`: nothing arrived.",
+        "enum": ["streaming", "complete", "incomplete", "error", "interrupted"],
+        "description": "`streaming`: the reply is being written (its text so far, checkpointed "
+        "every few seconds); `incomplete`: text arrived, then the reply stopped (Stop, a "
+        "dropped stream, a provider failure); `error`: nothing arrived; `interrupted`: the "
+        "server process writing it stopped (its last checkpoint is kept).",
     },
     "provider": {**nullable(STR), "description": "`openai`, `openrouter` or `offline`."},
     "model": nullable(STR),
@@ -127,6 +129,12 @@ _MESSAGE_FIELDS = {
     "created_at": TIME,
 }
 
+_STORED = {
+    **BOOL,
+    "description": "false: the database was unreachable when the reply ended; the server keeps "
+    "it and writes it when the database is back (the message id stays the same).",
+}
+
 _FILE_FIELDS = {
     "id": INT,
     "project_id": INT,
@@ -138,10 +146,12 @@ _FILE_FIELDS = {
     "text": obj(
         {
             "status": {
-                "enum": ["ok", "empty", "failed", "none"],
-                "description": "`ok`: text extracted (the file may be used in chat); `empty`: "
-                "a text type that yielded nothing (a scanned PDF?); `failed`: extraction "
-                "raised; `none`: a type without text (images).",
+                "enum": ["pending", "ok", "empty", "failed", "too_complex", "none"],
+                "description": "`pending`: queued for extraction (PDFs are extracted after the "
+                "upload answers, in a sandboxed process); `ok`: text extracted (the file may be "
+                "used in chat); `empty`: a text type that yielded nothing (a scanned PDF?); "
+                "`failed`: extraction raised; `too_complex`: extraction passed its CPU, memory "
+                "or time limit; `none`: a type without text (images).",
             },
             "chars": {**INT, "minimum": 0},
             "pages": nullable(INT),
@@ -242,7 +252,7 @@ SCHEMAS: dict[str, Schema] = {
     # The data of each server-sent event (see the chat operations).
     "ChatStreamStart": obj({"conversation": ref("Conversation"), "user_message": ref("Message")}),
     "ChatStreamDelta": obj({"text": STR}),
-    "ChatStreamDone": obj({"message": ref("Message")}),
+    "ChatStreamDone": obj({"message": ref("Message"), "stored": _STORED}),
     "ChatStreamError": obj(
         {
             "error": obj(
@@ -255,6 +265,7 @@ SCHEMAS: dict[str, Schema] = {
             ),
             "partial": {**BOOL, "description": "Some text arrived before the failure."},
             "message": ref("Message"),
+            "stored": _STORED,
         }
     ),
     "File": obj(_FILE_FIELDS),
@@ -396,9 +407,10 @@ absent, `Accept: text/event-stream`) the answer is a stream of server-sent event
 
 - `start`: `{conversation, user_message}` (`ChatStreamStart`), once the user's message is stored;
 - `delta`: `{text}` (`ChatStreamDelta`), the next piece of the reply;
-- then exactly one of `done`: `{message}` (`ChatStreamDone`, the stored reply with its rendered
-  `html`) or `error`: `{error: {code, message}, partial, message}` (`ChatStreamError`, the stored
-  partial or failed reply);
+- then exactly one of `done`: `{message, stored}` (`ChatStreamDone`, the reply with its rendered
+  `html`) or `error`: `{error: {code, message}, partial, message, stored}` (`ChatStreamError`, the
+  partial or failed reply); `stored` is false when the database was unreachable as the reply
+  ended: the server keeps the reply and writes it when the database is back;
 - `: keep-alive` comment lines while the model is silent.
 
 Each event is `event: <name>` and one `data:` line of JSON. A bad request (404, 422) is answered

@@ -8,7 +8,7 @@ import { jsonHeaders } from "./csrf.js";
 import { readEvents } from "./sse.js";
 import { initConversations } from "./conversations.js";
 import {
-  assistantBubble, bubbleFor, decorate, finish, foldEarlierAnswers, footer, markStopped,
+  assistantBubble, bubbleFor, decorate, finish, foldEarlierAnswers, footer, markNotStored, markStopped,
   plainText, showFailure, userBubble,
 } from "./messages.js";
 
@@ -149,9 +149,11 @@ function init(root) {
           scroll();
         } else if (event === "done") {
           finish(reply, data.message);
+          if (data.stored === false) markNotStored(reply);
           announce(`Reply: ${plainText(reply)}`);
         } else if (event === "error") {
           finish(reply, data.message);
+          if (data.stored === false) markNotStored(reply);
           showFailure(reply, data.error.message);
           retryButton(reply);
         }

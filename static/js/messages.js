@@ -65,7 +65,8 @@ export function metaText(m) {
   if (m.context_files && m.context_files.length) {
     parts.push(`files: ${m.context_files.map(fileLabel).join(", ")}`);
   }
-  if (m.status !== "complete") parts.push(m.status);
+  if (m.status === "streaming") parts.push("still being written: reload to see more");
+  else if (m.status !== "complete") parts.push(m.status);
   return parts.join(" · ");
 }
 
@@ -81,7 +82,10 @@ function setError(bubble, text) {
 
 /** Replace the streamed text with the stored message: sanitised HTML, metadata, status. */
 export function finish(bubble, m) {
-  bubble.classList.remove("streaming", "status-complete", "status-incomplete", "status-error");
+  bubble.classList.remove(
+    "streaming", "status-complete", "status-incomplete", "status-error", "status-streaming",
+    "status-interrupted",
+  );
   bubble.classList.add(`status-${m.status}`);
   bubble.dataset.id = m.id;
   bubble.dataset.status = m.status;
@@ -89,6 +93,16 @@ export function finish(bubble, m) {
   info(bubble).textContent = metaText(m);
   if (m.error) setError(bubble, m.error);
   decorate(bubble);
+}
+
+/** The reply reached the browser but not yet the database: the server keeps it and writes it
+ * when the database is back. Say so, quietly. */
+export function markNotStored(bubble) {
+  const note = document.createElement("p");
+  note.className = "msg-notice";
+  note.setAttribute("role", "status");
+  note.textContent = "Not saved yet: the server keeps this reply and saves it when its database is back.";
+  bubble.querySelector(".msg-body").after(note);
 }
 
 /** The provider failed: say why, in the bubble, as an alert. */

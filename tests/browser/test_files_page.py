@@ -82,3 +82,24 @@ def test_oversize_file_is_refused_in_the_page(app, live_server, page):
     page.wait_for_selector(".upload-item.is-error")
     assert "larger than the 1 MB limit" in page.inner_text(".upload-status")
     assert page.is_visible("#no-files")
+
+
+def test_a_pdf_shows_extracting_then_its_outcome_without_a_reload(app, live_server, page):
+    """PDF text is extracted in the server's sandbox after the upload answers: the row says
+    "extracting…", and the page refreshes itself until the outcome is there."""
+    from tests.pdfs import bomb_pdf
+
+    app.config.update(EXTRACT_CPU_SECONDS=1)
+    owner = make_user(app, email="ada@example.com")
+    project_id = make_project(app, owner, name="Docs bot")
+    login(page, live_server, owner)
+    page.goto(f"{live_server}/projects/{project_id}/files")
+    page.set_input_files(
+        "#file-input", [{"name": "bomb.pdf", "mimeType": "application/pdf", "buffer": bomb_pdf()}]
+    )
+    page.click("#upload-button")
+    page.wait_for_selector("td.text-pending >> text=extracting…")
+    page.wait_for_selector("td.text-too_complex >> text=too complex to extract", timeout=20_000)
+    assert "1 s of CPU" in page.inner_text("td.text-too_complex")
+    assert page.locator("button", has_text="Use in chat").is_disabled()
+    assert page.problems == []
