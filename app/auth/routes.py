@@ -11,7 +11,7 @@ from app.auth import services
 from app.auth.forms import ConfirmForm, LoginForm, RegisterForm
 from app.errors import AppError
 from app.forms import apply_errors
-from app.limits import login_per_account, login_per_address, register_per_address
+from app.limits import count_login_attempt, login_per_address, register_per_address
 
 bp = Blueprint("auth", __name__)
 
@@ -54,13 +54,13 @@ def register():
 
 @bp.route("/login", methods=["GET", "POST"])
 @login_per_address
-@login_per_account
 def login():
     target = safe_next(request.args.get("next"))
     if current_user.is_authenticated:
         return redirect(target or url_for("projects.index"))
     form = LoginForm()
     if form.validate_on_submit():
+        count_login_attempt(form.email.data)  # 429 when this account had too many tries
         try:
             user = services.authenticate(email=form.email.data, password=form.password.data)
         except AppError as exc:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 
-from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from app.errors import Conflict, Unauthorized, ValidationFailed
 from app.extensions import db
+from app.identity import canonical_email
 from app.models import User
 from app.security import (
     TokenError,
@@ -26,22 +26,10 @@ NAME_MAX = 80
 BAD_CREDENTIALS = "Invalid email or password."
 
 
-def normalise_email(raw: str | None) -> str:
-    email = (raw or "").strip()
-    if not email:
-        raise ValidationFailed(fields={"email": "Enter your email address."})
-    try:
-        checked = validate_email(email, check_deliverability=False)
-    except EmailNotValidError as exc:
-        raise ValidationFailed(fields={"email": str(exc)}) from exc
-    # Case-insensitive uniqueness: we store one canonical lower-case form.
-    return checked.normalized.lower()
-
-
 def register_user(*, email: str | None, password: str | None, name: str | None = None) -> User:
     fields: dict[str, str] = {}
     try:
-        email = normalise_email(email)
+        email = canonical_email(email)  # stored in this form: one spelling per account
     except ValidationFailed as exc:
         fields.update(exc.fields or {})
     problem = password_problem(password or "")
@@ -78,7 +66,7 @@ def authenticate(*, email: str | None, password: str | None) -> User:
     """The user with these credentials. Same error, same time, whether the email exists or not."""
     password = password or ""
     try:
-        email = normalise_email(email)
+        email = canonical_email(email)
     except ValidationFailed:
         burn_password_check(password)
         raise Unauthorized(BAD_CREDENTIALS, code="invalid_credentials") from None

@@ -1,6 +1,7 @@
-"""Accounts. Emails are stored normalised (trimmed, lower-case), so the unique constraint is
-case-insensitive. ``token_version`` is bumped by "log out everywhere": it is part of every JWT
-and of the session id, so bumping it revokes both."""
+"""Accounts. Emails are stored in one canonical form (``app.identity.canonical_email``: NFKC,
+trimmed, IDNA domain, lower-case), so the unique constraint ignores case and spelling.
+``token_version`` is bumped by "log out everywhere": it is part of every JWT and of the session
+id, so bumping it revokes both."""
 
 from __future__ import annotations
 
