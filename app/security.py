@@ -19,6 +19,8 @@ import jwt
 from flask import current_app
 from passlib.context import CryptContext
 
+from app.models.base import db_int
+
 PASSWORD_MIN_CHARS = 8
 PASSWORD_MAX_BYTES = 72
 JWT_ALGORITHM = "HS256"
@@ -114,7 +116,12 @@ def decode_token(token: str) -> tuple[int, int]:
             algorithms=[JWT_ALGORITHM],
             options={"require": ["sub", "exp", "iat"]},
         )
-        return int(claims["sub"]), int(claims.get("ver", 0))
+        # A user id must fit the id column: a larger one names no user and would overflow
+        # inside the query (a 500), even in a token we signed ourselves.
+        user_id = db_int(claims["sub"]) if isinstance(claims["sub"], str) else None
+        if user_id is None:
+            raise ValueError("sub is not a user id")
+        return user_id, int(claims.get("ver", 0))
     except jwt.ExpiredSignatureError as exc:
         raise TokenError("token_expired", "The token has expired; log in again.") from exc
     except (jwt.InvalidTokenError, ValueError, TypeError) as exc:
