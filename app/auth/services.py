@@ -13,7 +13,6 @@ from app.identity import canonical_email
 from app.models import User
 from app.security import (
     TokenError,
-    burn_password_check,
     decode_token,
     hash_password,
     issue_token,
@@ -63,18 +62,15 @@ def register_user(*, email: str | None, password: str | None, name: str | None =
 
 
 def authenticate(*, email: str | None, password: str | None) -> User:
-    """The user with these credentials. Same error, same time, whether the email exists or not."""
-    password = password or ""
+    """The user with these credentials. Same error, same bcrypt work, whatever was wrong: an
+    unknown email, a malformed one, a wrong password, or one too long for bcrypt."""
     try:
         email = canonical_email(email)
     except ValidationFailed:
-        burn_password_check(password)
-        raise Unauthorized(BAD_CREDENTIALS, code="invalid_credentials") from None
-    user = db.session.scalar(select(User).where(User.email == email))
-    if user is None:
-        burn_password_check(password)
-        raise Unauthorized(BAD_CREDENTIALS, code="invalid_credentials")
-    if not verify_password(password, user.password_hash):
+        email = None  # names no account; still checked below, against the dummy hash
+    user = db.session.scalar(select(User).where(User.email == email)) if email else None
+    matched = verify_password(password or "", user.password_hash if user else None)
+    if user is None or not matched:
         raise Unauthorized(BAD_CREDENTIALS, code="invalid_credentials")
     return user
 
