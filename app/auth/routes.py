@@ -28,6 +28,7 @@ def safe_next(target: str | None) -> str | None:
 
 def _start_session(user, remember: bool) -> None:
     session.clear()  # a fresh session at login: nothing from before survives (fixation)
+    services.start_session(user=user)  # the server-side row "Log out" deletes
     login_user(user)
     session.permanent = remember
 
@@ -75,6 +76,8 @@ def login():
 @bp.post("/logout")
 def logout():
     if ConfirmForm().validate_on_submit():
+        if current_user.is_authenticated:
+            services.end_session(user=current_user)  # a copy of the cookie is dead too
         logout_user()
         session.clear()
         flash("You are logged out.", "info")
