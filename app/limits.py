@@ -5,16 +5,25 @@ production so every worker and machine shares them. Limits are read from the con
 request (``RATELIMIT_LOGIN`` …), so they can be tuned without code. A breach is a 429 with
 ``Retry-After``: JSON ``{"error": {"code": "rate_limited"}}`` on ``/api/``, a page elsewhere.
 
-Login is limited twice: per client address (many accounts from one place) and per submitted
-email (one account from many places), so neither spraying nor a botnet gets unlimited guesses.
+Login is limited twice: per client address (many accounts from one place) and per target
+account (one account from many places), so neither spraying nor a botnet gets unlimited guesses.
+The account is ``identity.canonical_email`` of the submitted email, the same form login looks
+up, so no other spelling of an address gets a fresh count.
+
+Key functions never read the request body: a key is computed before the view has checked the
+body's size and type. The per-account limit therefore runs inside the login views, after they
+parsed the body (``count_login_attempt``): Flask-Limiter rate-limits a plain decorated function
+when it is called within a request, with the same storage, prefix, 429 and headers as a route.
 """
 
 from __future__ import annotations
 
-from flask import Flask, current_app, request
+from flask import Flask, current_app, g
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_login import current_user
+
+from app.identity import canonical_email_or_none
 
 limiter = Limiter(key_func=get_remote_address)
 
@@ -31,13 +40,6 @@ def _config(key: str):
     return lambda: current_app.config[key]
 
 
-def submitted_email() -> str:
-    """The account a login is aimed at, from the form or the JSON body."""
-    data = request.get_json(silent=True) if request.is_json else request.form
-    email = data.get("email") if isinstance(data, dict) or hasattr(data, "get") else None
-    return "account:" + (email.strip().lower() if isinstance(email, str) else "")
-
-
 def user_or_address() -> str:
     if current_user.is_authenticated:
         return "user:" + str(current_user.id)
@@ -47,12 +49,30 @@ def user_or_address() -> str:
 login_per_address = limiter.limit(
     _config("RATELIMIT_LOGIN"), methods=["POST"], scope="login-address"
 )
-login_per_account = limiter.limit(
-    _config("RATELIMIT_LOGIN_ACCOUNT"),
-    methods=["POST"],
-    key_func=submitted_email,
-    scope="login-account",
-)
+
+
+def _login_account() -> str:
+    return "account:" + g.login_account
+
+
+@limiter.limit(_config("RATELIMIT_LOGIN_ACCOUNT"), key_func=_login_account, scope="login-account")
+def _count_login_account() -> None:
+    """Counted by the decorator each time it is called (see ``count_login_attempt``)."""
+
+
+def count_login_attempt(email: str | None) -> None:
+    """Count one login attempt against the account ``email`` names; 429 when over the limit.
+
+    Call it from the login views after parsing the body and before checking the password. An
+    email that is not an address names no account: nothing to count (the per-address limit
+    still counts the request)."""
+    account = canonical_email_or_none(email)
+    if account is None:
+        return
+    g.login_account = account  # read by the key function, in this request only
+    _count_login_account()
+
+
 register_per_address = limiter.limit(
     _config("RATELIMIT_REGISTER"), methods=["POST"], scope="register"
 )

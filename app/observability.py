@@ -40,7 +40,8 @@ def init_app(app: Flask) -> None:
         response.headers["X-Request-ID"] = request_id()
         started = g.get("started")
         duration_ms = (time.perf_counter() - started) * 1000 if started else 0.0
-        user_id = current_user.get_id() if current_user and current_user.is_authenticated else "-"
+        # The user id, never get_id(): that is the session id, a credential.
+        user_id = str(current_user.id) if current_user and current_user.is_authenticated else "-"
         access_log.info(
             "request_id=%s method=%s path=%s status=%s duration_ms=%.1f user=%s",
             request_id(),
@@ -48,7 +49,7 @@ def init_app(app: Flask) -> None:
             request.path,
             response.status_code,
             duration_ms,
-            (user_id or "-").split(":")[0],
+            user_id,
         )
         return response
 

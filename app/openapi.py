@@ -313,6 +313,9 @@ ERRORS = {
     401: ("Unauthorized", "No or a bad credential: `unauthorized`, `token_invalid`, "
           "`token_expired`, `token_revoked`. Also answered to any request that sends a bad "
           "bearer token, public operations included."),
+    403: ("Forbidden", "`cross_origin`: a write authenticated by the session cookie whose "
+          "`Origin` (or, without one, `Referer`) names another site. Never answered to bearer "
+          "requests."),
     404: ("NotFound", "`not_found`: missing, or another user's (indistinguishable)."),
     409: ("Conflict", "`conflict`: the request conflicts with stored data."),
     413: ("PayloadTooLarge", "`payload_too_large`: a JSON body over `MAX_JSON_KB` (256 KiB), "
@@ -378,8 +381,8 @@ def op(
 ) -> dict:
     """One operation. The errors every operation of its kind can answer are added here (400
     and 401 always: the query-string guard and a bad token; 413, 415 and 422 with a JSON body;
-    429 when ``rate_limited``) and in ``_build`` (404 for every path with an id in it), so no
-    operation can forget them."""
+    429 when ``rate_limited``) and in ``_build`` (404 for every path with an id in it, 403 for
+    every write), so no operation can forget them."""
     result: dict[str, Any] = {"operationId": operation_id, "tags": [tag], "summary": summary}
     if description:
         result["description"] = description
@@ -852,6 +855,8 @@ def _build() -> dict:
             responses = operation["responses"]
             if params:
                 responses.setdefault(404, error(404))
+            if method != "get":  # the Origin check on cookie-authenticated writes
+                responses.setdefault(403, error(403))
             operation["responses"] = {str(code): responses[code] for code in sorted(responses)}
             item[method] = operation
         paths[path] = item

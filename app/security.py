@@ -3,7 +3,8 @@
 Passwords: bcrypt through passlib's ``CryptContext`` (provided by ``libpass``, the maintained
 fork; passlib 1.7.4 breaks on bcrypt 5). bcrypt refuses secrets over 72 bytes, and WTForms
 counts characters, so ``password_problem`` checks UTF-8 bytes and callers turn that into a form
-error instead of a 500.
+error instead of a 500. ``verify_password`` does exactly one bcrypt check for every input
+(unknown account, over-long password and all), so login time reveals nothing.
 
 Tokens: HS256 JWTs signed with ``SECRET_KEY`` carrying the user id (``sub``) and the user's
 ``token_version`` (``ver``). Bumping the version revokes every token issued before.
@@ -18,6 +19,8 @@ from functools import cache
 import jwt
 from flask import current_app
 from passlib.context import CryptContext
+
+from app.models.base import db_int
 
 PASSWORD_MIN_CHARS = 8
 PASSWORD_MAX_BYTES = 72
@@ -69,21 +72,27 @@ def hash_password(password: str) -> str:
     return off_the_event_loop(_context(current_app.config["BCRYPT_ROUNDS"]).hash, password)
 
 
-def verify_password(password: str, password_hash: str) -> bool:
-    # An over-long secret can never have been stored, so it cannot match.
-    if len(password.encode("utf-8")) > PASSWORD_MAX_BYTES:
-        return False
-    return off_the_event_loop(pwd_context.verify, password, password_hash)
+# A well-formed bcrypt hash (salt and checksum) that no password matches, at any cost: the cost
+# field is rewritten to the configured one, so checking against it costs what a real check costs,
+# without computing a hash first.
+_DUMMY_HASH_TAIL = "k1tr3EtSgwrur7igTPyt4.eespD.doURJf7SKTcHsNeTCDRRoygJi"
 
 
-@cache
 def _dummy_hash(rounds: int) -> str:
-    return _context(rounds).hash("not-a-real-password")
+    return f"$2b${rounds:02d}${_DUMMY_HASH_TAIL}"
 
 
-def burn_password_check(password: str) -> None:
-    """Spend the same time as a real check, so unknown emails are not revealed by timing."""
-    verify_password(password[:PASSWORD_MAX_BYTES], _dummy_hash(current_app.config["BCRYPT_ROUNDS"]))
+def verify_password(password: str, password_hash: str | None) -> bool:
+    """Whether ``password`` matches ``password_hash`` (None: there is no such account).
+
+    Every call does exactly one bcrypt check, so the answer's timing reveals nothing: an
+    unknown account, or a password bcrypt could never have hashed (over 72 bytes), is checked
+    against a dummy hash at the configured cost and answers False."""
+    secret = password.encode("utf-8")
+    usable = password_hash is not None and len(secret) <= PASSWORD_MAX_BYTES
+    target = password_hash if usable else _dummy_hash(current_app.config["BCRYPT_ROUNDS"])
+    matched = off_the_event_loop(pwd_context.verify, secret[:PASSWORD_MAX_BYTES], target)
+    return usable and matched
 
 
 class TokenError(Exception):
@@ -114,7 +123,12 @@ def decode_token(token: str) -> tuple[int, int]:
             algorithms=[JWT_ALGORITHM],
             options={"require": ["sub", "exp", "iat"]},
         )
-        return int(claims["sub"]), int(claims.get("ver", 0))
+        # A user id must fit the id column: a larger one names no user and would overflow
+        # inside the query (a 500), even in a token we signed ourselves.
+        user_id = db_int(claims["sub"]) if isinstance(claims["sub"], str) else None
+        if user_id is None:
+            raise ValueError("sub is not a user id")
+        return user_id, int(claims.get("ver", 0))
     except jwt.ExpiredSignatureError as exc:
         raise TokenError("token_expired", "The token has expired; log in again.") from exc
     except (jwt.InvalidTokenError, ValueError, TypeError) as exc:

@@ -171,3 +171,37 @@ def test_pages_ignore_bearer_tokens(app, client):
     resp = client.get("/", headers=user.headers)
     assert resp.status_code == 302
     assert "/login" in resp.headers["Location"]
+
+
+@pytest.mark.parametrize(
+    ("registered", "spelling"),
+    [
+        ("ada@example.com", " ADA@Example.COM "),
+        ("ada@example.com", "ａda@example.com"),  # fullwidth a
+        ("ada@example.com", "ada@ｅxample.com"),  # fullwidth e in the domain
+        ("ada@example.com", "ａｄａ＠ｅｘａｍｐｌｅ．ｃｏｍ"),
+        ("ada@bücher.example", "ada@xn--bcher-kva.example"),
+        ("ada@xn--bcher-kva.example", "Ada@BÜCHER.example"),
+    ],
+)
+def test_every_spelling_of_an_email_is_one_account(app, client, registered, spelling):
+    user = make_user(app, email=registered)
+    login = client.post("/api/auth/login", json={"email": spelling, "password": user.password})
+    assert login.status_code == 200
+    assert login.get_json()["user"]["id"] == user.id
+    again = client.post(
+        "/api/auth/register", json={"email": spelling, "password": DEFAULT_PASSWORD}
+    )
+    assert again.status_code == 409
+    assert again.get_json()["error"]["code"] == "email_taken"
+
+
+@pytest.mark.parametrize("user_id", [2**31, 2**40, 2**64])
+def test_a_signed_token_naming_an_id_beyond_32_bits_is_401(app, client, user_id):
+    """Signed with our key, so only the id is wrong: it can name no row (PostgreSQL integer
+    overflows at 2**31, SQLite at 2**63), and must not reach the query."""
+    with app.app_context():
+        token = issue_token(user_id, 0)
+    resp = client.get("/api/auth/me", headers=bearer(token))
+    assert resp.status_code == 401
+    assert resp.get_json()["error"]["code"] == "token_invalid"

@@ -145,3 +145,28 @@ def test_logout_everywhere_ends_other_sessions(app, auth):
     laptop.post("/logout-everywhere")
     assert phone.get("/").status_code == 302
     assert laptop.get("/").status_code == 302
+
+
+def test_a_session_cookie_replayed_after_logout_is_logged_out(app, client, auth):
+    make_user(app, email="ada@example.com")
+    auth.login()
+    stolen = client.get_cookie("session").value
+    assert client.get("/").status_code == 200
+    auth.logout()
+    client.set_cookie("session", stolen)  # the copy taken before "Log out"
+    page = client.get("/")
+    assert page.status_code == 302
+    assert page.headers["Location"].startswith("/login")
+    api = client.get("/api/projects")
+    assert api.status_code == 401
+    assert api.get_json()["error"]["code"] == "unauthorized"
+
+
+def test_logging_out_ends_only_that_session(app, auth):
+    make_user(app, email="ada@example.com")
+    laptop, phone = app.test_client(), app.test_client()
+    for c in (laptop, phone):
+        c.post("/login", data={"email": "ada@example.com", "password": DEFAULT_PASSWORD})
+    laptop.post("/logout")
+    assert laptop.get("/").status_code == 302
+    assert phone.get("/").status_code == 200

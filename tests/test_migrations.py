@@ -1,7 +1,9 @@
-"""The migrations build exactly the schema the models describe, on SQLite and PostgreSQL."""
+"""The migrations build exactly the schema the models describe, on SQLite and PostgreSQL.
 
-import os
+On PostgreSQL the check runs in a schema of its own inside the test database
+(``TEST_DATABASE_URL``), so it never creates or drops another database on a shared server."""
 
+import psycopg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -9,33 +11,42 @@ from flask_migrate import downgrade, upgrade
 
 from app import create_app
 from app.extensions import db
-from tests.conftest import base_config, drop_pg_database, recreate_pg_database
+from tests.conftest import base_config
+
+SCHEMA = "migration_check"
 
 
-def _scratch_urls(tmp_path):
-    yield f"sqlite:///{tmp_path / 'migrations.db'}"
-    pg = os.environ.get("TEST_DATABASE_URL")
-    if pg:
-        yield pg.rsplit("/", 1)[0] + "/prompthub_migration_check"
+@pytest.fixture
+def scratch_url(request, tmp_path):
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'migrations.db'}"
+        return
+    pg_url = request.getfixturevalue("pg_url")  # the test database, created for the session
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
+        conn.execute(f"CREATE SCHEMA {SCHEMA}")
+    joiner = "&" if "?" in pg_url else "?"
+    yield f"{pg_url}{joiner}options=-csearch_path%3D{SCHEMA}"
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
 
 
 @pytest.mark.parametrize(
-    "backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+    "scratch_url",
+    ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)],
+    indirect=True,
 )
-def test_upgrade_from_empty_matches_the_models(tmp_path, backend):
-    url = next(u for u in _scratch_urls(tmp_path) if u.startswith(backend))
-    if backend == "postgresql":
-        recreate_pg_database(url)
-    app = create_app(base_config(url))
-    try:
-        with app.app_context():
-            upgrade()
-            with db.engine.connect() as conn:
-                diff = compare_metadata(MigrationContext.configure(conn), db.metadata)
-            assert diff == [], f"models and migrations differ: {diff}"
-            downgrade(revision="base")
-            upgrade()
-            db.engine.dispose()
-    finally:
-        if backend == "postgresql":
-            drop_pg_database(url)
+def test_upgrade_from_empty_matches_the_models(scratch_url):
+    app = create_app(base_config(scratch_url))
+    with app.app_context():
+        upgrade()
+        with db.engine.connect() as conn:
+            assert (
+                conn.dialect.name == "sqlite"
+                or conn.exec_driver_sql("SELECT current_schema()").scalar() == SCHEMA
+            )
+            diff = compare_metadata(MigrationContext.configure(conn), db.metadata)
+        assert diff == [], f"models and migrations differ: {diff}"
+        downgrade(revision="base")
+        upgrade()
+        db.engine.dispose()

@@ -303,6 +303,23 @@ class TestWhenProvidersFail:
         assert events[-1][0] == "error"
 
 
+def test_a_cross_origin_cookie_write_matches_the_document(app, client, api):
+    user = make_user(app)
+    client.post("/login", data={"email": user.email, "password": user.password})
+    refused = api(
+        "post", "/api/projects", json={"name": "Bot"}, headers={"Origin": "https://evil.example"}
+    )
+    assert refused.status_code == 403
+    documented = {
+        (method, path)
+        for path, item in spec()["paths"].items()
+        for method, operation in item.items()
+        if method in METHODS and "403" in operation["responses"]
+    }
+    writes = {key for key in documented_operations(spec()) if key[0] != "get"}
+    assert documented == writes
+
+
 class TestWhenRateLimited:
     @pytest.fixture
     def config_overrides(self):

@@ -5,6 +5,7 @@ API and a page elsewhere; nothing is stored for a refused request."""
 from __future__ import annotations
 
 import io
+import os
 import uuid
 
 import pytest
@@ -13,7 +14,8 @@ from app.extensions import db
 from app.models import Message
 from tests.factories import make_project, make_user
 
-REDIS = "redis://127.0.0.1:6379/15"
+# A Redis database of its own (TEST_REDIS_URL), so parallel checkouts never share one.
+REDIS = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 
 @pytest.fixture(params=["memory://", REDIS])
@@ -59,6 +61,49 @@ def test_login_is_limited_per_account_across_addresses(app, client):
     # Even the right password waits: the account is what is being guessed.
     right = api_login(client, "ADA@example.com", "correct horse battery", ip="10.0.2.1")
     assert right.status_code == 429
+
+
+@pytest.mark.parametrize(
+    ("registered", "spellings"),
+    [
+        (
+            "ada@example.com",
+            [
+                "ada@example.com",
+                " ADA@Example.COM ",
+                "ada@ｅxample.com",  # fullwidth e in the domain
+                "ａda@example.com",  # fullwidth a in the local part
+                "ａｄａ＠ｅｘａｍｐｌｅ．ｃｏｍ",  # all fullwidth, @ and dot included
+            ],
+        ),
+        (
+            "ada@bücher.example",
+            ["ada@bücher.example", "ada@xn--bcher-kva.example", "Ada@BÜCHER.example"],
+        ),
+    ],
+)
+def test_every_spelling_of_an_email_counts_against_one_account(app, client, registered, spellings):
+    make_user(app, email=registered)
+    statuses = [
+        api_login(client, email, ip=f"10.0.3.{i}").status_code for i, email in enumerate(spellings)
+    ]
+    assert statuses == [401, 401] + [429] * (len(spellings) - 2)
+
+
+def test_the_account_limit_reads_no_body_before_the_size_check(app, client):
+    """The per-account key comes from the parsed body, so it is counted after the view checked
+    the body's size: an oversized body is a 413 without a byte of it being read."""
+    size = app.config["MAX_JSON_KB"] * 1024 + 1
+
+    body = io.BytesIO(b'{"email": "ada@example.com", "password": "' + b"x" * size + b'"}')
+    resp = client.post(
+        "/api/auth/login",
+        input_stream=body,
+        content_length=len(body.getvalue()),
+        content_type="application/json",
+    )
+    assert resp.status_code == 413
+    assert body.tell() == 0  # nothing of the body was read
 
 
 def test_login_page_answers_429_as_a_page(app, client):

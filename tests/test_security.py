@@ -87,3 +87,49 @@ def test_bcrypt_does_not_freeze_a_gevent_worker():
         [sys.executable, "-c", GEVENT_PROBE], capture_output=True, text=True, check=True
     )
     assert float(out.stdout.strip().splitlines()[-1]) < 0.15  # one bcrypt at cost 12: ~0.25 s
+
+
+@pytest.fixture
+def bcrypt_costs(monkeypatch):
+    """The cost of every bcrypt computation, recorded by wrapping the bcrypt library itself
+    (the real work still happens): the honest measure of how long a login takes."""
+    import bcrypt
+
+    costs: list[int] = []
+    real_hashpw = bcrypt.hashpw
+
+    def counting_hashpw(secret, salt):
+        costs.append(int(salt.split(b"$")[2]))
+        return real_hashpw(secret, salt)
+
+    monkeypatch.setattr(bcrypt, "hashpw", counting_hashpw)
+    return costs
+
+
+LONG = "é" * 40  # 40 characters, 80 bytes: over bcrypt's 72
+
+
+@pytest.mark.parametrize(
+    ("email", "password"),
+    [
+        pytest.param("ada@example.com", "correct horse battery", id="right"),
+        pytest.param("ada@example.com", "wrong password", id="wrong"),
+        pytest.param("ada@example.com", LONG, id="wrong-over-72-bytes"),
+        pytest.param("ada@example.com", "x" * 73, id="wrong-73-ascii"),
+        pytest.param("bob@example.com", "wrong password", id="unknown"),
+        pytest.param("bob@example.com", LONG, id="unknown-over-72-bytes"),
+        pytest.param("bob@example.com", "x" * 200, id="unknown-200-ascii"),
+        pytest.param("not an email", "wrong password", id="not-an-email"),
+        pytest.param("not an email", LONG, id="not-an-email-over-72-bytes"),
+        pytest.param("", "", id="empty"),
+    ],
+)
+def test_login_does_the_same_bcrypt_work_for_every_input(
+    app, client, bcrypt_costs, email, password
+):
+    from tests.factories import make_user
+
+    make_user(app, email="ada@example.com")
+    bcrypt_costs.clear()
+    client.post("/api/auth/login", json={"email": email, "password": password})
+    assert bcrypt_costs == [app.config["BCRYPT_ROUNDS"]]

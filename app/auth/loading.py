@@ -8,19 +8,27 @@ Rules, applied to the whole app:
   ``fetch`` alike, must carry a CSRF token (form field or ``X-CSRFToken`` header).
 - Anonymous JSON calls under ``/api/`` (register, login) skip CSRF: they carry no cookie
   credential, and they must be ``application/json``, which a cross-site form cannot send.
+- Beside the token (defence in depth), the same requests are refused with a 403
+  ``cross_origin`` when their ``Origin`` header, or without one their ``Referer``, names another
+  origin (scheme, host, port) than the request's own (``TRUST_PROXY``: the forwarded scheme and
+  host, through ProxyFix). ``Origin: null`` and an unreadable value count as another origin.
+  Requests naming neither are left to the token alone (old browsers, privacy tools).
 """
 
 from __future__ import annotations
+
+from urllib.parse import urlsplit
 
 from flask import Flask, g, redirect, request, url_for
 from flask_login import current_user
 
 from app.auth import services
-from app.errors import Unauthorized, wants_json
+from app.errors import Forbidden, Unauthorized, wants_json
 from app.extensions import csrf, login_manager
 from app.security import TokenError
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS", "TRACE"}
+DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def bearer_token() -> str | None:
@@ -32,6 +40,28 @@ def bearer_token() -> str | None:
     if scheme.lower() != "bearer":
         return None
     return token.strip() or ""
+
+
+def origin_of(url: str) -> tuple[str, str, int] | None:
+    """``(scheme, host, port)`` of an http(s) URL, default ports filled in; None if unreadable."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if scheme not in DEFAULT_PORTS or not parts.hostname:
+        return None
+    return scheme, parts.hostname.lower(), port or DEFAULT_PORTS[scheme]
+
+
+def from_another_origin() -> bool:
+    """Whether the request's ``Origin`` (or, without one, ``Referer``) names another origin than
+    its own. False when it names neither."""
+    claimed = request.headers.get("Origin") or request.headers.get("Referer")
+    if not claimed:
+        return False
+    return origin_of(claimed) != origin_of(request.host_url)
 
 
 @login_manager.user_loader
@@ -80,5 +110,11 @@ def init_app(app: Flask) -> None:
             return None
         if wants_json() and not current_user.is_authenticated:
             return None
+        if from_another_origin():
+            raise Forbidden(
+                "This request came from another site, so it was refused. "
+                "Go back to PromptHub and try again from there.",
+                code="cross_origin",
+            )
         csrf.protect()
         return None

@@ -11,7 +11,7 @@ from app.auth import services
 from app.auth.forms import ConfirmForm, LoginForm, RegisterForm
 from app.errors import AppError
 from app.forms import apply_errors
-from app.limits import login_per_account, login_per_address, register_per_address
+from app.limits import count_login_attempt, login_per_address, register_per_address
 
 bp = Blueprint("auth", __name__)
 
@@ -28,6 +28,7 @@ def safe_next(target: str | None) -> str | None:
 
 def _start_session(user, remember: bool) -> None:
     session.clear()  # a fresh session at login: nothing from before survives (fixation)
+    services.start_session(user=user)  # the server-side row "Log out" deletes
     login_user(user)
     session.permanent = remember
 
@@ -54,13 +55,13 @@ def register():
 
 @bp.route("/login", methods=["GET", "POST"])
 @login_per_address
-@login_per_account
 def login():
     target = safe_next(request.args.get("next"))
     if current_user.is_authenticated:
         return redirect(target or url_for("projects.index"))
     form = LoginForm()
     if form.validate_on_submit():
+        count_login_attempt(form.email.data)  # 429 when this account had too many tries
         try:
             user = services.authenticate(email=form.email.data, password=form.password.data)
         except AppError as exc:
@@ -75,6 +76,8 @@ def login():
 @bp.post("/logout")
 def logout():
     if ConfirmForm().validate_on_submit():
+        if current_user.is_authenticated:
+            services.end_session(user=current_user)  # a copy of the cookie is dead too
         logout_user()
         session.clear()
         flash("You are logged out.", "info")

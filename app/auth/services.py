@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import secrets
+from datetime import timedelta
 
-from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import select, update
+from flask import current_app
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from app.errors import Conflict, Unauthorized, ValidationFailed
 from app.extensions import db
-from app.models import User
+from app.identity import canonical_email
+from app.models import User, UserSession
+from app.models.base import utcnow
 from app.security import (
     TokenError,
-    burn_password_check,
     decode_token,
     hash_password,
     issue_token,
@@ -24,24 +28,14 @@ from app.security import (
 log = logging.getLogger(__name__)
 NAME_MAX = 80
 BAD_CREDENTIALS = "Invalid email or password."
-
-
-def normalise_email(raw: str | None) -> str:
-    email = (raw or "").strip()
-    if not email:
-        raise ValidationFailed(fields={"email": "Enter your email address."})
-    try:
-        checked = validate_email(email, check_deliverability=False)
-    except EmailNotValidError as exc:
-        raise ValidationFailed(fields={"email": str(exc)}) from exc
-    # Case-insensitive uniqueness: we store one canonical lower-case form.
-    return checked.normalized.lower()
+# A session's last_seen_at and sliding expiry are written at most this often (not every request).
+SESSION_TOUCH_EVERY = timedelta(minutes=5)
 
 
 def register_user(*, email: str | None, password: str | None, name: str | None = None) -> User:
     fields: dict[str, str] = {}
     try:
-        email = normalise_email(email)
+        email = canonical_email(email)  # stored in this form: one spelling per account
     except ValidationFailed as exc:
         fields.update(exc.fields or {})
     problem = password_problem(password or "")
@@ -75,18 +69,15 @@ def register_user(*, email: str | None, password: str | None, name: str | None =
 
 
 def authenticate(*, email: str | None, password: str | None) -> User:
-    """The user with these credentials. Same error, same time, whether the email exists or not."""
-    password = password or ""
+    """The user with these credentials. Same error, same bcrypt work, whatever was wrong: an
+    unknown email, a malformed one, a wrong password, or one too long for bcrypt."""
     try:
-        email = normalise_email(email)
+        email = canonical_email(email)
     except ValidationFailed:
-        burn_password_check(password)
-        raise Unauthorized(BAD_CREDENTIALS, code="invalid_credentials") from None
-    user = db.session.scalar(select(User).where(User.email == email))
-    if user is None:
-        burn_password_check(password)
-        raise Unauthorized(BAD_CREDENTIALS, code="invalid_credentials")
-    if not verify_password(password, user.password_hash):
+        email = None  # names no account; still checked below, against the dummy hash
+    user = db.session.scalar(select(User).where(User.email == email)) if email else None
+    matched = verify_password(password or "", user.password_hash if user else None)
+    if user is None or not matched:
         raise Unauthorized(BAD_CREDENTIALS, code="invalid_credentials")
     return user
 
@@ -96,23 +87,77 @@ def token_for(user: User) -> str:
 
 
 def revoke_all_sessions(*, user: User) -> None:
-    """Log out everywhere: every token and session issued before now stops working."""
+    """Log out everywhere: every token issued before now stops working, every session ends."""
     db.session.execute(
         update(User).where(User.id == user.id).values(token_version=User.token_version + 1)
     )
+    db.session.execute(delete(UserSession).where(UserSession.user_id == user.id))
     db.session.commit()
     db.session.refresh(user)
 
 
+def _session_key(session_id: str) -> str:
+    """The stored form of a session id: its SHA-256, so the table holds no usable session id."""
+    return hashlib.sha256(session_id.encode()).hexdigest()
+
+
+def _session_lifetime() -> timedelta:
+    return current_app.config["PERMANENT_SESSION_LIFETIME"]
+
+
+def start_session(*, user: User) -> str:
+    """A new login session for ``user`` (also set as ``user.session_id``); its id goes into the
+    cookie. The user's expired sessions are deleted on the way, so rows do not pile up."""
+    now = utcnow()
+    session_id = secrets.token_urlsafe(32)
+    db.session.execute(
+        delete(UserSession).where(UserSession.user_id == user.id, UserSession.expires_at <= now)
+    )
+    db.session.add(
+        UserSession(
+            id=_session_key(session_id),
+            user_id=user.id,
+            created_at=now,
+            last_seen_at=now,
+            expires_at=now + _session_lifetime(),
+        )
+    )
+    db.session.commit()
+    user.session_id = session_id
+    return session_id
+
+
+def end_session(*, user: User) -> None:
+    """Log out: the session ``user`` was loaded through ends; a copy of its cookie is dead."""
+    if user.session_id is None:
+        return
+    db.session.execute(delete(UserSession).where(UserSession.id == _session_key(user.session_id)))
+    db.session.commit()
+
+
 def user_for_session_id(session_id: str) -> User | None:
-    try:
-        raw_id, raw_version = session_id.split(":", 1)
-        user_id, version = int(raw_id), int(raw_version)
-    except ValueError:
+    """The user of a live login session, in one indexed query (user joined to the session's
+    primary key); None when the session ended or expired. Use slides the expiry forward, written
+    at most every ``SESSION_TOUCH_EVERY``."""
+    if not session_id or len(session_id) > 100:
         return None
-    user = db.session.get(User, user_id)
-    if user is None or user.token_version != version:
+    key, now = _session_key(session_id), utcnow()
+    row = db.session.execute(
+        select(User, UserSession.last_seen_at)
+        .join(UserSession, UserSession.user_id == User.id)
+        .where(UserSession.id == key, UserSession.expires_at > now)
+    ).first()
+    if row is None:
         return None
+    user, last_seen = row
+    if now - last_seen >= SESSION_TOUCH_EVERY:
+        db.session.execute(
+            update(UserSession)
+            .where(UserSession.id == key)
+            .values(last_seen_at=now, expires_at=now + _session_lifetime())
+        )
+        db.session.commit()
+    user.session_id = session_id
     return user
 
 

@@ -5,6 +5,7 @@ from app.models.chat import Conversation, Message, MessageStatus, Role
 from app.models.file import StoredFile, SyncStatus, TextStatus
 from app.models.project import Project
 from app.models.prompt import PromptVersion
+from app.models.session import UserSession
 from app.models.user import User
 
 __all__ = [
@@ -19,4 +20,5 @@ __all__ = [
     "SyncStatus",
     "TextStatus",
     "User",
+    "UserSession",
 ]

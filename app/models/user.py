@@ -1,6 +1,7 @@
-"""Accounts. Emails are stored normalised (trimmed, lower-case), so the unique constraint is
-case-insensitive. ``token_version`` is bumped by "log out everywhere": it is part of every JWT
-and of the session id, so bumping it revokes both."""
+"""Accounts. Emails are stored in one canonical form (``app.identity.canonical_email``: NFKC,
+trimmed, IDNA domain, lower-case), so the unique constraint ignores case and spelling.
+``token_version`` is bumped by "log out everywhere": it is part of every JWT, so bumping it
+revokes them (the same action deletes every login session, see ``models/session.py``)."""
 
 from __future__ import annotations
 
@@ -20,10 +21,15 @@ class User(CreatedAtMixin, UserMixin, Base):
     password_hash: Mapped[str] = mapped_column(String(255), nullable=False)
     token_version: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
 
+    # The login session this user was loaded through (``auth.services``); not a column.
+    session_id = None
+
     def get_id(self) -> str:
-        # Flask-Login stores this in the session; the version makes old sessions invalid
-        # once the user logs out everywhere.
-        return f"{self.id}:{self.token_version}"
+        # Flask-Login stores this in the signed session cookie: the random id of this login's
+        # ``user_sessions`` row, so "Log out" can end exactly this session on the server.
+        if self.session_id is None:
+            raise RuntimeError("log in through auth.services.start_session")
+        return self.session_id
 
     @property
     def display_name(self) -> str:
