@@ -5,6 +5,7 @@ from outside with the asyncio load generator (``loadgen.py``) and psutil.
     python -m tests.bench.harness streams --threads 128     # platform vs direct, 1..200 streams
     python -m tests.bench.harness streams --worker-class gevent
     python -m tests.bench.harness endpoints                 # rps, history, memory, start time
+    python -m tests.bench.harness bombs --worker-class gevent --levels 1,10  # TTFT under PDF bombs
 
 Every run prints one JSON document (``--out`` writes it too) with the machine, the date, the load
 average before each measurement, and per level: time to first token (median, p95), total time,
@@ -152,6 +153,7 @@ class Stack:
             PORT=str(self.port),
             WEB_CONCURRENCY=str(self.server.workers),
             GUNICORN_THREADS=str(self.server.threads),
+            UPLOAD_DIR=str(self.workdir / "uploads"),
             NO_PROXY="127.0.0.1,localhost",
             no_proxy="127.0.0.1,localhost",
         )
@@ -389,6 +391,51 @@ async def streams(
     return rows
 
 
+async def bombs(
+    stack: Stack, levels: tuple[int, ...], duration: float, account: Account, count: int = 10
+) -> dict[str, Any]:
+    """Chat streams on a quiet server, then while ``count`` PDF bombs (tests/pdfs.py) are being
+    extracted: time to first token and errors, the uploads' answers, and how many bombs were
+    still pending when the measurement ended (so it really overlapped the extraction)."""
+    from tests.pdfs import bomb_pdf
+
+    target = platform_target(stack, account)
+    await run_level(target, 4, duration=0.5, min_rounds=2)
+    report: dict[str, Any] = {"quiet": [], "bombs": [], "uploads": []}
+    for level in levels:
+        report["quiet"].append(
+            await measure_level(stack, target, level, duration, server_side=True)
+        )
+
+    async def upload(client: httpx.AsyncClient, i: int) -> dict[str, Any]:
+        started = time.perf_counter()
+        try:
+            r = await client.post(
+                f"/api/projects/{account.project_id}/files",
+                files={"file": (f"bomb{i}.pdf", bomb_pdf(pages=20 + i))},
+            )
+            outcome: Any = r.status_code
+        except httpx.HTTPError as exc:
+            outcome = type(exc).__name__
+        return {"answer": outcome, "seconds": round(time.perf_counter() - started, 2)}
+
+    async with httpx.AsyncClient(
+        base_url=stack.url, headers=account.bearer, timeout=10, trust_env=False
+    ) as client:
+        report["uploads"] = await asyncio.gather(*(upload(client, i) for i in range(count)))
+        for level in levels:
+            report["bombs"].append(
+                await measure_level(stack, target, level, duration, server_side=True)
+            )
+        try:
+            files = (await client.get(f"/api/projects/{account.project_id}/files")).json()
+            statuses = [f["text"]["status"] for f in files["data"]]
+            report["pending_at_end"] = statuses.count("pending")
+        except (httpx.HTTPError, ValueError, KeyError) as exc:
+            report["pending_at_end"] = type(exc).__name__
+    return report
+
+
 def session_cookie(base: str, account: Account) -> httpx.Cookies:
     with httpx.Client(base_url=base, trust_env=False, timeout=30) as client:
         page = client.get("/login")
@@ -578,7 +625,7 @@ def profile(
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("what", choices=["fake", "streams", "endpoints", "profile"])
+    parser.add_argument("what", choices=["fake", "streams", "endpoints", "profile", "bombs"])
     parser.add_argument("--worker-class", default="gthread")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=64)
@@ -605,6 +652,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             account = make_account(stack.url, "bench@example.com")
             if args.what == "streams":
                 report["streams"] = asyncio.run(streams(stack, levels, args.duration, account))
+            elif args.what == "bombs":
+                report["bombs"] = asyncio.run(bombs(stack, levels, args.duration, account))
             elif args.what == "profile":
                 report["profile"] = profile(stack, account, levels[0], args.duration, args.out)
             else:
