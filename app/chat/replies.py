@@ -34,7 +34,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from app import maintenance
 from app.extensions import db
-from app.models import Conversation, Message, MessageStatus
+from app.models import Message, MessageStatus
 from app.models.base import utcnow
 
 log = logging.getLogger(__name__)
@@ -71,26 +71,27 @@ def checkpoint(reply_id: int, text: str) -> None:
         rollback()
 
 
-def _write(reply_id: int, conversation_id: int, values: dict[str, Any]) -> None:
+def _write(reply_id: int, values: dict[str, Any]) -> None:
+    """One statement: the conversation's ``updated_at`` was set when the turn started (its
+    place in the list is the time of the user's last message), so the end of a reply touches
+    only its own row."""
     db.session.execute(
         update(Message)
         .where(Message.id == reply_id, Message.status.in_(OPEN))
         .values(**values, lease_until=None)
-    )
-    db.session.execute(
-        update(Conversation).where(Conversation.id == conversation_id).values(updated_at=utcnow())
     )
     db.session.commit()
 
 
 def finish(reply_id: int, conversation_id: int, values: dict[str, Any]) -> bool:
     """Store the reply's final state. True when it is in the database; False when the database
-    stayed unreachable for ``CHAT_STORE_RETRY_SECONDS`` and the reply went to the spool."""
+    stayed unreachable for ``CHAT_STORE_RETRY_SECONDS`` and the reply went to the spool (with
+    its conversation, for whoever reads the spool by hand)."""
     deadline = time.monotonic() + current_app.config["CHAT_STORE_RETRY_SECONDS"]
     delay = 0.1
     while True:
         try:
-            _write(reply_id, conversation_id, values)
+            _write(reply_id, values)
             return True
         except DB_DOWN as exc:
             rollback()
@@ -154,7 +155,7 @@ def replay_spool(app: Flask | None = None) -> int:
     written = 0
     for path, entry in spool().entries():
         try:
-            _write(entry["reply_id"], entry["conversation_id"], entry["values"])
+            _write(entry["reply_id"], entry["values"])
         except DB_DOWN as exc:
             rollback()
             log.warning("spooled replies wait: database still unavailable (%s)", exc)

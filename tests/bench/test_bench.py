@@ -58,3 +58,14 @@ def test_load_50_users_for_60_seconds_loses_nothing():
     assert not report["transport_errors"]
     assert not any(report["lost"].values())
     assert not any(report["unacknowledged_rows"].values())
+
+
+def test_chat_keeps_answering_while_ten_pdf_bombs_are_extracted():
+    from tests.bench.harness import main
+
+    out = OUT / "bombs.json"
+    report = main(["bombs", "--worker-class", "gevent", "--levels", "1,10", "--duration", "6",
+                   "--out", str(out)])  # fmt: skip
+    assert [u["answer"] for u in report["bombs"]["uploads"]] == [201] * 10
+    for row in report["bombs"]["quiet"] + report["bombs"]["bombs"]:
+        assert row["errors"] == 0, row
