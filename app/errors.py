@@ -16,6 +16,8 @@ from flask_limiter import RateLimitExceeded
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from app.observability import log_safe
+
 log = logging.getLogger(__name__)
 
 
@@ -148,5 +150,5 @@ def register_error_handlers(app: Flask) -> None:
         from app.extensions import db
 
         db.session.rollback()
-        log.exception("unhandled error on %s %s", request.method, request.path)
+        log.exception("unhandled error on %s %s", request.method, log_safe(request.path))
         return _respond(500, "internal_error", "Something went wrong on our side.")
