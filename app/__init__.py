@@ -58,6 +58,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     from app import (
         api,
+        edge,
         limits,
         models,  # noqa: F401  (register every table on the metadata)
         observability,
@@ -69,6 +70,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from app.errors import register_error_handlers
     from app.extensions import MIGRATE_OPTIONS, csrf, db, login_manager
 
+    edge.init_app(app)
     db.init_app(app)
     if app.config["DB_MIGRATE_COMMANDS"]:
         from flask_migrate import Migrate

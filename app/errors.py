@@ -126,10 +126,9 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(RequestEntityTooLarge)
     def handle_too_large(exc: RequestEntityTooLarge):
-        """Werkzeug refuses a body over ``MAX_CONTENT_LENGTH`` from its Content-Length alone."""
-        limit_mb = app.config["MAX_UPLOAD_MB"]
-        message = f"The request is larger than the {limit_mb} MB upload limit."
-        return _respond(413, "payload_too_large", message)
+        """A body over its route's cap (``app/edge.py``: declared or counted while read, the
+        message names the limit), or a multipart text part over Werkzeug's own limit."""
+        return _respond(413, "payload_too_large", exc.description or exc.name)
 
     @app.errorhandler(RateLimitExceeded)
     def handle_rate_limited(exc: RateLimitExceeded):

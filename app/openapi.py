@@ -297,7 +297,8 @@ SCHEMAS["ChatStreamEvent"] = {
 
 ERRORS = {
     400: ("BadRequest", "Malformed request: `invalid_json` (not JSON, or not an object), "
-          "`invalid_input` (a NUL character in the query string), `csrf_failed` (a "
+          "`json_too_deep` (arrays and objects nested more than 64 levels), `invalid_input` (a "
+          "NUL character in the path or the query string), `csrf_failed` (a "
           "cookie-authenticated write without `X-CSRFToken`)."),
     401: ("Unauthorized", "No or a bad credential: `unauthorized`, `token_invalid`, "
           "`token_expired`, `token_revoked`. Also answered to any request that sends a bad "
@@ -305,7 +306,8 @@ ERRORS = {
     404: ("NotFound", "`not_found`: missing, or another user's (indistinguishable)."),
     409: ("Conflict", "`conflict`: the request conflicts with stored data."),
     413: ("PayloadTooLarge", "`payload_too_large`: a JSON body over `MAX_JSON_KB` (256 KiB), "
-          "or a request over the upload limit."),
+          "or a request over the upload limit, with or without a `Content-Length` (a chunked "
+          "body is refused at the first byte past the limit)."),
     415: ("UnsupportedMediaType", "`unsupported_media_type`: send `application/json`."),
     422: ("ValidationFailed", "`validation_failed`: see `fields` for what is wrong."),
     429: ("RateLimited", "`rate_limited`: too many requests from this address, account or "
