@@ -314,6 +314,8 @@ ERRORS = {
           "user (`RATELIMIT_*`); nothing was done. Wait `Retry-After` seconds."),
     502: ("ProviderUnavailable", "Every language model provider failed: "
           "`provider_unavailable`, `provider_rejected` (400-class refusal), `content_policy`."),
+    503: ("DatabaseUnavailable", "`database_unavailable`: the database cannot be reached for "
+          "a moment; nothing was done. Try again after `Retry-After` seconds."),
 }  # fmt: skip
 
 
@@ -325,12 +327,19 @@ def error(status: int, description: str | None = None) -> Schema:
     return {"description": description, "content": _json(ref("Error"))}
 
 
-_RETRY_AFTER = {
-    "Retry-After": {
-        "required": True,
-        "description": "Seconds until the limit lets a request through again.",
-        "schema": {"type": "integer", "minimum": 0},
+def _retry_after(description: str) -> dict:
+    return {
+        "Retry-After": {
+            "required": True,
+            "description": description,
+            "schema": {"type": "integer", "minimum": 0},
+        }
     }
+
+
+_RETRY_AFTER = {
+    429: _retry_after("Seconds until the limit lets a request through again."),
+    503: _retry_after("Seconds to wait before trying again."),
 }
 
 
@@ -367,8 +376,9 @@ def op(
     public: bool = False,
     rate_limited: bool = False,
 ) -> dict:
-    """One operation. The errors every operation of its kind can answer are added here (400
-    and 401 always: the query-string guard and a bad token; 413, 415 and 422 with a JSON body;
+    """One operation. The errors every operation of its kind can answer are added here (400,
+    401 and 503 always: the path and query-string guard, a bad token, the database out of
+    reach; 413, 415 and 422 with a JSON body;
     429 when ``rate_limited``) and in ``_build`` (404 for every path with an id in it), so no
     operation can forget them."""
     result: dict[str, Any] = {"operationId": operation_id, "tags": [tag], "summary": summary}
@@ -388,7 +398,7 @@ def op(
         result["requestBody"] = {"required": True, "content": body_content}
     if rate_limited:
         responses = {429: error(429), **responses}
-    result["responses"] = {400: error(400), 401: error(401), **responses}
+    result["responses"] = {400: error(400), 401: error(401), 503: error(503), **responses}
     return result
 
 
@@ -868,7 +878,7 @@ def _build() -> dict:
             "schemas": SCHEMAS,
             "responses": {
                 name: {"description": description, "content": _json(ref("Error"))}
-                | ({"headers": _RETRY_AFTER} if status == 429 else {})
+                | ({"headers": _RETRY_AFTER[status]} if status in _RETRY_AFTER else {})
                 for status, (name, description) in ERRORS.items()
             },
         },
