@@ -121,6 +121,7 @@ def test_database_down_is_503_with_retry_after_and_recovers(server, database):
             for name, resp in answers.items():
                 assert resp.status_code == 503, (name, resp.status_code, resp.text[:300])
                 assert int(resp.headers["Retry-After"]) > 0, name
+                assert "no-store" in resp.headers["Cache-Control"], name
             for name in ("api list", "api login", "api register", "page's API call"):
                 assert answers[name].json()["error"]["code"] == "database_unavailable"
             page = answers["page"]

@@ -9,7 +9,7 @@ from flask import Flask
 
 from app import create_app
 from tests.conftest import base_config
-from tests.factories import make_project
+from tests.factories import make_file, make_project
 
 EXPECTED = {
     "X-Content-Type-Options": "nosniff",
@@ -160,3 +160,29 @@ def test_requests_refused_early_get_a_request_id_in_the_header_and_the_log(
     assert client.get("/healthz", headers={"X-Request-ID": "trace-7"}).headers["X-Request-ID"] == (
         "trace-7"
     )
+
+
+def test_private_responses_are_never_stored_but_static_files_are_cached(app, client, owner):
+    project_id = make_project(app, owner)
+    file_id = make_file(app, owner, project_id)
+    private = [
+        client.get("/api/projects", headers=owner.headers),
+        client.get(f"/api/projects/{project_id}/files/{file_id}/download", headers=owner.headers),
+        client.get("/api/auth/me", headers=owner.headers),
+        client.get("/api/projects"),  # 401
+        client.get("/login"),  # carries the session's CSRF token
+    ]
+    client.post("/login", data={"email": owner.email, "password": owner.password})
+    private += [
+        client.get("/"),
+        client.get(f"/projects/{project_id}"),
+        client.get(f"/projects/{project_id}/files", headers={"Accept": "text/html"}),
+    ]
+    for resp in private:
+        assert "no-store" in resp.headers.get("Cache-Control", ""), resp.request.path
+        resp.close()
+    static = client.get("/static/css/app.css")
+    assert "no-store" not in static.headers.get("Cache-Control", "")
+    static.close()
+    document = client.get("/api/openapi.json")
+    assert "no-store" not in document.headers.get("Cache-Control", "")
