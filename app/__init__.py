@@ -58,6 +58,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     from app import (
         api,
+        edge,
         limits,
         maintenance,
         models,  # noqa: F401  (register every table on the metadata)
@@ -72,6 +73,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from app.extensions import MIGRATE_OPTIONS, csrf, db, login_manager
     from app.files import extraction
 
+    edge.init_app(app)
     db.init_app(app)
     if app.config["DB_MIGRATE_COMMANDS"]:
         from flask_migrate import Migrate

@@ -13,9 +13,9 @@ from typing import Any
 from flask import Blueprint, Response, current_app, request
 from flask_login import current_user
 
+from app.edge import JSONTooDeep
 from app.errors import (
     BadRequest,
-    PayloadTooLarge,
     Unauthorized,
     UnsupportedMediaType,
     ValidationFailed,
@@ -26,16 +26,18 @@ bp = Blueprint("api", __name__, url_prefix="/api")
 
 
 def json_body() -> dict[str, Any]:
-    """The request's JSON object, or a 415/413/400 ``AppError``."""
+    """The request's JSON object, or a 415/413/400 ``AppError``.
+
+    The body is capped before it is read (``MAX_JSON_KB``, chunked or not: a 413 from
+    ``app/edge.py``) and its nesting is checked before it is parsed."""
     if not request.is_json:
         raise UnsupportedMediaType()
-
-    limit = current_app.config["MAX_JSON_KB"] * 1024
-    if request.content_length is not None and request.content_length > limit:
-        raise PayloadTooLarge(f"JSON bodies are limited to {limit // 1024} KiB.")
-    data = request.get_json(silent=True)
-    if data is None:
-        raise BadRequest("The body is not valid JSON.", code="invalid_json")
+    try:
+        data = current_app.json.loads(request.get_data(cache=True))
+    except JSONTooDeep as exc:
+        raise BadRequest(str(exc), code="json_too_deep") from None
+    except ValueError:
+        raise BadRequest("The body is not valid JSON.", code="invalid_json") from None
     if not isinstance(data, dict):
         raise BadRequest("The JSON body must be an object.", code="invalid_json")
     for pattern, message in _UNSTORABLE:
@@ -75,14 +77,15 @@ def _path_to(value: Any, pattern: re.Pattern, path: str = "") -> str | None:
 
 
 def init_input_guard(app) -> None:
-    """Refuse NUL characters in query strings and urlencoded forms for every route (JSON
-    bodies are checked by ``json_body``; multipart bodies are parsed by their views only, after
-    the ownership check). Surrogates cannot arrive there: Werkzeug decodes UTF-8 with
+    """Refuse NUL characters in the path, query strings and urlencoded forms for every route
+    (JSON bodies are checked by ``json_body``; multipart bodies are parsed by their views only,
+    after the ownership check). A path segment reaches queries too (download by name), and no
+    stored name has a NUL. Surrogates cannot arrive there: Werkzeug decodes UTF-8 with
     replacement."""
 
     @app.before_request
     def reject_nul_characters():
-        values = list(request.args.values())
+        values = [request.path, *request.args.values()]
         if request.mimetype == "application/x-www-form-urlencoded":
             values += request.form.values()
         if any("\x00" in v for v in values):

@@ -130,6 +130,9 @@ def load_config(
         "WTF_CSRF_CHECK_DEFAULT": False,
         "WTF_CSRF_TIME_LIMIT": None,
         "MAX_JSON_KB": _int(env, "MAX_JSON_KB", 256),
+        # Every other body that is not an upload (page forms). A browser percent-encodes each
+        # non-ASCII character (up to 12 bytes), so the longest prompt needs ~12 * PROMPT_MAX_CHARS.
+        "MAX_FORM_KB": _int(env, "MAX_FORM_KB", 512),
         "PROMPT_MAX_CHARS": _int(env, "PROMPT_MAX_CHARS", 32_000),
         # LLM providers: OpenAI Responses first, OpenRouter as fallback; neither key → offline.
         "OPENAI_API_KEY": _str(env, "OPENAI_API_KEY"),
@@ -191,8 +194,8 @@ def load_config(
         "TRUST_PROXY": _bool(env.get("TRUST_PROXY"), False),
     }
     cfg.update(overrides)
-    # One upload request may carry MAX_UPLOAD_MB of file plus the multipart framing; Werkzeug
-    # answers 413 from the Content-Length alone, before reading the body.
+    # One upload request may carry MAX_UPLOAD_MB of file plus the multipart framing. Only upload
+    # views get this cap; other bodies get MAX_JSON_KB or MAX_FORM_KB (app/edge.py).
     cfg.setdefault("MAX_CONTENT_LENGTH", cfg["MAX_UPLOAD_MB"] * 1024 * 1024 + 64 * 1024)
     if cfg["APP_ENV"] == "testing":
         cfg["TESTING"] = True

@@ -3,7 +3,8 @@
 Services raise ``AppError`` subclasses and never build responses. Under ``/api/`` every error
 (ours and Werkzeug's) becomes ``{"error": {"code", "message", "fields"?}}``; elsewhere an HTML
 error page. Unexpected exceptions roll the session back, are logged with a traceback, and reach
-the client as a bare 500 without details.
+the client as a bare 500 without details. A database that cannot be reached is not unexpected:
+a 503 ``database_unavailable`` with ``Retry-After``, logged as one line.
 """
 
 from __future__ import annotations
@@ -14,9 +15,15 @@ from typing import Any
 from flask import Flask, Response, jsonify, render_template, request
 from flask_limiter import RateLimitExceeded
 from flask_wtf.csrf import CSRFError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from app.observability import log_safe
+
 log = logging.getLogger(__name__)
+# Seconds a client should wait before retrying while the database cannot be reached.
+DATABASE_RETRY_AFTER_S = 5
 
 
 class AppError(Exception):
@@ -124,10 +131,42 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(RequestEntityTooLarge)
     def handle_too_large(exc: RequestEntityTooLarge):
-        """Werkzeug refuses a body over ``MAX_CONTENT_LENGTH`` from its Content-Length alone."""
-        limit_mb = app.config["MAX_UPLOAD_MB"]
-        message = f"The request is larger than the {limit_mb} MB upload limit."
-        return _respond(413, "payload_too_large", message)
+        """A body over its route's cap (``app/edge.py``: declared or counted while read, the
+        message names the limit), or a multipart text part over Werkzeug's own limit."""
+        return _respond(413, "payload_too_large", exc.description or exc.name)
+
+    @app.errorhandler(DBAPIError)
+    def handle_database_error(exc: DBAPIError):
+        if isinstance(exc, OperationalError) or exc.connection_invalidated:
+            return handle_database_unavailable(exc)
+        return handle_unexpected(exc)
+
+    @app.errorhandler(DisconnectionError)
+    @app.errorhandler(SQLAlchemyTimeoutError)
+    def handle_database_unavailable(exc: Exception):
+        """The database cannot be reached (refused, gone mid-request, no pooled connection
+        free in time): a 503 with ``Retry-After``, not a 500. The page is rendered without the
+        layout, whose account menu would ask the database for the user again."""
+        from app.extensions import db
+
+        try:
+            db.session.rollback()
+        except SQLAlchemyError:
+            pass  # the connection is gone; the pool discards it
+        orig = getattr(exc, "orig", None) or exc
+        log.error(
+            "database unavailable on %s %s: %s: %s",
+            request.method,
+            log_safe(request.path),
+            type(orig).__name__,
+            log_safe(str(orig).strip(), spaces=True),
+        )
+        headers = {"Retry-After": str(DATABASE_RETRY_AFTER_S)}
+        message = "The database is unavailable for a moment. Please try again shortly."
+        if wants_json():
+            return _respond(503, "database_unavailable", message, headers=headers)
+        html = app.jinja_env.get_template("errors/unavailable.html").render(message=message)
+        return Response(html, status=503, mimetype="text/html", headers=headers)
 
     @app.errorhandler(RateLimitExceeded)
     def handle_rate_limited(exc: RateLimitExceeded):
@@ -148,5 +187,5 @@ def register_error_handlers(app: Flask) -> None:
         from app.extensions import db
 
         db.session.rollback()
-        log.exception("unhandled error on %s %s", request.method, request.path)
+        log.exception("unhandled error on %s %s", request.method, log_safe(request.path))
         return _respond(500, "internal_error", "Something went wrong on our side.")

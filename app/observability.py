@@ -1,11 +1,15 @@
 """Health endpoints and one structured log line per request, with a request id.
 
 ``/healthz`` says the process answers; ``/readyz`` also runs ``SELECT 1`` and answers 503 when
-the database cannot be reached. Each request gets an id (a sane incoming ``X-Request-ID`` is
-kept, else a new one), echoed in the response's ``X-Request-ID`` and in the access line:
-method, path without the query string, status, duration, user id. Never bodies, query strings,
-cookies or ``Authorization`` headers. For a streamed reply the duration is the time to the
-response headers; the chat stores its own timings on the message.
+the database cannot be reached. Each request gets an id the moment it enters the app
+(``RequestIds``, a WSGI middleware, so a request refused by the first check still has one): a
+sane incoming ``X-Request-ID`` (1-64 of ``A-Z a-z 0-9 . _ -``) is kept, else a new one. It is
+sent back in the response's ``X-Request-ID`` and written in the access line: method, path
+without the query string, status, duration, user id. Never bodies, query strings, cookies or
+``Authorization`` headers. Every field is escaped with ``log_safe`` (control, format and
+separator characters, spaces and backslashes become ``\\xNN``/``\\uNNNN``), so a request is
+always exactly one line and no field can pose as another. For a streamed reply the duration is
+the time to the response headers; the chat stores its own timings on the message.
 """
 
 from __future__ import annotations
@@ -16,40 +20,87 @@ import time
 import uuid
 
 from flask import Flask, Response, g, request
-from flask_login import current_user
 from sqlalchemy import text
 
 access_log = logging.getLogger("prompthub.access")
 log = logging.getLogger(__name__)
-_SANE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_SANE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+ENVIRON_ID = "prompthub.request_id"
+ENVIRON_STARTED = "prompthub.started"
 
 
 def request_id() -> str:
-    return g.get("request_id", "-")
+    return request.environ.get(ENVIRON_ID, "-")
+
+
+def log_safe(value: object, *, spaces: bool = False) -> str:
+    """``value`` as one log field: every character that could end the line, hide text (bidi
+    and zero-width characters) or split the field (spaces, unless ``spaces`` allows them in
+    free text) is escaped, as is the backslash itself, so the escaping reads back
+    unambiguously."""
+    text_value = str(value)
+    also = "\\" if spaces else "\\ "
+    if text_value.isprintable() and not any(char in text_value for char in also):
+        return text_value
+    return "".join(_escape(char, also) for char in text_value)
+
+
+def _escape(char: str, also: str) -> str:
+    """Printable characters stay (unless in ``also``); others become ``\\xNN``/``\\uNNNN``."""
+    if char.isprintable() and char not in also:
+        return char
+    code = ord(char)
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+class RequestIds:
+    """WSGI middleware: the request id (and start time) exist before Flask sees the request,
+    and every response carries ``X-Request-ID``, whatever answered it."""
+
+    def __init__(self, wsgi_app) -> None:
+        self.wsgi_app = wsgi_app
+
+    def __call__(self, environ, start_response):
+        incoming = environ.get("HTTP_X_REQUEST_ID", "")
+        rid = incoming if _SANE_ID.fullmatch(incoming) else uuid.uuid4().hex
+        environ[ENVIRON_ID] = rid
+        environ[ENVIRON_STARTED] = time.perf_counter()
+
+        def start_with_id(status, headers, exc_info=None):
+            headers = [(k, v) for k, v in headers if k.lower() != "x-request-id"]
+            headers.append(("X-Request-ID", rid))
+            return start_response(status, headers, exc_info)
+
+        return self.wsgi_app(environ, start_with_id)
+
+
+def _served_user() -> str:
+    """The id of the user this request was served as, or "-". Only a user already loaded is
+    logged (Flask-Login keeps it in ``g._login_user``): loading one just for the log would cost
+    a query on every static file, and fail again when the database is what failed."""
+    user = g.get("_login_user")
+    if user is None or not user.is_authenticated:
+        return "-"
+    return str(user.id)  # never get_id(): that is the session id, a credential
 
 
 def init_app(app: Flask) -> None:
-    @app.before_request
-    def start_request() -> None:
-        incoming = request.headers.get("X-Request-ID", "")
-        g.request_id = incoming if _SANE_ID.match(incoming) else uuid.uuid4().hex
-        g.started = time.perf_counter()
+    app.wsgi_app = RequestIds(app.wsgi_app)
 
     @app.after_request
     def log_request(response: Response) -> Response:
-        response.headers["X-Request-ID"] = request_id()
-        started = g.get("started")
+        started = request.environ.get(ENVIRON_STARTED)
         duration_ms = (time.perf_counter() - started) * 1000 if started else 0.0
-        # The user id, never get_id(): that is the session id, a credential.
-        user_id = str(current_user.id) if current_user and current_user.is_authenticated else "-"
         access_log.info(
             "request_id=%s method=%s path=%s status=%s duration_ms=%.1f user=%s",
-            request_id(),
-            request.method,
-            request.path,
+            log_safe(request_id()),
+            log_safe(request.method),
+            log_safe(request.path),
             response.status_code,
             duration_ms,
-            user_id,
+            log_safe(_served_user()),
         )
         return response
 

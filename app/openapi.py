@@ -308,7 +308,8 @@ SCHEMAS["ChatStreamEvent"] = {
 
 ERRORS = {
     400: ("BadRequest", "Malformed request: `invalid_json` (not JSON, or not an object), "
-          "`invalid_input` (a NUL character in the query string), `csrf_failed` (a "
+          "`json_too_deep` (arrays and objects nested more than 64 levels), `invalid_input` (a "
+          "NUL character in the path or the query string), `csrf_failed` (a "
           "cookie-authenticated write without `X-CSRFToken`)."),
     401: ("Unauthorized", "No or a bad credential: `unauthorized`, `token_invalid`, "
           "`token_expired`, `token_revoked`. Also answered to any request that sends a bad "
@@ -319,13 +320,16 @@ ERRORS = {
     404: ("NotFound", "`not_found`: missing, or another user's (indistinguishable)."),
     409: ("Conflict", "`conflict`: the request conflicts with stored data."),
     413: ("PayloadTooLarge", "`payload_too_large`: a JSON body over `MAX_JSON_KB` (256 KiB), "
-          "or a request over the upload limit."),
+          "or a request over the upload limit, with or without a `Content-Length` (a chunked "
+          "body is refused at the first byte past the limit)."),
     415: ("UnsupportedMediaType", "`unsupported_media_type`: send `application/json`."),
     422: ("ValidationFailed", "`validation_failed`: see `fields` for what is wrong."),
     429: ("RateLimited", "`rate_limited`: too many requests from this address, account or "
           "user (`RATELIMIT_*`); nothing was done. Wait `Retry-After` seconds."),
     502: ("ProviderUnavailable", "Every language model provider failed: "
           "`provider_unavailable`, `provider_rejected` (400-class refusal), `content_policy`."),
+    503: ("DatabaseUnavailable", "`database_unavailable`: the database cannot be reached for "
+          "a moment; nothing was done. Try again after `Retry-After` seconds."),
 }  # fmt: skip
 
 
@@ -337,12 +341,19 @@ def error(status: int, description: str | None = None) -> Schema:
     return {"description": description, "content": _json(ref("Error"))}
 
 
-_RETRY_AFTER = {
-    "Retry-After": {
-        "required": True,
-        "description": "Seconds until the limit lets a request through again.",
-        "schema": {"type": "integer", "minimum": 0},
+def _retry_after(description: str) -> dict:
+    return {
+        "Retry-After": {
+            "required": True,
+            "description": description,
+            "schema": {"type": "integer", "minimum": 0},
+        }
     }
+
+
+_RETRY_AFTER = {
+    429: _retry_after("Seconds until the limit lets a request through again."),
+    503: _retry_after("Seconds to wait before trying again."),
 }
 
 
@@ -379,10 +390,10 @@ def op(
     public: bool = False,
     rate_limited: bool = False,
 ) -> dict:
-    """One operation. The errors every operation of its kind can answer are added here (400
-    and 401 always: the query-string guard and a bad token; 413, 415 and 422 with a JSON body;
-    429 when ``rate_limited``) and in ``_build`` (404 for every path with an id in it, 403 for
-    every write), so no operation can forget them."""
+    """One operation. The errors every operation of its kind can answer are added here (400,
+    401 and 503 always: the path and query-string guard, a bad token, the database out of
+    reach; 413, 415 and 422 with a JSON body; 429 when ``rate_limited``) and in ``_build`` (404
+    for every path with an id in it, 403 for every write), so no operation can forget them."""
     result: dict[str, Any] = {"operationId": operation_id, "tags": [tag], "summary": summary}
     if description:
         result["description"] = description
@@ -400,7 +411,7 @@ def op(
         result["requestBody"] = {"required": True, "content": body_content}
     if rate_limited:
         responses = {429: error(429), **responses}
-    result["responses"] = {400: error(400), 401: error(401), **responses}
+    result["responses"] = {400: error(400), 401: error(401), 503: error(503), **responses}
     return result
 
 
@@ -883,7 +894,7 @@ def _build() -> dict:
             "schemas": SCHEMAS,
             "responses": {
                 name: {"description": description, "content": _json(ref("Error"))}
-                | ({"headers": _RETRY_AFTER} if status == 429 else {})
+                | ({"headers": _RETRY_AFTER[status]} if status in _RETRY_AFTER else {})
                 for status, (name, description) in ERRORS.items()
             },
         },

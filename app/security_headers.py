@@ -4,7 +4,8 @@ The Content-Security-Policy allows scripts, styles and connections from our own 
 inline script or style anywhere in the templates), no plugins, and no framing. A view may set a
 stricter header of its own (downloads do: ``default-src 'none'; sandbox``); ``setdefault``
 keeps it. HSTS is sent only on HTTPS requests (behind a proxy, set ``TRUST_PROXY`` so
-``X-Forwarded-Proto`` counts).
+``X-Forwarded-Proto`` counts). ``Cache-Control: no-store`` goes on every response except static
+files and the public OpenAPI document.
 """
 
 from __future__ import annotations
@@ -34,6 +35,10 @@ HEADERS = {
     "Cross-Origin-Opener-Policy": "same-origin",
 }
 HSTS = "max-age=31536000; includeSubDomains"
+# The only responses that are the same for everyone: static files (they keep Flask's caching)
+# and the public API document. Everything else may depend on who asks (pages, API answers,
+# downloads) or carries the session's CSRF token (the login and register pages too).
+SHARED_ENDPOINTS = frozenset({"static", "api.openapi"})
 
 
 def init_app(app: Flask) -> None:
@@ -48,4 +53,8 @@ def init_app(app: Flask) -> None:
             response.headers.setdefault(name, value)
         if request.is_secure:
             response.headers.setdefault("Strict-Transport-Security", HSTS)
+        if request.endpoint not in SHARED_ENDPOINTS:
+            # Added to what a view set (a download's ``no-cache``, the chat stream's): neither
+            # the browser's disk cache nor a shared proxy may keep a private answer.
+            response.cache_control.no_store = True
         return response

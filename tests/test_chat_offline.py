@@ -44,7 +44,7 @@ def test_streaming_sends_start_deltas_and_one_done(app, client, owner, project_i
     resp = chat(client, owner, project_id, message="Stream please", stream=True)
     assert resp.status_code == 200
     assert resp.mimetype == "text/event-stream"
-    assert resp.headers["Cache-Control"] == "no-cache"
+    assert resp.headers["Cache-Control"] == "no-cache, no-store"
     assert resp.headers["X-Accel-Buffering"] == "no"
     events, _ = parse_sse(resp.get_data(as_text=True))
     names = [name for name, _ in events]

@@ -41,3 +41,24 @@ def test_unexpected_errors_show_no_details(app, client):
 
 def test_healthz(client):
     assert client.get("/healthz").get_json() == {"status": "ok"}
+
+
+def test_a_database_out_of_reach_is_503_with_retry_after(caplog):
+    """In process, on a PostgreSQL address nobody listens on; ``tests/test_database_down.py``
+    stops a real one under gunicorn."""
+    from app import create_app
+    from tests.conftest import base_config
+
+    app = create_app(base_config("postgresql://postgres@127.0.0.1:1/nowhere"))
+    client = app.test_client()
+    api = client.post("/api/auth/login", json={"email": "a@example.com", "password": "x" * 12})
+    assert api.status_code == 503
+    assert api.get_json()["error"]["code"] == "database_unavailable"
+    assert int(api.headers["Retry-After"]) > 0
+    with client.session_transaction() as session:
+        session["_user_id"] = "1:0"  # a logged-in browser: the user is loaded from the database
+    page = client.get("/")
+    assert page.status_code == 503 and page.mimetype == "text/html"
+    assert "try again" in page.get_data(as_text=True).lower()
+    assert page.headers["Retry-After"] == api.headers["Retry-After"]
+    assert not [r for r in caplog.records if r.exc_info]  # one line each, no traceback

@@ -344,6 +344,30 @@ def test_names_are_cleaned_and_never_used_as_paths(app, client, owner, project_i
     assert sorted(Path(app.config["UPLOAD_DIR"]).rglob("*")) == [folder(app, project_id), stored]
 
 
+@pytest.mark.parametrize(
+    ("raw", "shown"),
+    [
+        ("\u202egnp.txt", "gnp.txt"),  # shown as "txt.png" while the override is in it
+        (
+            "\u202aembedded\u202b and\u202c\u202d overridden\u202e.txt",
+            "embedded and overridden.txt",
+        ),
+        ("a\u2066b\u2069c\u200ed\u200f.md", "abcd.md"),
+        ("zero\u200bwidth\u200c\u200d\u2060\ufeff.txt", "zerowidth.txt"),
+        ("notes.t\u200bxt", "notes.txt"),  # the extension check sees the real extension
+    ],
+)
+def test_invisible_format_characters_are_removed_from_names(
+    app, client, owner, project_id, raw, shown
+):
+    resp = upload(client, owner, project_id, raw, b"plain text")
+    assert resp.status_code == 201, resp.get_json()
+    assert resp.get_json()["name"] == shown
+    assert resp.get_json()["content_type"] in ("text/plain", "text/markdown")
+    (row,) = rows(app)
+    assert row.name == shown
+
+
 def test_very_long_names_are_shortened_keeping_the_extension(app, client, owner, project_id):
     body = upload(client, owner, project_id, "x" * 400 + ".md", b"# long").get_json()
     assert len(body["name"]) == 200 and body["name"].endswith(".md")

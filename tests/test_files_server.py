@@ -86,9 +86,6 @@ def test_oversize_upload_is_refused_before_the_body_is_sent(app, server, owner, 
     assert rows(app) == []
 
 
-# Werkzeug's multipart parser leaves its spooled part to the garbage collector when the client
-# disconnects mid-body; that ResourceWarning is not ours.
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_upload_cut_off_mid_body_leaves_no_file_and_no_row(app, server, owner, project_id):
     port, done = server
     body_len = 200 * 1024

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+import re
 
 from flask import Flask
 
 from app import create_app
 from tests.conftest import base_config
-from tests.factories import make_project
+from tests.factories import make_file, make_project
 
 EXPECTED = {
     "X-Content-Type-Options": "nosniff",
@@ -113,3 +114,75 @@ def test_readyz_is_503_when_the_database_is_unreachable():
     assert resp.status_code == 503
     assert resp.get_json()["status"] == "unavailable"
     assert app.test_client().get("/healthz").status_code == 200
+
+
+def access_lines(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "prompthub.access"]
+
+
+def test_control_characters_in_the_path_cannot_forge_log_lines(client, caplog):
+    caplog.set_level(logging.INFO, logger="prompthub.access")
+    forged = "request_id=forged method=GET path=/admin status=200 duration_ms=1.0 user=1"
+    resp = client.get("/nope%0D%0A" + forged.replace(" ", "%20") + "%E2%80%AE")
+    assert resp.status_code == 404
+    (line,) = access_lines(caplog)
+    assert "\n" not in line and "\r" not in line and "\u202e" not in line
+    assert "path=/nope\\x0d\\x0arequest_id=forged\\x20method=GET\\x20path=/admin" in line
+    assert re.search(r"user=1\\u202e status=404 duration_ms=[0-9.]+ user=-$", line), line
+    assert line.count(" status=") == 1
+
+
+def test_request_id_is_strict_about_what_it_keeps(client):
+    # Straight into the environ: a test client refuses to send a newline in a header.
+    for odd in ("abc\n", "abc\t", "a b", "x" * 65, "ünïcode"):
+        resp = client.get("/healthz", environ_overrides={"HTTP_X_REQUEST_ID": odd})
+        got = resp.headers["X-Request-ID"]
+        assert resp.status_code == 200 and got != odd and len(got) == 32, repr(odd)
+
+
+def test_requests_refused_early_get_a_request_id_in_the_header_and_the_log(
+    app, client, owner, caplog
+):
+    caplog.set_level(logging.INFO, logger="prompthub.access")
+    refused = [
+        client.post("/projects/create", data={"name": "x"}, csrf=False),  # CSRF: 400
+        client.get("/api/projects", headers={"Authorization": "Bearer nope"}),  # 401
+        client.get("/?q=%00"),  # the input guard: 400
+        client.get("/api/projects/99999999999"),  # the id converter: 404
+    ]
+    lines = access_lines(caplog)
+    assert len(lines) == len(refused)
+    for resp, line in zip(refused, lines, strict=True):
+        assert resp.status_code in (400, 401, 404)
+        request_id = resp.headers["X-Request-ID"]
+        assert len(request_id) == 32 and request_id != "-"
+        assert f"request_id={request_id} " in line
+    assert client.get("/healthz", headers={"X-Request-ID": "trace-7"}).headers["X-Request-ID"] == (
+        "trace-7"
+    )
+
+
+def test_private_responses_are_never_stored_but_static_files_are_cached(app, client, owner):
+    project_id = make_project(app, owner)
+    file_id = make_file(app, owner, project_id)
+    private = [
+        client.get("/api/projects", headers=owner.headers),
+        client.get(f"/api/projects/{project_id}/files/{file_id}/download", headers=owner.headers),
+        client.get("/api/auth/me", headers=owner.headers),
+        client.get("/api/projects"),  # 401
+        client.get("/login"),  # carries the session's CSRF token
+    ]
+    client.post("/login", data={"email": owner.email, "password": owner.password})
+    private += [
+        client.get("/"),
+        client.get(f"/projects/{project_id}"),
+        client.get(f"/projects/{project_id}/files", headers={"Accept": "text/html"}),
+    ]
+    for resp in private:
+        assert "no-store" in resp.headers.get("Cache-Control", ""), resp.request.path
+        resp.close()
+    static = client.get("/static/css/app.css")
+    assert "no-store" not in static.headers.get("Cache-Control", "")
+    static.close()
+    document = client.get("/api/openapi.json")
+    assert "no-store" not in document.headers.get("Cache-Control", "")

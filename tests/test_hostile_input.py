@@ -88,6 +88,19 @@ def test_nul_in_forms_and_query_strings_is_a_400(app, client, owner):
     assert client.get("/?q=%00").status_code == 400
 
 
+def test_nul_in_a_download_name_is_a_400_not_a_500(app, client, owner):
+    # The name is looked up in the database: PostgreSQL text cannot hold NUL (it was a 500).
+    pid = make_project(app, owner)
+    make_file(app, owner, pid, name="ab.txt")
+    client.post("/login", data={"email": owner.email, "password": owner.password})
+    for name in ("a%00b.txt", "ab.txt%00", "%00"):
+        resp = client.get(f"/projects/{pid}/files/{name}")
+        assert resp.status_code == 400, name
+    found = client.get(f"/projects/{pid}/files/ab.txt")
+    assert found.status_code == 200
+    found.close()
+
+
 def test_text_files_with_nul_bytes_late_in_the_file_are_stored_without_them(app, client, owner):
     pid = make_project(app, owner)
     content = b"a" * 70_000 + b"\x00tail"  # past the 64 KiB type sniff

@@ -9,13 +9,8 @@ no message was lost or stored twice.
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -24,18 +19,11 @@ from sqlalchemy import create_engine, text
 
 from tests.conftest import PG_URL, drop_pg_database, recreate_pg_database
 from tests.fake_provider import Scenario
+from tests.servers import free_port, gunicorn, migrate, server_env
 from tests.sse import parse_sse
 
-ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
 TIMEOUT_S = 0.5  # the server's LLM_TIMEOUT_SECONDS: a hang longer than this is a timeout
 HEARTBEAT_S = 0.2  # keep-alive comments while the model is silent; a gone client shows there
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def server_database(tmp_path_factory) -> str:
@@ -51,55 +39,22 @@ def server_database(tmp_path_factory) -> str:
 def server(fake, tmp_path_factory):
     """gunicorn + a migrated database, pointed at the session's fake provider server."""
     database_url = server_database(tmp_path_factory)
-    port = free_port()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "OPENROUTER_"))},
-        "APP_ENV": "production",
-        "SECRET_KEY": "server-fault-tests-0123456789-abcdefghijklmnop",
-        "SESSION_COOKIE_SECURE": "false",  # plain HTTP on loopback
-        "DATABASE_URL": database_url,
-        "UPLOAD_DIR": str(tmp_path_factory.mktemp("uploads")),
-        "OPENAI_API_KEY": "test-openai-key",
-        "OPENROUTER_API_KEY": "test-openrouter-key",
-        "OPENAI_BASE_URL": fake.openai_base_url,
-        "OPENROUTER_BASE_URL": fake.openrouter_base_url,
-        "LLM_TIMEOUT_SECONDS": str(TIMEOUT_S),
-        "LLM_RETRY_MAX_WAIT_SECONDS": "0.3",
-        "CHAT_HEARTBEAT_SECONDS": str(HEARTBEAT_S),
-        "RATELIMIT_ENABLED": "false",
-        "BCRYPT_ROUNDS": "4",
-        "HOST": "127.0.0.1",
-        "PORT": str(port),
-        "WEB_CONCURRENCY": "1",
-        "FLASK_APP": "app",
-    }
-    env.pop("TEST_DATABASE_URL", None)
-    subprocess.run(
-        [str(BIN / "flask"), "db", "upgrade"], cwd=ROOT, env=env, check=True, capture_output=True
+    env = server_env(
+        database_url,
+        free_port(),
+        UPLOAD_DIR=str(tmp_path_factory.mktemp("uploads")),
+        OPENAI_API_KEY="test-openai-key",
+        OPENROUTER_API_KEY="test-openrouter-key",
+        OPENAI_BASE_URL=fake.openai_base_url,
+        OPENROUTER_BASE_URL=fake.openrouter_base_url,
+        LLM_TIMEOUT_SECONDS=str(TIMEOUT_S),
+        LLM_RETRY_MAX_WAIT_SECONDS="0.3",
+        CHAT_HEARTBEAT_SECONDS=str(HEARTBEAT_S),
     )
-    log = (tmp_path_factory.mktemp("gunicorn") / "gunicorn.log").open("wb")
-    proc = subprocess.Popen(
-        [str(BIN / "gunicorn"), "--config", "gunicorn.conf.py", "app:create_app()"],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{base}/readyz", timeout=1, trust_env=False).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert proc.poll() is None and time.monotonic() < deadline, f"gunicorn: see {log.name}"
-        time.sleep(0.05)
+    migrate(env)
     engine = create_engine(database_url)
-    yield base, engine
-    proc.terminate()
-    proc.wait(timeout=30)
-    log.close()
+    with gunicorn(env, tmp_path_factory.mktemp("gunicorn"), ready="/readyz") as running:
+        yield running.base, engine
     engine.dispose()
     if PG_URL:
         drop_pg_database(database_url)

@@ -6,6 +6,7 @@ from flask import Blueprint, request, send_file, url_for
 from flask_login import current_user
 
 from app.api import field, json_body
+from app.edge import takes_uploads
 from app.errors import ValidationFailed
 from app.files import services
 from app.limits import upload_per_user
@@ -61,6 +62,7 @@ def list_(project_id: int):
 
 
 @bp.post("")
+@takes_uploads
 @upload_per_user
 def upload(project_id: int):
     project = get_project_for(current_user, project_id)  # before the body is parsed

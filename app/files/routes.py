@@ -7,6 +7,7 @@ from flask_login import current_user, login_required
 
 from app.auth.forms import ConfirmForm
 from app.chat import llm
+from app.edge import takes_uploads
 from app.errors import AppError, Conflict, ValidationFailed
 from app.files import services
 from app.files.api import download_response, file_json
@@ -41,6 +42,7 @@ def index(project_id: int):
 
 
 @bp.post("")
+@takes_uploads
 @upload_per_user
 def upload(project_id: int):
     """Form upload of one or more files (the page's script uploads them one by one to the API,

@@ -100,10 +100,16 @@ class TypeRejected(Exception):
 
 
 def clean_name(raw: str | None) -> str:
-    """A display name: the last path segment, NFC, no control or path characters, no leading
-    dots, at most ``NAME_MAX`` characters with the extension kept. Unicode is kept (it is
-    escaped where it is shown); the name is never used as a path."""
-    text = unicodedata.normalize("NFC", raw or "")
+    """A display name: the last path segment, NFC, no control or path characters, no invisible
+    format characters, no leading dots, at most ``NAME_MAX`` characters with the extension
+    kept. Unicode is kept (it is escaped where it is shown); the name is never used as a path.
+
+    Format characters (category Cf: bidi embeddings, overrides and isolates, LRM/RLM,
+    zero-width space and joiners, word joiner, BOM, …) are removed before anything else looks
+    at the name: ``\\u202egnp.txt`` would show as "txt.png", and ``notes.t\\u200bxt`` would hide
+    its real extension from the type check."""
+    visible = "".join(char for char in raw or "" if unicodedata.category(char) != "Cf")
+    text = unicodedata.normalize("NFC", visible)  # after: a removal can leave marks to combine
     text = re.split(r"[/\\]", text)[-1]
     text = _FORBIDDEN.sub("", _CONTROL.sub(" ", text))
     text = " ".join(text.split()).lstrip(". ")

@@ -1,0 +1,164 @@
+"""Request bodies as gunicorn hands them over: chunked bodies with no ``Content-Length``.
+
+A client that streams a 15 MB body in chunks must be refused at the route's cap (JSON, form or
+upload) with a 413, without the worker reading the rest into memory: the worker's peak memory
+(``VmHWM``) stays where it was and it goes on answering.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import PG_URL
+from tests.servers import free_port, gunicorn, migrate, server_env
+from tests.test_files import multipart
+from tests.test_server_faults import server_database
+
+BIG = 15 * 1024 * 1024
+
+
+def streamed(head: bytes, filler: bytes, total: int, tail: bytes) -> Iterator[bytes]:
+    """``total`` bytes in 64 KiB chunks (a generator: httpx sends it chunked)."""
+    yield head
+    sent = len(head) + len(tail)
+    piece = filler * (65536 // len(filler))
+    while sent < total:
+        yield piece
+        sent += len(piece)
+    yield tail
+
+
+def peak_memory_mb(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    env = server_env(
+        server_database(tmp_path_factory),
+        free_port(),
+        UPLOAD_DIR=str(tmp_path_factory.mktemp("uploads")),
+    )
+    migrate(env)
+    with gunicorn(env, tmp_path_factory.mktemp("gunicorn")) as running:
+        yield running
+    if PG_URL:
+        from tests.conftest import drop_pg_database
+
+        drop_pg_database(env["DATABASE_URL"])
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    with httpx.Client(base_url=server.base, trust_env=False, timeout=60) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def token(client):
+    r = client.post(
+        "/api/auth/register",
+        json={"email": "edge@example.com", "password": "correct horse battery"},
+    )
+    assert r.status_code == 201, r.text
+    return r.json()["token"]
+
+
+@pytest.fixture(scope="module")
+def project_id(client, token):
+    r = client.post("/api/projects", json={"name": "Edge"}, headers=auth(token))
+    assert r.status_code == 201, r.text
+    return r.json()["id"]
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def worker(server, client, token, project_id):
+    """The one worker's id and its peak memory before the test (warmed up by real requests)."""
+    (pid,) = server.workers()
+    for _ in range(3):
+        assert client.get("/api/projects", headers=auth(token)).status_code == 200
+    return pid, peak_memory_mb(pid)
+
+
+def still_healthy(client, token, pid, peak_before) -> None:
+    """The body was not read into memory (peak memory of the worker did not grow), and the
+    worker goes on answering."""
+    grown = peak_memory_mb(pid) - peak_before
+    assert grown < 10, f"the worker's peak memory grew by {grown:.0f} MB"
+    assert client.get("/healthz").status_code == 200
+    assert client.get("/api/projects", headers=auth(token)).status_code == 200
+
+
+def test_chunked_json_over_the_limit_is_413_without_reading_it(client, token, worker):
+    pid, peak = worker
+    body = streamed(b'{"name": "Big", "pad": "', b"x", BIG, b'"}')
+    r = client.post(
+        "/api/projects",
+        content=body,
+        headers={**auth(token), "Content-Type": "application/json"},
+    )
+    still_healthy(client, token, pid, peak)
+    assert r.status_code == 413, r.text[:200]
+    assert r.json()["error"]["code"] == "payload_too_large"
+    names = [p["name"] for p in client.get("/api/projects", headers=auth(token)).json()["data"]]
+    assert "Big" not in names
+    anonymous = client.post(
+        "/api/auth/login",
+        content=streamed(b'{"email": "a@example.com", "password": "', b"y", BIG, b'"}'),
+        headers={"Content-Type": "application/json"},
+    )
+    assert anonymous.status_code == 413
+    still_healthy(client, token, pid, peak)
+
+
+def test_chunked_form_over_the_limit_is_a_413_page(client, token, worker):
+    pid, peak = worker
+    body = streamed(b"email=a%40example.com&password=", b"z", BIG, b"")
+    r = client.post(
+        "/login", content=body, headers={"Content-Type": "application/x-www-form-urlencoded"}
+    )
+    still_healthy(client, token, pid, peak)
+    assert r.status_code == 413
+    assert r.headers["content-type"].startswith("text/html")
+
+
+def test_chunked_uploads_keep_their_own_limit(client, token, project_id, worker):
+    pid, peak = worker
+    url = f"/api/projects/{project_id}/files"
+    small, content_type = multipart("half.txt", b"h" * (1024 * 1024))
+    ok = client.post(
+        url,
+        content=iter([small[i : i + 65536] for i in range(0, len(small), 65536)]),
+        headers={**auth(token), "Content-Type": content_type},
+    )
+    assert ok.status_code == 201, ok.text  # larger than the JSON limit: uploads have their own
+
+    empty, _ = multipart("big.txt", b"")
+    cut = empty.index(b"\r\n--", 10)  # the part's headers, 25 MB of file, the closing boundary
+    big = client.post(
+        url,
+        content=streamed(empty[:cut], b"b", 25 * 1024 * 1024, empty[cut:]),
+        headers={**auth(token), "Content-Type": content_type},
+    )
+    assert big.status_code == 413
+    assert big.json()["error"]["code"] == "payload_too_large"
+    still_healthy(client, token, pid, peak)
+
+
+def test_deep_json_is_400_through_the_server(client):
+    body = '{"email": "a@example.com", "password": "x", "pad": ' + "[" * 50_000 + "]" * 50_000
+    r = client.post(
+        "/api/auth/login", content=body + "}", headers={"Content-Type": "application/json"}
+    )
+    assert r.status_code == 400
+    assert r.json()["error"]["code"] == "json_too_deep"
