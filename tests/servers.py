@@ -1,14 +1,21 @@
-"""The app as production runs it: ``flask db upgrade``, then gunicorn with ``gunicorn.conf.py``
-(gevent workers) in its own process, on loopback only. Used by the tests that need a real
-server: provider faults, request bodies as gunicorn hands them over, a database that goes away.
+"""Real servers for the tests that need them, on loopback only, each stopped by its test:
+
+- the app as production runs it: ``flask db upgrade``, then gunicorn with ``gunicorn.conf.py``
+  (gevent workers) in its own process (provider faults, request bodies as gunicorn hands them
+  over, ``kill -9`` of a worker);
+- a private PostgreSQL cluster that a test may stop and start (a database that goes away),
+  never the shared one.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -68,6 +75,28 @@ class Server:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def kill_workers(self) -> list[int]:
+        """``kill -9`` every worker; the master starts new ones (``wait_ready``)."""
+        pids = self.workers()
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+        return pids
+
+    def wait_ready(self, path: str = "/healthz", timeout: float = 60) -> None:
+        _wait_ready(self.base + path, self.proc, self.log_path, timeout)
+
+
+def _wait_ready(url: str, proc: subprocess.Popen, log_path: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(url, timeout=1, trust_env=False).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        assert proc.poll() is None and time.monotonic() < deadline, f"see {log_path}"
+        time.sleep(0.05)
+
 
 @contextmanager
 def gunicorn(env: Mapping[str, str], log_dir: Path, *, ready: str = "/healthz") -> Iterator[Server]:
@@ -83,15 +112,7 @@ def gunicorn(env: Mapping[str, str], log_dir: Path, *, ready: str = "/healthz") 
         )
         try:
             base = f"http://127.0.0.1:{env['PORT']}"
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if httpx.get(base + ready, timeout=1, trust_env=False).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                assert proc.poll() is None and time.monotonic() < deadline, f"see {log_path}"
-                time.sleep(0.05)
+            _wait_ready(base + ready, proc, log_path)
             yield Server(base, proc, log_path)
         finally:
             proc.terminate()
@@ -100,3 +121,68 @@ def gunicorn(env: Mapping[str, str], log_dir: Path, *, ready: str = "/healthz") 
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=10)
+
+
+def register(base: str, email: str, password: str = "correct horse battery") -> str:
+    """A new account through the API; returns its bearer token."""
+    r = httpx.post(
+        f"{base}/api/auth/register", json={"email": email, "password": password}, trust_env=False
+    )
+    assert r.status_code == 201, r.text
+    return r.json()["token"]
+
+
+def new_project(base: str, token: str, name: str = "Live") -> int:
+    r = httpx.post(
+        f"{base}/api/projects",
+        json={"name": name, "system_prompt": "You answer briefly."},
+        headers={"Authorization": f"Bearer {token}"},
+        trust_env=False,
+    )
+    assert r.status_code == 201, r.text
+    return r.json()["id"]
+
+
+PG_BINS = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
+
+
+class PrivatePostgres:
+    """``initdb`` + ``pg_ctl`` on loopback, in a folder and on a port of its own. ``postgres``
+    refuses to run as root, so under root every command runs as the ``postgres`` system user
+    (``runuser``)."""
+
+    def __init__(self) -> None:
+        assert PG_BINS, "PostgreSQL server binaries are needed (Debian: postgresql)"
+        self.bin = PG_BINS[-1].parent
+        self.port = free_port()
+        # Not pytest's tmp_path: its root-only parent directory is closed to the postgres user.
+        self.dir = Path(tempfile.mkdtemp(prefix="prompthub-pg-"))
+        self.data = self.dir / "data"
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        if os.geteuid() == 0:
+            shutil.chown(self.dir, "postgres", "postgres")
+
+    def run(self, *args: str) -> None:
+        command = [str(self.bin / args[0]), *args[1:]]
+        if os.geteuid() == 0:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        subprocess.run(command, check=True, capture_output=True, timeout=60)
+
+    def init(self) -> PrivatePostgres:
+        self.run("initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust", "--no-sync")
+        return self
+
+    def start(self) -> PrivatePostgres:
+        options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off"
+        log = str(self.dir / "postgres.log")
+        self.run("pg_ctl", "-D", str(self.data), "-o", options, "-l", log, "-w", "start")
+        return self
+
+    def stop(self, mode: str = "fast") -> None:
+        """``fast`` closes sessions cleanly; ``immediate`` is a crash (no shutdown checkpoint)."""
+        self.run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
+
+    def remove(self) -> None:
+        if (self.data / "postmaster.pid").exists():
+            self.stop("immediate")
+        shutil.rmtree(self.dir, ignore_errors=True)

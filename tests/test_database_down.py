@@ -8,60 +8,17 @@ shared one), on its own port; the app runs under gunicorn, migrated with ``flask
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import subprocess
-import tempfile
 from collections.abc import Iterator
 from contextlib import closing
-from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.servers import free_port, gunicorn, migrate, server_env
+from tests.servers import PG_BINS, PrivatePostgres, free_port, gunicorn, migrate, server_env
 
-PG_BINS = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
 pytestmark = pytest.mark.skipif(not PG_BINS, reason="PostgreSQL server binaries not installed")
 PASSWORD = "correct horse battery"
-
-
-class PrivatePostgres:
-    """``initdb`` + ``pg_ctl`` on loopback. ``postgres`` refuses to run as root, so under root
-    every command runs as the ``postgres`` system user (``runuser``)."""
-
-    def __init__(self) -> None:
-        self.bin = PG_BINS[-1].parent
-        self.port = free_port()
-        # Not pytest's tmp_path: its root-only parent directory is closed to the postgres user.
-        self.dir = Path(tempfile.mkdtemp(prefix="prompthub-pg-"))
-        self.data = self.dir / "data"
-        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
-        if os.geteuid() == 0:
-            shutil.chown(self.dir, "postgres", "postgres")
-
-    def run(self, *args: str) -> None:
-        command = [str(self.bin / args[0]), *args[1:]]
-        if os.geteuid() == 0:
-            command = ["runuser", "-u", "postgres", "--", *command]
-        subprocess.run(command, check=True, capture_output=True, timeout=60)
-
-    def init(self) -> None:
-        self.run("initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust", "--no-sync")
-
-    def start(self) -> None:
-        options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off"
-        log = str(self.dir / "postgres.log")
-        self.run("pg_ctl", "-D", str(self.data), "-o", options, "-l", log, "-w", "start")
-
-    def stop(self) -> None:
-        self.run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
-
-    def remove(self) -> None:
-        if (self.data / "postmaster.pid").exists():
-            self.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

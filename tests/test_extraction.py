@@ -18,8 +18,8 @@ from app.models import StoredFile
 from app.models.base import utcnow
 from tests.factories import make_project, wait_extracted
 from tests.fake_provider import Scenario
-from tests.live_server import Gunicorn, new_project, register
 from tests.pdfs import bomb_pdf, text_pdf
+from tests.servers import free_port, gunicorn, migrate, new_project, register, server_env
 from tests.test_files import files_page, upload
 
 
@@ -145,13 +145,16 @@ def test_a_worker_keeps_answering_while_ten_bombs_are_extracted(fake, tmp_path):
     """Before: each bomb held the gevent worker for its whole parse (~6-12 s per page), so the
     uploads themselves timed out, and so did /readyz and every stream on that worker."""
     fake.reset()
-    server = Gunicorn(
-        database_url=f"sqlite:///{tmp_path / 'server.db'}",
-        folder=tmp_path,
-        fake=fake,
+    env = server_env(
+        f"sqlite:///{tmp_path / 'server.db'}",
+        free_port(),
+        UPLOAD_DIR=str(tmp_path / "uploads"),
+        OPENAI_API_KEY="test-openai-key",
+        OPENAI_BASE_URL=fake.openai_base_url,
         EXTRACT_CPU_SECONDS="1",
-    ).start()
-    try:
+    )
+    migrate(env)
+    with gunicorn(env, tmp_path) as server:
         token = register(server.base, "bombs@example.com")
         project = new_project(server.base, token)
         auth = {"Authorization": f"Bearer {token}"}
@@ -178,5 +181,3 @@ def test_a_worker_keeps_answering_while_ten_bombs_are_extracted(fake, tmp_path):
                 data = c.get(f"/api/projects/{project}/files").json()["data"]
                 statuses = [f["text"]["status"] for f in data]
             assert statuses == ["too_complex"] * 10
-    finally:
-        server.stop()

@@ -19,8 +19,33 @@ from sqlalchemy import create_engine, text
 from app.chat.replies import INTERRUPTED_TEXT
 from tests.conftest import PG_URL, drop_pg_database, recreate_pg_database
 from tests.fake_provider import Scenario
-from tests.live_server import Gunicorn, PrivatePostgres, new_project, register
+from tests.servers import (
+    PrivatePostgres,
+    Server,
+    free_port,
+    gunicorn,
+    migrate,
+    new_project,
+    register,
+    server_env,
+)
 from tests.sse import parse_sse
+
+
+def provider_env(fake, folder, database_url, **settings) -> dict[str, str]:
+    env = server_env(
+        database_url,
+        free_port(),
+        UPLOAD_DIR=str(folder / "uploads"),
+        REPLY_SPOOL_DIR=str(folder / "spool"),
+        OPENAI_API_KEY="test-openai-key",
+        OPENAI_BASE_URL=fake.openai_base_url,
+        OPENROUTER_BASE_URL=fake.openrouter_base_url,
+        **settings,
+    )
+    migrate(env)
+    return env
+
 
 FAST_LEASES = {
     "CHAT_CHECKPOINT_SECONDS": "0.2",
@@ -45,7 +70,7 @@ def rows(engine, project_id) -> list[tuple]:
         ]
 
 
-def poke_until(server: Gunicorn, engine, project_id, done, timeout=20.0) -> list[tuple]:
+def poke_until(server: Server, engine, project_id, done, timeout=20.0) -> list[tuple]:
     """Send requests (each may start the maintenance chores) until ``done(rows)``."""
     deadline = time.monotonic() + timeout
     while True:
@@ -101,9 +126,9 @@ def database_url(tmp_path):
 
 def test_kill_9_of_the_worker_leaves_the_partial_reply_interrupted(fake, tmp_path, database_url):
     fake.reset()
-    server = Gunicorn(database_url=database_url, folder=tmp_path, fake=fake, **FAST_LEASES).start()
+    env = provider_env(fake, tmp_path, database_url, **FAST_LEASES)
     engine = create_engine(database_url)
-    try:
+    with gunicorn(env, tmp_path) as server:
         token = register(server.base, "kill9@example.com")
         project = new_project(server.base, token)
         words = [f"w{i} " for i in range(400)]  # 8 s if left running
@@ -124,31 +149,23 @@ def test_kill_9_of_the_worker_leaves_the_partial_reply_interrupted(fake, tmp_pat
         role, status, content, error = reply
         assert (role, status, error) == ("assistant", "interrupted", INTERRUPTED_TEXT)
         assert content.startswith("w0 w1 w2") and len(content.split()) < len(words)
-    finally:
-        server.stop()
-        engine.dispose()
+    engine.dispose()
 
 
 @pytest.fixture
 def private_pg():
-    pg = PrivatePostgres().start()
+    pg = PrivatePostgres().init().start()
     yield pg
-    pg.destroy()
+    pg.remove()
 
 
 def test_database_down_as_the_reply_ends_is_told_spooled_and_written_later(
     fake, tmp_path, private_pg
 ):
     fake.reset()
-    server = Gunicorn(
-        database_url=private_pg.url,
-        folder=tmp_path,
-        fake=fake,
-        CHAT_STORE_RETRY_SECONDS="1",
-        **FAST_LEASES,
-    ).start()
+    env = provider_env(fake, tmp_path, private_pg.url, CHAT_STORE_RETRY_SECONDS="1", **FAST_LEASES)
     engine = create_engine(private_pg.url, pool_pre_ping=True)
-    try:
+    with gunicorn(env, tmp_path) as server:
         token = register(server.base, "blink@example.com")
         project = new_project(server.base, token)
         words = [f"w{i} " for i in range(30)]
@@ -157,7 +174,7 @@ def test_database_down_as_the_reply_ends_is_told_spooled_and_written_later(
 
         def stop_database(count: int) -> None:
             if count == 3 and not stopped:  # start, then two deltas
-                private_pg.stop()
+                private_pg.stop("immediate")
                 stopped.append(True)
 
         raw = stream_chat(server, token, project, "while it blinks", on_event=stop_database)
@@ -176,6 +193,4 @@ def test_database_down_as_the_reply_ends_is_told_spooled_and_written_later(
             ("assistant", "complete", "".join(words), None),
         ]
         assert list((tmp_path / "spool").glob("*.json")) == []
-    finally:
-        server.stop()
-        engine.dispose()
+    engine.dispose()
