@@ -67,7 +67,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     )
     from app.auth import loading
     from app.blueprints import ALL
-    from app.chat import replies
+    from app.chat import replies, turns
     from app.cli import register_cli
     from app.errors import register_error_handlers
     from app.extensions import MIGRATE_OPTIONS, csrf, db, login_manager
@@ -89,6 +89,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     maintenance.init_app(app)
     extraction.init_app(app)
     replies.init_app(app)
+    turns.init_app(app)
     for blueprint in ALL:
         app.register_blueprint(blueprint)
     register_error_handlers(app)

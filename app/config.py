@@ -156,13 +156,20 @@ def load_config(
         # Durable replies: the assistant row is written at the start (``streaming``), its text
         # and lease checkpointed while it streams; a row whose lease ran out is ``interrupted``.
         "CHAT_CHECKPOINT_SECONDS": _float(env, "CHAT_CHECKPOINT_SECONDS", 5.0),
-        "CHAT_REPLY_LEASE_SECONDS": _float(env, "CHAT_REPLY_LEASE_SECONDS", 60.0),
+        "CHAT_REPLY_LEASE_SECONDS": _float(env, "CHAT_REPLY_LEASE_SECONDS", 30.0),
+        # A reader the broker cannot serve reads the reply's row this often (seconds).
+        "CHAT_RESUME_POLL_SECONDS": _float(env, "CHAT_RESUME_POLL_SECONDS", 1.0),
+        # Turn events: in-process without REDIS_URL; Redis Streams with it (several processes
+        # and machines). Kept this long after a turn's last event (seconds).
+        "REDIS_URL": _str(env, "REDIS_URL"),
+        "REDIS_KEY_PREFIX": _str(env, "REDIS_KEY_PREFIX", "prompthub:"),
+        "TURN_EVENTS_TTL_SECONDS": _float(env, "TURN_EVENTS_TTL_SECONDS", 600.0),
         # The final store retries this long; then the reply waits in REPLY_SPOOL_DIR until the
         # database is back (app/chat/replies.py).
         "CHAT_STORE_RETRY_SECONDS": _float(env, "CHAT_STORE_RETRY_SECONDS", 10.0),
         "REPLY_SPOOL_DIR": _str(env, "REPLY_SPOOL_DIR", str(instance_path / "spool" / "replies")),
         # Lease sweeps, spool replay and extraction sweeps run this often per process (0: off).
-        "MAINTENANCE_SECONDS": _float(env, "MAINTENANCE_SECONDS", 30.0),
+        "MAINTENANCE_SECONDS": _float(env, "MAINTENANCE_SECONDS", 10.0),
         "LOG_LEVEL": _str(env, "LOG_LEVEL", "INFO"),
         # The ``flask db`` commands (Flask-Migrate, Alembic). Web workers turn this off
         # (gunicorn.conf.py): they never migrate, and the import costs ~11 MB per process.

@@ -110,9 +110,10 @@ _MESSAGE_FIELDS = {
     "role": {"enum": ["user", "assistant"]},
     "content": STR,
     "status": {
-        "enum": ["streaming", "complete", "incomplete", "error", "interrupted"],
+        "enum": ["streaming", "stopping", "complete", "incomplete", "error", "interrupted"],
         "description": "`streaming`: the reply is being written (its text so far, checkpointed "
-        "every few seconds); `incomplete`: text arrived, then the reply stopped (Stop, a "
+        "every few seconds); `stopping`: Stop was asked for and the server is ending it; "
+        "`incomplete`: text arrived, then the reply stopped (Stop, a "
         "dropped stream, a provider failure); `error`: nothing arrived; `interrupted`: the "
         "server process writing it stopped (its last checkpoint is kept).",
     },
@@ -250,15 +251,32 @@ SCHEMAS: dict[str, Schema] = {
         }
     ),
     # The data of each server-sent event (see the chat operations).
-    "ChatStreamStart": obj({"conversation": ref("Conversation"), "user_message": ref("Message")}),
+    "ChatStreamStart": obj(
+        {
+            "turn_id": {**INT, "description": "Attach to it again, or stop it: `/api/turns/…`."},
+            "conversation": ref("Conversation"),
+            "user_message": ref("Message"),
+        }
+    ),
     "ChatStreamDelta": obj({"text": STR}),
+    "ChatStreamSnapshot": obj(
+        {"text": {**STR, "description": "The reply so far: replaces what the reader has."}}
+    ),
     "ChatStreamDone": obj({"message": ref("Message"), "stored": _STORED}),
     "ChatStreamError": obj(
         {
             "error": obj(
                 {
                     "code": {
-                        "enum": ["provider_unavailable", "provider_rejected", "content_policy"]
+                        "enum": [
+                            "provider_unavailable",
+                            "provider_rejected",
+                            "content_policy",
+                            "interrupted",
+                            "internal_error",
+                        ],
+                        "description": "`interrupted`: the server process writing the reply "
+                        "stopped; the text it had is kept.",
                     },
                     "message": STR,
                 }
@@ -266,6 +284,17 @@ SCHEMAS: dict[str, Schema] = {
             "partial": {**BOOL, "description": "Some text arrived before the failure."},
             "message": ref("Message"),
             "stored": _STORED,
+        }
+    ),
+    "TurnState": obj(
+        {
+            "id": INT,
+            "conversation_id": INT,
+            "status": {
+                **_MESSAGE_FIELDS["status"],
+                "description": "`stopping` until the generating process has ended it; the "
+                "final status if it had already ended.",
+            },
         }
     ),
     "File": obj(_FILE_FIELDS),
@@ -284,6 +313,7 @@ SCHEMAS: dict[str, Schema] = {
 SSE_EVENTS = {
     "start": "ChatStreamStart",
     "delta": "ChatStreamDelta",
+    "snapshot": "ChatStreamSnapshot",
     "done": "ChatStreamDone",
     "error": "ChatStreamError",
 }
@@ -372,6 +402,7 @@ def ok(description: str, schema: Schema | None = None) -> Schema:
 PATH_PARAMS = {
     "project_id": "A project of yours.",
     "conversation_id": "A conversation in one of your projects.",
+    "turn_id": "A turn: the id of its assistant message (`turn_id` of the `start` event).",
     "file_id": "A file in the project.",
     "version": "A prompt version number of the project (1, 2, 3 …).",
 }
@@ -419,7 +450,8 @@ _STREAM_DESCRIPTION = """\
 Sends a message and answers with the stored reply. With `"stream": true` (or, when `stream` is
 absent, `Accept: text/event-stream`) the answer is a stream of server-sent events instead:
 
-- `start`: `{conversation, user_message}` (`ChatStreamStart`), once the user's message is stored;
+- `start`: `{turn_id, conversation, user_message}` (`ChatStreamStart`), once the user's message
+  is stored;
 - `delta`: `{text}` (`ChatStreamDelta`), the next piece of the reply;
 - then exactly one of `done`: `{message, stored}` (`ChatStreamDone`, the reply with its rendered
   `html`) or `error`: `{error: {code, message}, partial, message, stored}` (`ChatStreamError`, the
@@ -427,9 +459,12 @@ absent, `Accept: text/event-stream`) the answer is a stream of server-sent event
   ended: the server keeps the reply and writes it when the database is back;
 - `: keep-alive` comment lines while the model is silent.
 
-Each event is `event: <name>` and one `data:` line of JSON. A bad request (404, 422) is answered
-as JSON before any stream starts; once it has started the answer is 200, and a provider failure
-arrives as the `error` event. Without streaming, a provider failure is a 502 (the user's message
+The reply is generated on the server whatever happens to this stream: closing it does not stop
+the reply (`POST /api/turns/{turn_id}/stop` does), and `GET /api/turns/{turn_id}/events`
+attaches to it again with the `id:` of the last event received. Each event is `event: <name>`,
+an `id:` line (the reader's place), and one `data:` line of JSON. A bad request (404, 422) is
+answered as JSON before any stream starts; once it has started the answer is 200, and a
+provider failure arrives as the `error` event. Without streaming, a provider failure is a 502 (the user's message
 and the failed reply stay stored). With
 `"regenerate": true` no new message is stored: the conversation's last user message is answered
 again."""
@@ -664,6 +699,47 @@ def _operations() -> dict[str, dict[str, dict]]:
                 "fields.\n\n" + _STREAM_DESCRIPTION,
                 body=_chat_body({"projectId": ID}, "conversationId"),
                 responses={200: _CHAT_REPLY, 404: error(404), 502: error(502)},
+            )
+        },
+        "/api/turns/{turn_id}/events": {
+            "get": op(
+                "turnEvents",
+                "Attach to a turn's events",
+                tag="chat",
+                description="Server-sent events of a turn (`ChatStreamEvent`): after the event "
+                "id given as `Last-Event-ID` (or `?after=`), everything the reader missed, "
+                "then live events, then the terminal `done` or `error`; without an id, from "
+                "the `start`. A finished turn replays its stored outcome. A reader served from "
+                "the database (another process without a shared broker, the broker out of "
+                "reach, or events past `TURN_EVENTS_TTL_SECONDS`) gets a `snapshot` of the text "
+                "so far first, then `delta`s as the server stores more; those events carry no "
+                "`id`. `: keep-alive` comments while nothing happens.",
+                query={
+                    "after": (
+                        {**STR, "pattern": "^[0-9]{1,20}-[0-9]{1,20}$"},
+                        False,
+                        "The last event id received (as `Last-Event-ID`).",
+                    )
+                },
+                responses={
+                    200: {
+                        "description": "The turn's events.",
+                        "content": {"text/event-stream": {"schema": ref("ChatStreamEvent")}},
+                    },
+                    422: error(422, "`after` / `Last-Event-ID` is not an event id."),
+                },
+            )
+        },
+        "/api/turns/{turn_id}/stop": {
+            "post": op(
+                "stopTurn",
+                "Stop a turn",
+                tag="chat",
+                description="Ends the reply from any process and any tab: the provider "
+                "request is closed and the reply is stored `incomplete` with what arrived; "
+                "readers get a `done`. Idempotent: a finished turn is left as it is. Closing a "
+                "stream is not Stop.",
+                responses={200: ok("The turn as it is now.", ref("TurnState"))},
             )
         },
         "/api/projects/{project_id}/conversations": {

@@ -3,6 +3,7 @@ on each provider, every fallback rule, failures after the first token, Stop, hea
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 
@@ -53,8 +54,31 @@ def stream(client, owner, project_id, message="Hi", **body):
 
 
 def stop_when(client, owner, project_id, message, seen) -> str:
-    """Stream a chat and close it (what a browser's Stop or a dropped client amounts to) as
-    soon as ``seen(received_so_far)`` is true; returns what was received."""
+    """Stream a chat and press Stop (``POST /api/turns/<id>/stop``) as soon as
+    ``seen(received_so_far)`` is true; read on to the terminal event and return everything."""
+    resp = client.post(
+        f"/api/projects/{project_id}/chat",
+        json={"message": message, "stream": True},
+        headers=owner.headers,
+        buffered=False,
+    )
+    received = ""
+    stopped = False
+    for chunk in resp.response:
+        received += chunk.decode() if isinstance(chunk, bytes) else chunk
+        if not stopped and seen(received):
+            turn_id = json.loads(received.split("event: start\ndata: ")[1].split("\n")[0])[
+                "turn_id"
+            ]
+            r = client.post(f"/api/turns/{turn_id}/stop", headers=owner.headers)
+            assert r.status_code == 200, r.get_json()
+            stopped = True
+    resp.close()
+    return received
+
+
+def leave_when(client, owner, project_id, message, seen) -> int:
+    """Stream a chat and close the stream (a closed tab) when ``seen(received)``; the turn id."""
     resp = client.post(
         f"/api/projects/{project_id}/chat",
         json={"message": message, "stream": True},
@@ -67,7 +91,18 @@ def stop_when(client, owner, project_id, message, seen) -> str:
         if seen(received):
             break
     resp.close()
-    return received
+    return json.loads(received.split("event: start\ndata: ")[1].split("\n")[0])["turn_id"]
+
+
+def wait_final(app, turn_id, timeout=10.0) -> Message:
+    deadline = time.monotonic() + timeout
+    while True:
+        with app.app_context():
+            m = db.session.get(Message, turn_id)
+            if m.status not in ("streaming", "stopping") or time.monotonic() > deadline:
+                db.session.expunge(m)
+                return m
+        time.sleep(0.02)
 
 
 def stored(app, message_id):
@@ -370,7 +405,12 @@ def test_stop_stores_the_partial_reply_and_closes_the_upstream_request(
     app, client, owner, project_id, fake
 ):
     fake.script("responses", Scenario(deltas=[f"w{i} " for i in range(200)], token_delay_ms=20))
-    stop_when(client, owner, project_id, "long one", lambda got: got.count("event: delta") >= 3)
+    got = stop_when(
+        client, owner, project_id, "long one", lambda got: got.count("event: delta") >= 3
+    )
+    events, _ = parse_sse(got)
+    name, data = events[-1]  # Stop ends the turn with what arrived, as a done
+    assert name == "done" and data["message"]["status"] == "incomplete"
     deadline = time.monotonic() + 3
     while time.monotonic() < deadline and not fake.disconnects:
         time.sleep(0.02)
@@ -419,6 +459,17 @@ def test_a_stopped_call_is_neither_retried_nor_sent_to_the_fallback(
     time.sleep(1.0)  # a retry (0.25 s) or a fallback would have been sent by now
     assert len(fake.calls("responses")) == 1
     assert fake.calls("chat") == []
+
+
+def test_closing_the_stream_does_not_stop_the_reply(app, client, owner, project_id, fake):
+    """A closed tab, a reload, a lost network: the reply goes on and is stored whole."""
+    words = [f"w{i} " for i in range(40)]
+    fake.script("responses", Scenario(deltas=words, token_delay_ms=10))
+    turn_id = leave_when(client, owner, project_id, "go on", lambda got: "event: delta" in got)
+    reply = wait_final(app, turn_id)
+    assert (reply.status, reply.content) == ("complete", "".join(words))
+    assert fake.disconnects == 0
+    assert fake.calls("responses")[0].completed
 
 
 def test_no_database_connection_is_held_while_the_reply_streams(

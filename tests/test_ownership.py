@@ -6,7 +6,10 @@ arguments this file does not know fails the test, so a new route cannot skip the
 """
 
 import pytest
+from sqlalchemy import select
 
+from app.extensions import db
+from app.models import Message
 from tests.factories import make_conversation, make_file, make_project, make_user
 
 SAFE = {"GET"}
@@ -18,7 +21,14 @@ def owned(app):
     project_id = make_project(app, owner, name="Owner's bot", system_prompt="Be kind.")
     conversation_id = make_conversation(app, owner, project_id)
     file_id = make_file(app, owner, project_id, name="notes.txt")
+    with app.app_context():
+        turn_id = db.session.scalar(
+            select(Message.id).where(
+                Message.conversation_id == conversation_id, Message.role == "assistant"
+            )
+        )
     return {
+        "turn_id": turn_id,
         "project_id": project_id,
         "version": 1,
         "conversation_id": conversation_id,

@@ -9,6 +9,7 @@ no message was lost or stored twice.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from urllib.parse import urlsplit, urlunsplit
@@ -108,9 +109,9 @@ def chat(server, token, project_id, message, *, stream=True, conversation_id=Non
     return events
 
 
-def leave_when(server, token, project_id, message, seen) -> None:
+def leave_when(server, token, project_id, message, seen, *, then=None) -> None:
     """Stream a chat and drop the connection (a closed tab, a lost network) as soon as
-    ``seen(received_so_far)`` is true."""
+    ``seen(received_so_far)`` is true; ``then(turn_id)`` runs first, if given."""
     base, _ = server
     received = ""
     with (
@@ -125,6 +126,9 @@ def leave_when(server, token, project_id, message, seen) -> None:
         for chunk in r.iter_text():
             received += chunk
             if seen(received):
+                if then is not None:
+                    start = received.split("event: start\ndata: ")[1].split("\n")[0]
+                    then(json.loads(start)["turn_id"])
                 return  # leaving the blocks closes the connection mid-stream
 
 
@@ -259,21 +263,23 @@ def test_a_429_storm_on_both_providers(server, token, project, fake):
     assert len(conversations) == users  # one turn each: user + one error reply
 
 
-def test_client_disconnect_stores_what_arrived_and_frees_the_request(server, token, project, fake):
-    words = [f"w{i} " for i in range(300)]
-    fake.script("responses", Scenario(deltas=words, token_delay_ms=20))  # 6 s if left running
+def test_a_client_that_leaves_does_not_stop_the_reply(server, token, project, fake):
+    """A closed tab is not Stop: the reply goes on to its end and is stored whole, and the
+    upstream request is not closed."""
+    words = [f"w{i} " for i in range(60)]
+    fake.script("responses", Scenario(deltas=words, token_delay_ms=20))  # 1.2 s
     leave_when(server, token, project, "long one", lambda got: got.count("event: delta") >= 3)
 
-    # The server noticed, closed the upstream request (tokens stop being paid for) and stored
-    # the reply as incomplete with what had arrived, well before the 6 s the reply would take.
-    assert fake.wait_for_disconnects(1, timeout=5)
-    stored = stored_reply(server, project)
+    deadline = time.monotonic() + 10
+    while (stored := rows(server, project))[-1][2] == "streaming":
+        assert time.monotonic() < deadline, stored
+        time.sleep(0.05)
     (cid, *user), (_, role, status, content, provider, _) = stored
     assert user == ["user", "complete", "long one", None, False]
-    assert (role, status, provider) == ("assistant", "incomplete", "openai")
-    assert content.startswith("w0 w1 w2") and len(content.split()) < len(words)
+    assert (role, status, content, provider) == ("assistant", "complete", "".join(words), "openai")
+    assert fake.disconnects == 0
 
-    # The conversation carries on: the next turn sends the partial reply as history, once.
+    # The conversation carries on: the next turn sends the whole reply as history, once.
     fake.reset()
     events = chat(server, token, project, "go on", conversation_id=cid)
     assert terminal(events)[0] == "done"
@@ -282,13 +288,22 @@ def test_client_disconnect_stores_what_arrived_and_frees_the_request(server, tok
     assert len(rows(server, project)) == 4
 
 
-def test_client_gone_while_the_model_is_silent_closes_the_upstream(server, token, project, fake):
-    """The model thinks for 10 s (OpenRouter's processing comments, no event). The worker
-    notices the client has gone at its next keep-alive write and closes the provider request
-    then, under gevent as under threads, instead of when the first token comes."""
+def test_stop_while_the_model_is_silent_closes_the_upstream(server, token, project, fake):
+    """The model thinks for 10 s (OpenRouter's processing comments, no event). Stop closes the
+    provider request at once under gevent, instead of when the first token comes."""
+    base, _ = server
     fake.script("responses", Scenario(status=401))  # the primary is misconfigured: fallback
     fake.script("chat", Scenario(ttft_ms=10_000))
-    leave_when(server, token, project, "think hard", lambda got: "event: start" in got)
+
+    def stop(turn_id: int) -> None:
+        r = httpx.post(
+            f"{base}/api/turns/{turn_id}/stop",
+            headers={"Authorization": f"Bearer {token}"},
+            trust_env=False,
+        )
+        assert r.status_code == 200, r.text
+
+    leave_when(server, token, project, "think hard", lambda got: "event: start" in got, then=stop)
 
     assert fake.wait_for_disconnects(1, timeout=4)
     stored = stored_reply(server, project)

@@ -2,52 +2,19 @@
 
 from __future__ import annotations
 
+import re
+
 from flask import Blueprint, request
 from flask_login import current_user
 
 from app.api import field, int_arg, json_body
-from app.chat import services
-from app.chat.render import render_markdown
+from app.chat import services, turns
+from app.chat.serializers import conversation_json, message_json
 from app.chat.streaming import sse_response
 from app.errors import ValidationFailed
 from app.limits import chat_per_user
-from app.models import Role
 
 bp = Blueprint("chat", __name__)
-
-
-def conversation_json(conversation) -> dict:
-    return {
-        "id": conversation.id,
-        "project_id": conversation.project_id,
-        "title": conversation.title,
-        "created_at": conversation.created_at.isoformat(),
-        "updated_at": conversation.updated_at.isoformat(),
-    }
-
-
-def message_json(message, *, html: bool = False) -> dict:
-    data = {
-        "id": message.id,
-        "conversation_id": message.conversation_id,
-        "role": message.role,
-        "content": message.content,
-        "status": message.status,
-        "provider": message.provider,
-        "model": message.model,
-        "fallback": message.fallback,
-        "prompt_version": message.prompt_version.version if message.prompt_version else None,
-        "tokens_in": message.tokens_in,
-        "tokens_out": message.tokens_out,
-        "ttft_ms": message.ttft_ms,
-        "total_ms": message.total_ms,
-        "error": message.error,
-        "context_files": message.context_files or [],
-        "created_at": message.created_at.isoformat(),
-    }
-    if html and message.role == Role.ASSISTANT:
-        data["html"] = render_markdown(message.content)
-    return data
 
 
 def _wants_stream(data: dict) -> bool:
@@ -71,7 +38,8 @@ def _chat(project_id: int, data: dict, conversation_id: int | None):
 def _answer(turn: services.Turn, data: dict):
     """The same answer for a new message and a regenerated one: SSE or one JSON reply."""
     if _wants_stream(data):
-        return sse_response(services.run_turn(turn))
+        turns.launch(turn)  # generated in the background: this stream is only one reader
+        return sse_response(turns.follow(turn.reply_id))
     reply = services.complete_turn(turn)
     return {
         "conversation_id": turn.conversation_id,
@@ -144,3 +112,24 @@ def messages(conversation_id: int):
     )
     html = request.args.get("html") == "1"
     return {"data": [message_json(m, html=html) for m in rows], "has_more": has_more}
+
+
+EVENT_ID = re.compile(r"\d{1,20}-\d{1,20}")
+
+
+@bp.get("/turns/<int:turn_id>/events")
+def turn_events(turn_id: int):
+    """Attach to a turn: the events after ``Last-Event-ID`` (or ``?after=``), then live, then
+    the terminal event; a finished turn replays its stored outcome."""
+    turns.get_turn_for(current_user, turn_id)
+    after = request.headers.get("Last-Event-ID") or request.args.get("after") or None
+    if after is not None and not EVENT_ID.fullmatch(after):
+        raise ValidationFailed(fields={"after": "An event id, such as 0-12."})
+    return sse_response(turns.follow(turn_id, after))
+
+
+@bp.post("/turns/<int:turn_id>/stop")
+def stop_turn(turn_id: int):
+    """Stop a turn from anywhere; idempotent. The reply ends ``incomplete`` with what arrived."""
+    row = turns.stop(current_user, turn_id)
+    return {"id": row.id, "conversation_id": row.conversation_id, "status": row.status}

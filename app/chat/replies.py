@@ -41,8 +41,10 @@ log = logging.getLogger(__name__)
 
 # What an unreachable or restarting database raises (psycopg and sqlite3 alike).
 DB_DOWN = (OperationalError, InterfaceError)
-OPEN = (MessageStatus.STREAMING, MessageStatus.INTERRUPTED)
+LIVE = (MessageStatus.STREAMING, MessageStatus.STOPPING)  # a process is (or was) writing it
+OPEN = (*LIVE, MessageStatus.INTERRUPTED)  # what a final store may still change
 INTERRUPTED_TEXT = "The server stopped while writing this reply."
+STOPPED_TEXT = "Stopped before the reply was complete."
 
 
 def lease_until(config=None):
@@ -57,18 +59,33 @@ def rollback() -> None:
         pass
 
 
-def checkpoint(reply_id: int, text: str) -> None:
-    """Store the text so far and renew the lease; a database outage only skips it."""
+def checkpoint(reply_id: int, text: str) -> bool:
+    """Store the text so far and renew the lease. False when the row is no longer
+    ``streaming`` (a Stop arrived through the database, or the conversation was deleted): the
+    caller stops generating. A database outage only skips the checkpoint (True)."""
     try:
-        db.session.execute(
+        changed = db.session.execute(
             update(Message)
             .where(Message.id == reply_id, Message.status == MessageStatus.STREAMING)
             .values(content=text, lease_until=lease_until())
-        )
+        ).rowcount
         db.session.commit()
     except DB_DOWN as exc:
         log.warning("reply %s: checkpoint skipped, database unavailable: %s", reply_id, exc)
         rollback()
+        return True
+    return bool(changed)
+
+
+def request_stop(reply_id: int) -> None:
+    """Mark a live reply ``stopping``: the process generating it sees this at its next
+    checkpoint, when the broker could not reach it sooner. Idempotent."""
+    db.session.execute(
+        update(Message)
+        .where(Message.id == reply_id, Message.status == MessageStatus.STREAMING)
+        .values(status=MessageStatus.STOPPING)
+    )
+    db.session.commit()
 
 
 def _write(reply_id: int, values: dict[str, Any]) -> None:
@@ -169,34 +186,40 @@ def replay_spool(app: Flask | None = None) -> int:
 # --- leases ----------------------------------------------------------------------------------
 
 
-def expire_leases(app: Flask | None = None, *, conversation_id: int | None = None) -> int:
-    """Mark replies whose lease ran out as ``interrupted``; returns how many."""
-    stmt = update(Message).where(
-        Message.status == MessageStatus.STREAMING, Message.lease_until < utcnow()
-    )
+def expire_leases(app: Flask | None = None, *, conversation_id: int | None = None) -> list[int]:
+    """Mark replies whose lease ran out as ``interrupted`` and tell their readers (the broker's
+    terminal ``error`` event, for readers in other processes); returns their ids."""
+    stmt = update(Message).where(Message.status.in_(LIVE), Message.lease_until < utcnow())
     if conversation_id is not None:
         stmt = stmt.where(Message.conversation_id == conversation_id)
-    count = db.session.execute(
-        stmt.values(status=MessageStatus.INTERRUPTED, lease_until=None, error=INTERRUPTED_TEXT)
-    ).rowcount
+    stmt = stmt.values(status=MessageStatus.INTERRUPTED, lease_until=None, error=INTERRUPTED_TEXT)
+    ids = list(db.session.scalars(stmt.returning(Message.id)))
     db.session.commit()
-    if count:
-        log.warning("%s reply(s) interrupted: their process stopped", count)
-    return count
+    if ids:
+        log.warning("reply(s) %s interrupted: their process stopped", ids)
+        for reply_id in ids:
+            for listener in _interrupted_listeners(app):
+                listener(reply_id)
+    return ids
+
+
+def _interrupted_listeners(app: Flask | None):
+    return (app or current_app).extensions.get("reply_interrupted", [])
 
 
 def expire_stale(messages: list[Message]) -> bool:
     """For a page about to show ``messages``: expire the stale ones now. True if any was."""
     now = utcnow()
-    stale = [
-        m
-        for m in messages
-        if m.status == MessageStatus.STREAMING and m.lease_until and m.lease_until < now
-    ]
+    stale = [m for m in messages if m.status in LIVE and m.lease_until and m.lease_until < now]
     if not stale:
         return False
     expire_leases(conversation_id=stale[0].conversation_id)
     return True
+
+
+def on_interrupted(app: Flask, listener) -> None:
+    """``listener(reply_id)`` is called for each reply the lease sweep interrupts."""
+    app.extensions.setdefault("reply_interrupted", []).append(listener)
 
 
 def init_app(app: Flask) -> None:

@@ -21,13 +21,13 @@ import queue
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from flask import current_app
 from sqlalchemy import delete, select
 
-from app.chat import replies
+from app.chat import relay, replies
 from app.chat.llm import get_chain
 from app.errors import NotFound, ProviderUnavailable, ValidationFailed
 from app.extensions import db
@@ -36,7 +36,7 @@ from app.models import Conversation, Message, MessageStatus, Project, PromptVers
 from app.models.base import utcnow
 from app.projects.services import get_project_for
 from app.prompts.versions import system_prompt_for
-from app.providers.base import Cancel, ChatRequest, ChatTurn, ProviderError, TextDelta
+from app.providers.base import Cancel, ChatRequest, ChatTurn, ProviderError
 from app.providers.chain import ChainEnd, Committed
 
 log = logging.getLogger(__name__)
@@ -46,12 +46,6 @@ PAGE_MAX = 200
 
 
 # --- events run_turn yields ------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Started:
-    conversation: Conversation
-    user_message: Message
 
 
 @dataclass(frozen=True)
@@ -79,7 +73,7 @@ class Failed:
     stored: bool = True
 
 
-ChatEvent = Started | Delta | Waiting | Done | Failed
+ChatEvent = Delta | Waiting | Done | Failed
 
 
 @dataclass
@@ -399,64 +393,22 @@ def complete_turn(turn: Turn) -> Message:
     return reply
 
 
-_END = object()
+def run_turn(turn: Turn, cancel: Cancel | None = None) -> Iterator[ChatEvent]:
+    """Generate one reply: ``Delta``… then exactly one ``Done`` or ``Failed``, with the reply
+    stored (``replies.finish``). ``Waiting`` while the model is silent.
 
-
-@dataclass(frozen=True)
-class _Raised:
-    error: BaseException
-
-
-def _pump(events: Iterator, out: queue.SimpleQueue, cancel: Cancel) -> None:
-    """Thread body: move provider events into the queue until the end or a Stop."""
-    try:
-        with closing(events):  # closing the generator closes the upstream HTTP response
-            for event in events:
-                out.put(event)
-                if cancel.cancelled:
-                    break
-    except BaseException as exc:  # handed to the request thread, which decides
-        out.put(_Raised(exc))
-    finally:
-        out.put(_END)
-
-
-def run_turn(turn: Turn, *, heartbeat: float | None = None) -> Iterator[ChatEvent]:
-    """Stream one reply. Ends with exactly one ``Done`` or ``Failed``, except when the consumer
-    goes away (Stop, disconnect): then the partial reply is stored as incomplete and the
-    provider request is abandoned, which closes its connection. Every
-    ``CHAT_CHECKPOINT_SECONDS`` the text so far is stored and the reply's lease renewed, so a
-    process that dies leaves its last checkpoint behind (``replies``)."""
+    ``cancel`` is the turn's Stop (``turns.stop``): it closes the provider request at once, and
+    the reply ends ``incomplete`` with what arrived, as a ``Done``. A checkpoint that finds the
+    row no longer streaming (a Stop sent through the database, or a deleted conversation)
+    cancels too. Every ``CHAT_CHECKPOINT_SECONDS`` the text so far is stored and the lease
+    renewed, so a process that dies leaves its last checkpoint behind (``replies``). If the
+    consumer goes away, the partial reply is stored as incomplete."""
     config = current_app.config
-    heartbeat = heartbeat or config["CHAT_HEARTBEAT_SECONDS"]
-    coalesce = config["CHAT_STREAM_COALESCE_MS"] / 1000
+    cancel = cancel or Cancel()
     checkpoint_every = config["CHAT_CHECKPOINT_SECONDS"]
-    if turn.conversation is not None and turn.user_message is not None:
-        # The view's session was closed when it returned (``stream_with_context`` runs this
-        # later), which detached these rows with their values; attach them here, without SQL,
-        # so the reply's ``prompt_version`` comes from the identity map too.
-        conversation, user_message = turn.conversation, turn.user_message
-        for row in (conversation, user_message, turn.prompt_version):
-            if row is not None:
-                db.session.add(row)
-    else:
-        conversation = db.session.get(Conversation, turn.conversation_id)
-        user_message = db.session.get(Message, turn.user_message_id)
-    # Rendering ``Started`` must not reload anything: a reload would check a connection out
-    # again and hold it, idle in a transaction, for the whole stream, so the pool would cap
-    # the number of concurrent streams.
-    with _kept_loaded():
-        db.session.commit()  # release the connection before waiting on the provider
-    yield Started(conversation, user_message)
-    # Rendered. Let go of the rows: a rollback (a database outage below) would expire them,
-    # and the reply's rendering (its prompt version) would then try to reload them.
-    db.session.expunge_all()
-
-    events: queue.SimpleQueue = queue.SimpleQueue()
-    cancel = Cancel()  # Stop or a gone client: wakes the pump even while the model is silent
-    pump = threading.Thread(
-        target=_pump, args=(get_chain().stream(turn.request, cancel), events, cancel), daemon=True
-    )
+    source: queue.SimpleQueue = queue.SimpleQueue()
+    stream = get_chain().stream(turn.request, cancel)
+    pump = threading.Thread(target=relay.pump, args=(stream, source, cancel), daemon=True)
     started = time.monotonic()
     parts: list[str] = []
     ttft_ms: int | None = None
@@ -464,64 +416,47 @@ def run_turn(turn: Turn, *, heartbeat: float | None = None) -> Iterator[ChatEven
     committed: Committed | None = None
     failure: ProviderError | None = None
     outcome: Message | None = None
-    pending = None  # an event taken from the queue while coalescing, handled next
-    written = None  # when the last delta was written
     next_checkpoint = started + checkpoint_every
     pump.start()
     try:
-        while True:
-            if pending is not None:
-                item, pending = pending, None
-            else:
-                if written is not None and coalesce:
-                    # After the first token, let the next few gather: one write per window
-                    # instead of one per token (less per-token work on a CPU-bound relay).
-                    wait = written + coalesce - time.monotonic()
-                    if wait > 0:
-                        time.sleep(wait)
-                if time.monotonic() >= next_checkpoint:
-                    replies.checkpoint(turn.reply_id, "".join(parts))
-                    next_checkpoint = time.monotonic() + checkpoint_every
-                try:
-                    item = events.get(timeout=heartbeat)
-                except queue.Empty:
-                    yield Waiting()
-                    continue
-            if item is _END:
-                break
-            if isinstance(item, _Raised):
-                if isinstance(item.error, ProviderError):
-                    failure = item.error
-                    break
-                raise item.error
-            if isinstance(item, ChainEnd):
-                end = item
-                continue
-            if isinstance(item, Committed):
-                committed = item
-                continue
-            if isinstance(item, TextDelta) and item.text:
-                # Coalesce whatever else is already waiting into one write.
-                chunk = [item.text]
-                while True:
-                    try:
-                        nxt = events.get_nowait()
-                    except queue.Empty:
-                        break
-                    if isinstance(nxt, TextDelta):
-                        chunk.append(nxt.text)
-                    else:
-                        pending = nxt
-                        break
-                text = "".join(chunk)
+        events = relay.relay(
+            source,
+            heartbeat=config["CHAT_HEARTBEAT_SECONDS"],
+            coalesce=config["CHAT_STREAM_COALESCE_MS"] / 1000,
+        )
+        for event in events:
+            if isinstance(event, relay.Text):
                 if ttft_ms is None:
                     ttft_ms = int((time.monotonic() - started) * 1000)
-                parts.append(text)
-                yield Delta(text)
-                written = time.monotonic()
+                parts.append(event.text)
+                yield Delta(event.text)
+            elif isinstance(event, relay.Idle):
+                yield Waiting()
+            elif isinstance(event, Committed):
+                committed = event
+            elif isinstance(event, ChainEnd):
+                end = event
+            elif isinstance(event, relay.Failure):
+                failure = event.error
+            if time.monotonic() >= next_checkpoint and not cancel.cancelled:
+                if not replies.checkpoint(turn.reply_id, "".join(parts)):
+                    cancel.cancel()  # stopped through the database, or the row is gone
+                next_checkpoint = time.monotonic() + checkpoint_every
+        stopped = cancel.cancelled and end is None
         total_ms = int((time.monotonic() - started) * 1000)
         text = "".join(parts)
-        if failure is not None:
+        if stopped:
+            outcome, stored = _finish(
+                turn,
+                text=text,
+                status=MessageStatus.INCOMPLETE,
+                committed=committed,
+                error=replies.STOPPED_TEXT,
+                ttft_ms=ttft_ms,
+                total_ms=total_ms,
+            )
+            yield Done(outcome, stored=stored)
+        elif failure is not None:
             status = MessageStatus.INCOMPLETE if text else MessageStatus.ERROR
             outcome, stored = _finish(
                 turn,
@@ -547,15 +482,15 @@ def run_turn(turn: Turn, *, heartbeat: float | None = None) -> Iterator[ChatEven
     finally:
         cancel.cancel()
         if outcome is None:
-            # Stopped by the user, the client went away, or something unexpected: keep what
-            # arrived, marked incomplete.
+            # The consumer went away, or something unexpected: keep what arrived, marked
+            # incomplete.
             replies.rollback()
             _finish(
                 turn,
                 text="".join(parts),
                 status=MessageStatus.INCOMPLETE,
                 committed=committed,
-                error="Stopped before the reply was complete.",
+                error=replies.STOPPED_TEXT,
                 ttft_ms=ttft_ms,
                 total_ms=int((time.monotonic() - started) * 1000),
             )

@@ -27,6 +27,7 @@ class Role(StrEnum):
 
 class MessageStatus(StrEnum):
     STREAMING = "streaming"  # a reply being generated; its lease says its process is alive
+    STOPPING = "stopping"  # Stop was asked for; the generating process ends it as incomplete
     COMPLETE = "complete"
     INCOMPLETE = "incomplete"  # text arrived, then a failure, a Stop or a dropped client
     ERROR = "error"  # nothing arrived

@@ -3,12 +3,13 @@
 // a live region announcing replies, and the conversation list kept in step.
 //
 // Endpoints: POST /api/projects/<id>/chat (a message), POST /api/conversations/<id>/regenerate
-// (answer the last message again), GET /api/conversations/<id>/messages?before=&html=1.
+// (answer the last message again), GET /api/turns/<id>/events (attach again), POST
+// /api/turns/<id>/stop, GET /api/conversations/<id>/messages?before=&html=1.
 import { jsonHeaders } from "./csrf.js";
 import { readEvents } from "./sse.js";
 import { initConversations } from "./conversations.js";
 import {
-  assistantBubble, bubbleFor, decorate, finish, foldEarlierAnswers, footer, markNotStored, markStopped,
+  assistantBubble, bubbleFor, decorate, finish, foldEarlierAnswers, footer, markNotStored,
   plainText, showFailure, userBubble,
 } from "./messages.js";
 
@@ -28,6 +29,7 @@ function init(root) {
   const title = document.getElementById("chat-title");
   const jump = document.getElementById("jump-latest");
   let controller = null;
+  let turn = null; // the turn being read: {id, lastEventId, stopAsked}
   let follow = true; // keep the newest text in view; off while the reader is scrolled up
 
   const conversations = initConversations({
@@ -57,6 +59,7 @@ function init(root) {
   addRegenerate();
   scroll();
   input.focus();
+  attachToRunning();
 
   // --- keyboard -------------------------------------------------------------------------------
   form.addEventListener("submit", (e) => { e.preventDefault(); submit(); });
@@ -64,9 +67,9 @@ function init(root) {
     if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); submit(); }
   });
   document.addEventListener("keydown", (e) => {
-    if (e.key === "Escape" && controller) { e.preventDefault(); controller.abort(); }
+    if (e.key === "Escape" && turn) { e.preventDefault(); requestStop(); }
   });
-  stop.addEventListener("click", () => controller?.abort());
+  stop.addEventListener("click", requestStop);
   document.getElementById("load-earlier")?.addEventListener("click", loadEarlier);
   root.dataset.ready = "true"; // handlers are bound (the browser tests wait for this)
 
@@ -85,6 +88,7 @@ function init(root) {
     input.disabled = on;
     send.disabled = on;
     stop.hidden = !on;
+    stop.disabled = false;
     list.setAttribute("aria-busy", on ? "true" : "false");
     // Give focus back to the message box, unless the reader has moved on to something else.
     const away = document.activeElement && document.activeElement !== document.body
@@ -113,11 +117,16 @@ function init(root) {
     run(`/api/conversations/${conversationId}/regenerate`, {}, {});
   }
 
+  // A turn is generated on the server whatever happens to this page's connection: the stream is
+  // only a reader. Stop asks the server (POST /api/turns/<id>/stop) and reads on to the end; a
+  // lost connection is resumed from the last event id (GET /api/turns/<id>/events).
+  const RESUME_TRIES = 5;
+
   async function run(url, body, { pending = null, typed = null }) {
     controller = new AbortController();
+    turn = { id: null, lastEventId: null, stopAsked: false };
     busy(true);
-    let reply = null;
-    let text = "";
+    const state = { reply: null, text: null, pending, attached: false };
     try {
       const response = await fetch(url, {
         method: "POST",
@@ -135,40 +144,12 @@ function init(root) {
         showError(msg);
         return;
       }
-      for await (const { event, data } of readEvents(response, controller.signal)) {
-        if (event === "start") {
-          started(data, pending);
-          reply = assistantBubble();
-          list.append(reply);
-          foldEarlierAnswers(list);
-          announce("Replying…");
-          scroll();
-        } else if (event === "delta") {
-          text += data.text;
-          reply.querySelector(".msg-body").textContent = text;
-          scroll();
-        } else if (event === "done") {
-          finish(reply, data.message);
-          if (data.stored === false) markNotStored(reply);
-          announce(`Reply: ${plainText(reply)}`);
-        } else if (event === "error") {
-          finish(reply, data.message);
-          if (data.stored === false) markNotStored(reply);
-          showFailure(reply, data.error.message);
-          retryButton(reply);
-        }
-      }
+      if (await consume(response, state)) return;
+      await resume(state);
     } catch (err) {
-      if (err.name === "AbortError") {
-        if (reply) {
-          markStopped(reply);
-          retryButton(reply);
-        }
-        announce("Stopped.");
-      } else if (reply) {
-        showFailure(reply, "The connection was lost. Your message is saved.");
-        retryButton(reply);
-      } else {
+      if (state.reply && turn.id) {
+        await resume(state);
+      } else if (err.name !== "AbortError") {
         // Nothing says whether the message arrived: give the text back to send again.
         pending?.remove();
         if (typed !== null && !input.value) input.value = typed;
@@ -176,6 +157,98 @@ function init(root) {
       }
     } finally {
       controller = null;
+      turn = null;
+      busy(false);
+      addRegenerate();
+      scroll();
+    }
+  }
+
+  // Read one response's events into the bubble; true once the turn's last event has come.
+  async function consume(response, state) {
+    for await (const { event, data, id } of readEvents(response, controller.signal)) {
+      if (id) turn.lastEventId = id;
+      if (event === "start") {
+        turn.id = data.turn_id;
+        if (state.attached) continue; // the bubble is already on the page
+        started(data, state.pending);
+        state.reply = assistantBubble();
+        state.reply.dataset.turn = String(data.turn_id);
+        list.append(state.reply);
+        foldEarlierAnswers(list);
+        announce("Replying…");
+        if (turn.stopAsked) requestStop();
+      } else if (event === "delta" || event === "snapshot") {
+        state.text = event === "delta" ? (state.text ?? "") + data.text : data.text;
+        state.reply.querySelector(".msg-body").textContent = state.text;
+      } else if (event === "done") {
+        finish(state.reply, data.message);
+        if (data.stored === false) markNotStored(state.reply);
+        if (data.message.status === "incomplete") {
+          retryButton(state.reply);
+          announce("Stopped.");
+        } else {
+          announce(`Reply: ${plainText(state.reply)}`);
+        }
+        return true;
+      } else if (event === "error") {
+        finish(state.reply, data.message);
+        if (data.stored === false) markNotStored(state.reply);
+        showFailure(state.reply, data.error.message);
+        retryButton(state.reply);
+        return true;
+      }
+      scroll();
+    }
+    return false;
+  }
+
+  // The connection ended before the turn did: attach again, from the last event received.
+  async function resume(state) {
+    for (let attempt = 0; attempt < RESUME_TRIES; attempt += 1) {
+      if (attempt) await new Promise((r) => { setTimeout(r, 1000 * attempt); });
+      try {
+        const headers = { Accept: "text/event-stream" };
+        if (turn.lastEventId) headers["Last-Event-ID"] = turn.lastEventId;
+        const response = await fetch(`/api/turns/${turn.id}/events`, { headers });
+        if (!response.ok) break;
+        state.attached = true;
+        if (await consume(response, state)) return;
+      } catch {
+        /* try again */
+      }
+    }
+    showFailure(state.reply, "The connection was lost. The reply goes on on the server: reload to see it.");
+  }
+
+  // Stop: the server ends the turn wherever it runs; its last event arrives on this stream.
+  function requestStop() {
+    if (!turn) return;
+    turn.stopAsked = true;
+    if (!turn.id) return; // asked before the turn started: sent when `start` arrives
+    stop.disabled = true;
+    fetch(`/api/turns/${turn.id}/stop`, { method: "POST", headers: jsonHeaders() }).catch(() => {
+      stop.disabled = false;
+    });
+  }
+
+  // Opening a conversation whose last reply is still being written: follow it from its start.
+  async function attachToRunning() {
+    const bubbles = list.querySelectorAll(":scope > .msg");
+    const last = bubbles[bubbles.length - 1];
+    if (!last || last.dataset.role !== "assistant") return;
+    if (!["streaming", "stopping"].includes(last.dataset.status)) return;
+    controller = new AbortController();
+    turn = { id: Number(last.dataset.id), lastEventId: null, stopAsked: false };
+    last.classList.add("streaming");
+    busy(true);
+    announce("Replying…");
+    const state = { reply: last, text: null, pending: null, attached: true };
+    try {
+      await resume(state);
+    } finally {
+      controller = null;
+      turn = null;
       busy(false);
       addRegenerate();
       scroll();

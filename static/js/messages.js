@@ -65,7 +65,7 @@ export function metaText(m) {
   if (m.context_files && m.context_files.length) {
     parts.push(`files: ${m.context_files.map(fileLabel).join(", ")}`);
   }
-  if (m.status === "streaming") parts.push("still being written: reload to see more");
+  if (m.status === "streaming" || m.status === "stopping") parts.push("replying…");
   else if (m.status !== "complete") parts.push(m.status);
   return parts.join(" · ");
 }
@@ -84,7 +84,7 @@ function setError(bubble, text) {
 export function finish(bubble, m) {
   bubble.classList.remove(
     "streaming", "status-complete", "status-incomplete", "status-error", "status-streaming",
-    "status-interrupted",
+    "status-stopping", "status-interrupted",
   );
   bubble.classList.add(`status-${m.status}`);
   bubble.dataset.id = m.id;
@@ -111,15 +111,6 @@ export function showFailure(bubble, text) {
   bubble.classList.add("status-error");
   setError(bubble, text);
   bubble.querySelector(":scope > .msg-error").setAttribute("role", "alert");
-}
-
-/** Stop was pressed: keep the text that arrived, marked as stopped. */
-export function markStopped(bubble) {
-  bubble.classList.remove("streaming");
-  bubble.classList.add("status-incomplete");
-  bubble.dataset.status = "incomplete";
-  info(bubble).textContent = "stopped · incomplete";
-  decorate(bubble);
 }
 
 export function plainText(bubble) {

@@ -1,0 +1,257 @@
+"""Turn events between the process generating a reply and every reader of it.
+
+One small interface, two backends, chosen once from ``REDIS_URL`` (``BROKERS``):
+
+- ``LocalBroker``: in-process logs of events, one per turn, with a condition variable for
+  readers. The embedded default (``make run``: one process, no Redis).
+- ``RedisBroker``: the local logs (readers in the generating process never touch Redis) plus
+  a Redis Stream per turn (``<prefix>turn:<id>``) for readers in other processes and machines,
+  and a pub/sub channel (``<prefix>turn-stop``) that carries Stop to whichever process runs the
+  turn.
+
+An entry's id is ``0-<n>``, ``n`` counting the turn's events from 1; the Redis Stream uses the
+same ids (``XADD`` with an explicit id), so a client may resume from any process with the
+``Last-Event-ID`` it has. A stream expires ``TURN_EVENTS_TTL_SECONDS`` after its last event, a
+local log that long after its turn ended: the database stays the truth, the broker holds only
+what is in flight. Redis failures never stop a turn: publishing logs once and goes on (readers
+elsewhere fall back to the database, see ``turns.follow``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Flask, current_app
+
+log = logging.getLogger(__name__)
+
+TERMINAL = frozenset({"done", "error"})
+StopHandler = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class Entry:
+    id: str | None  # None: an event that is not in the broker (read from the database)
+    event: str
+    data: dict[str, Any]
+
+
+def entry_number(entry_id: str | None) -> int:
+    """The ``n`` of ``0-n`` (0 for None or another form)."""
+    if entry_id and entry_id.startswith("0-") and entry_id[2:].isdigit():
+        return int(entry_id[2:])
+    return 0
+
+
+@dataclass
+class _Log:
+    changed: threading.Condition  # on the broker's one lock: only this turn's readers wake
+    entries: list[Entry] = field(default_factory=list)
+    closed_at: float | None = None
+
+
+class LocalBroker:
+    backend = "memory"
+
+    def __init__(self, ttl: float) -> None:
+        self.ttl = ttl
+        self._logs: dict[int, _Log] = {}
+        self._lock = threading.Lock()
+        self._stop_handlers: list[StopHandler] = []
+
+    # -- the generating side --------------------------------------------------------------
+
+    def open(self, turn_id: int) -> None:
+        with self._lock:
+            self._purge()
+            self._logs[turn_id] = _Log(threading.Condition(self._lock))
+
+    def publish(self, turn_id: int, event: str, data: dict[str, Any]) -> Entry:
+        with self._lock:
+            found = self._logs.get(turn_id)
+            if found is None:
+                found = self._logs[turn_id] = _Log(threading.Condition(self._lock))
+            entry = Entry(f"0-{len(found.entries) + 1}", event, data)
+            found.entries.append(entry)
+            found.changed.notify_all()
+        return entry
+
+    def close(self, turn_id: int) -> None:
+        with self._lock:
+            found = self._logs.get(turn_id)
+            if found is not None:
+                found.closed_at = time.monotonic()
+                found.changed.notify_all()
+
+    def is_local(self, turn_id: int) -> bool:
+        return turn_id in self._logs
+
+    def publish_elsewhere(self, turn_id: int, event: str, data: dict[str, Any]) -> None:
+        """An event about a turn another process ran: no other process reads this broker."""
+
+    def _purge(self) -> None:
+        limit = time.monotonic() - self.ttl
+        for turn_id in [t for t, lg in self._logs.items() if lg.closed_at and lg.closed_at < limit]:
+            del self._logs[turn_id]
+
+    # -- readers --------------------------------------------------------------------------
+
+    def read(self, turn_id: int, after: str | None, timeout: float) -> list[Entry] | None:
+        """Entries after ``after``, waiting up to ``timeout`` for the first; [] when none came,
+        None when this broker does not know the turn (never seen, or expired)."""
+        start = entry_number(after)
+        with self._lock:
+            found = self._logs.get(turn_id)
+            if found is None:
+                return None
+            if len(found.entries) <= start and found.closed_at is None:
+                found.changed.wait_for(
+                    lambda: len(found.entries) > start or found.closed_at is not None,
+                    timeout=timeout,
+                )
+            if len(found.entries) <= start and found.closed_at is not None:
+                return None  # nothing after the end: the database answers from here
+            return found.entries[start:]
+
+    # -- Stop -----------------------------------------------------------------------------
+
+    def on_stop(self, handler: StopHandler) -> None:
+        self._stop_handlers.append(handler)
+
+    def stop(self, turn_id: int) -> None:
+        for handler in self._stop_handlers:
+            handler(turn_id)
+
+    def status(self) -> dict[str, str]:
+        return {"backend": self.backend}
+
+
+class RedisBroker(LocalBroker):
+    backend = "redis"
+
+    def __init__(self, ttl: float, url: str, prefix: str) -> None:
+        import redis
+
+        super().__init__(ttl)
+        self._errors = (redis.RedisError, OSError)
+        self.redis = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=1)
+        self.prefix = prefix
+        self.channel = f"{prefix}turn-stop"
+        self._degraded: set[int] = set()
+        self._listener: threading.Thread | None = None
+
+    def key(self, turn_id: int) -> str:
+        return f"{self.prefix}turn:{int(turn_id)}"
+
+    def publish(self, turn_id: int, event: str, data: dict[str, Any]) -> Entry:
+        entry = super().publish(turn_id, event, data)
+        self._send(turn_id, entry.id, event, data)
+        return entry
+
+    def publish_elsewhere(self, turn_id: int, event: str, data: dict[str, Any]) -> None:
+        """An event about a turn another process ran (the lease sweep's ``interrupted``): no
+        local log, and an id after any the dead process wrote (``*``: Redis picks the time).
+        Only for a stream that still exists: nobody can be reading an expired one."""
+        try:
+            if self.redis.exists(self.key(turn_id)):
+                self._send(turn_id, "*", event, data)
+        except self._errors as exc:
+            log.warning("turn %s: Redis unavailable (%s)", turn_id, exc)
+
+    def open(self, turn_id: int) -> None:
+        super().open(turn_id)
+        if self._listener is None:  # this process generates turns: listen for their Stop
+            self._listener = threading.Thread(target=self._listen, name="turn-stop", daemon=True)
+            self._listener.start()
+
+    def _send(self, turn_id: int, entry_id: str, event: str, data: dict[str, Any]) -> None:
+        if turn_id in self._degraded:
+            return  # once Redis failed for a turn its stream has a gap: readers use the database
+        try:
+            pipe = self.redis.pipeline(transaction=False)
+            fields = {"e": event, "d": json.dumps(data, separators=(",", ":"))}
+            pipe.xadd(self.key(turn_id), fields, id=entry_id)
+            pipe.expire(self.key(turn_id), int(self.ttl))
+            pipe.execute()
+        except self._errors as exc:
+            self._degraded.add(turn_id)
+            log.warning(
+                "turn %s: Redis unavailable (%s); other processes will show this reply from "
+                "the database when it is stored",
+                turn_id,
+                exc,
+            )
+
+    def close(self, turn_id: int) -> None:
+        super().close(turn_id)
+        self._degraded.discard(turn_id)
+
+    def read(self, turn_id: int, after: str | None, timeout: float) -> list[Entry] | None:
+        if self.is_local(turn_id):
+            return super().read(turn_id, after, timeout)
+        key = self.key(turn_id)
+        try:
+            found = self.redis.xread({key: after or "0-0"}, count=500, block=int(timeout * 1000))
+            if not found and not self.redis.exists(key):
+                return None
+        except self._errors as exc:
+            log.warning("turn %s: Redis unavailable (%s); reading the database", turn_id, exc)
+            return None
+        entries = []
+        for _key, items in found:
+            for entry_id, fields in items:
+                entries.append(
+                    Entry(entry_id.decode(), fields[b"e"].decode(), json.loads(fields[b"d"]))
+                )
+        return entries
+
+    def stop(self, turn_id: int) -> None:
+        super().stop(turn_id)  # a turn of this process stops even while Redis is down
+        try:
+            self.redis.publish(self.channel, str(int(turn_id)))
+        except self._errors as exc:
+            log.warning("turn %s: Stop not sent through Redis (%s)", turn_id, exc)
+
+    def _listen(self) -> None:
+        """Stop requests from every process; handlers ignore turns they do not run."""
+        while True:
+            try:
+                pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+                pubsub.subscribe(self.channel)
+                while True:
+                    message = pubsub.get_message(timeout=5.0)
+                    if message and message.get("type") == "message":
+                        for handler in self._stop_handlers:
+                            handler(int(message["data"]))
+            except self._errors as exc:
+                log.warning("turn-stop listener: Redis unavailable (%s); retrying", exc)
+                time.sleep(2)
+
+    def status(self) -> dict[str, str]:
+        try:
+            self.redis.ping()
+            return {"backend": self.backend, "redis": "ok"}
+        except self._errors:
+            return {"backend": self.backend, "redis": "unavailable"}
+
+
+def build(config) -> LocalBroker:
+    ttl = float(config["TURN_EVENTS_TTL_SECONDS"])
+    url = config.get("REDIS_URL")
+    if not url:
+        return LocalBroker(ttl)
+    return RedisBroker(ttl, url, config["REDIS_KEY_PREFIX"])
+
+
+def get_broker() -> LocalBroker:
+    return current_app.extensions["broker"]
+
+
+def init_app(app: Flask) -> None:
+    app.extensions["broker"] = build(app.config)

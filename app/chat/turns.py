@@ -1,0 +1,285 @@
+"""A turn is a job, not a connection: it is generated in the background and read by any number
+of HTTP streams, which may come and go.
+
+- ``launch`` (after ``services.start_turn`` stored the user's message and the reply row) opens
+  the turn in the broker, publishes ``start``, and runs ``services.run_turn`` in a thread of
+  this process (a greenlet under gevent). Each ``Delta`` becomes a ``delta`` event, the outcome
+  a ``done`` or ``error`` event; nothing a reader does ends the turn.
+- ``follow`` is one reader: the broker's events after a given id, live, until the terminal
+  event, with ``None`` for a keep-alive while nothing comes. When the broker does not know the
+  turn (another process without Redis, Redis down, the turn long finished) it reads the
+  database instead: a ``snapshot`` of the text so far, then what the checkpoints add, then the
+  stored outcome.
+- ``stop`` asks for the end of a turn from any process: through the broker at once (the local
+  process, or Redis pub/sub), and through the database (``stopping``), which the generating
+  process sees at its next checkpoint even when no broker can reach it.
+
+The turn id is the id of the assistant row.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+
+from flask import Flask, current_app
+from sqlalchemy import select
+
+from app.chat import replies, services
+from app.chat.broker import TERMINAL, Entry, get_broker
+from app.chat.serializers import conversation_json, message_json
+from app.errors import NotFound
+from app.extensions import db
+from app.models import Conversation, Message, MessageStatus, Project, Role, User
+from app.models.base import utcnow
+from app.providers.base import Cancel
+
+log = logging.getLogger(__name__)
+
+FINISHED_AS_DONE = (MessageStatus.COMPLETE,)
+
+
+class Running:
+    """The turns this process generates, with their Cancel (what Stop pulls)."""
+
+    def __init__(self) -> None:
+        self._cancels: dict[int, Cancel] = {}
+        self._lock = threading.Lock()
+
+    def add(self, turn_id: int, cancel: Cancel) -> None:
+        with self._lock:
+            self._cancels[turn_id] = cancel
+
+    def remove(self, turn_id: int) -> None:
+        with self._lock:
+            self._cancels.pop(turn_id, None)
+
+    def stop(self, turn_id: int) -> None:
+        with self._lock:
+            cancel = self._cancels.get(turn_id)
+        if cancel is not None:
+            cancel.cancel()
+
+    def __len__(self) -> int:
+        return len(self._cancels)
+
+
+def _running(app: Flask | None = None) -> Running:
+    return (app or current_app).extensions["running_turns"]
+
+
+# --- generating ------------------------------------------------------------------------------
+
+
+def start_payload(turn: services.Turn) -> dict:
+    return {
+        "turn_id": turn.reply_id,
+        "conversation": conversation_json(turn.conversation),
+        "user_message": message_json(turn.user_message),
+    }
+
+
+def outcome_event(event: services.Done | services.Failed) -> tuple[str, dict]:
+    message = message_json(event.message, html=True)
+    if isinstance(event, services.Done):
+        return "done", {"message": message, "stored": event.stored}
+    return "error", {
+        "error": {"code": event.code, "message": event.error},
+        "partial": event.partial,
+        "message": message,
+        "stored": event.stored,
+    }
+
+
+def launch(turn: services.Turn) -> None:
+    """Start generating ``turn`` in the background; its events go to the broker."""
+    app = current_app._get_current_object()
+    broker = get_broker()
+    broker.open(turn.reply_id)
+    broker.publish(turn.reply_id, "start", start_payload(turn))
+    cancel = Cancel()
+    _running(app).add(turn.reply_id, cancel)
+    threading.Thread(
+        target=_generate, args=(app, turn, cancel), name=f"turn-{turn.reply_id}", daemon=True
+    ).start()
+
+
+def _generate(app: Flask, turn: services.Turn, cancel: Cancel) -> None:
+    broker = app.extensions["broker"]
+    ended = False
+    try:
+        with app.app_context():
+            try:
+                for event in services.run_turn(turn, cancel):
+                    if isinstance(event, services.Delta):
+                        broker.publish(turn.reply_id, "delta", {"text": event.text})
+                    elif isinstance(event, services.Done | services.Failed):
+                        broker.publish(turn.reply_id, *outcome_event(event))
+                        ended = True
+            except Exception:
+                log.exception("turn %s failed; the reply was kept as incomplete", turn.reply_id)
+            if not ended:  # run_turn stored the reply in its finally; tell the readers
+                stored = db.session.get(Message, turn.reply_id)
+                if stored is not None:  # (gone with its conversation: nobody to tell)
+                    broker.publish(
+                        turn.reply_id,
+                        "error",
+                        {
+                            "error": {"code": "internal_error", "message": "The reply failed."},
+                            "partial": bool(stored.content),
+                            "message": message_json(stored, html=True),
+                            "stored": True,
+                        },
+                    )
+    finally:
+        _running(app).remove(turn.reply_id)
+        broker.close(turn.reply_id)
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+
+def get_turn_for(user: User, turn_id: int) -> Message:
+    """The assistant row ``turn_id`` in one of ``user``'s conversations, else ``NotFound``."""
+    found = db.session.scalar(
+        select(Message)
+        .join(Conversation, Conversation.id == Message.conversation_id)
+        .join(Project, Project.id == Conversation.project_id)
+        .where(Message.id == turn_id, Message.role == Role.ASSISTANT, Project.owner_id == user.id)
+    )
+    if found is None:
+        raise NotFound("No such turn.")
+    return found
+
+
+def follow(turn_id: int, after: str | None = None) -> Iterator[Entry | None]:
+    """The turn's events after ``after`` until its terminal event; ``None`` = keep-alive."""
+    config = current_app.config
+    broker = get_broker()
+    heartbeat = config["CHAT_HEARTBEAT_SECONDS"]
+    while True:
+        entries = broker.read(turn_id, after, timeout=heartbeat)
+        if entries is None:
+            yield from from_database(turn_id)
+            return
+        if not entries:
+            if _abandoned(turn_id):  # its process died: the lease says so
+                yield from from_database(turn_id)
+                return
+            yield None
+            continue
+        for entry in entries:
+            yield entry
+            after = entry.id
+            if entry.event in TERMINAL:
+                return
+
+
+def _abandoned(turn_id: int) -> bool:
+    """Whether the turn's lease is over (its process died). Unknown while the database is out
+    of reach: keep waiting, the broker may still bring the end."""
+    try:
+        lease = db.session.scalar(select(Message.lease_until).where(Message.id == turn_id))
+        db.session.commit()  # hold no connection while waiting for the next event
+    except replies.DB_DOWN:
+        replies.rollback()
+        return False
+    return lease is not None and lease < utcnow()
+
+
+def from_database(turn_id: int) -> Iterator[Entry | None]:
+    """The turn as its row tells it: ``snapshot`` (the text so far), ``delta``s as checkpoints
+    add text, then the outcome. For a turn the broker cannot show."""
+    poll = current_app.config["CHAT_RESUME_POLL_SECONDS"]
+    sent: str | None = None
+    while True:
+        try:
+            row = db.session.execute(
+                select(Message)
+                .where(Message.id == turn_id)
+                .execution_options(populate_existing=True)
+            ).scalar_one_or_none()
+        except replies.DB_DOWN:
+            replies.rollback()
+            yield None  # the database is out of reach: keep the reader, try again
+            time.sleep(poll)
+            continue
+        if row is not None and row.status in replies.LIVE and replies.expire_stale([row]):
+            continue  # it was abandoned: read it again, interrupted
+        if row is None:
+            db.session.commit()
+            return  # deleted meanwhile
+        if row.status not in replies.LIVE:
+            yield final_entry(row)
+            db.session.commit()
+            return
+        text = row.content
+        db.session.commit()
+        if sent is None or not text.startswith(sent):
+            yield Entry(None, "snapshot", {"text": text})
+        elif text != sent:
+            yield Entry(None, "delta", {"text": text[len(sent) :]})
+        else:
+            yield None
+        sent = text
+        time.sleep(poll)
+
+
+def final_entry(row: Message) -> Entry:
+    """The terminal event of a finished turn, from its stored row."""
+    message = message_json(row, html=True)
+    stopped = row.status == MessageStatus.INCOMPLETE and row.error == replies.STOPPED_TEXT
+    if row.status in FINISHED_AS_DONE or stopped:
+        return Entry(None, "done", {"message": message, "stored": True})
+    code = "interrupted" if row.status == MessageStatus.INTERRUPTED else "provider_unavailable"
+    return Entry(
+        None,
+        "error",
+        {
+            "error": {"code": code, "message": row.error or "The reply failed."},
+            "partial": bool(row.content),
+            "message": message,
+            "stored": True,
+        },
+    )
+
+
+# --- Stop ------------------------------------------------------------------------------------
+
+
+def stop(user: User, turn_id: int) -> Message:
+    """Ask for the end of a turn, from any process. Idempotent: a finished turn is left as it
+    is. Returns the row as it is now (``stopping`` until the generating process ends it)."""
+    get_turn_for(user, turn_id)  # 404 before anything else
+    replies.request_stop(turn_id)
+    get_broker().stop(turn_id)
+    return db.session.execute(
+        select(Message).where(Message.id == turn_id).execution_options(populate_existing=True)
+    ).scalar_one()
+
+
+def _interrupted(app: Flask):
+    def tell_readers(reply_id: int) -> None:
+        broker = app.extensions["broker"]
+        row = db.session.get(Message, reply_id)
+        if row is None:
+            return
+        event = final_entry(row)
+        if broker.is_local(reply_id):
+            broker.publish(reply_id, event.event, event.data)
+            broker.close(reply_id)
+        else:
+            broker.publish_elsewhere(reply_id, event.event, event.data)
+
+    return tell_readers
+
+
+def init_app(app: Flask) -> None:
+    from app.chat import broker
+
+    broker.init_app(app)
+    running = app.extensions["running_turns"] = Running()
+    app.extensions["broker"].on_stop(running.stop)
+    replies.on_interrupted(app, _interrupted(app))
