@@ -464,10 +464,9 @@ the reply (`POST /api/turns/{turn_id}/stop` does), and `GET /api/turns/{turn_id}
 attaches to it again with the `id:` of the last event received. Each event is `event: <name>`,
 an `id:` line (the reader's place), and one `data:` line of JSON. A bad request (404, 422) is
 answered as JSON before any stream starts; once it has started the answer is 200, and a
-provider failure arrives as the `error` event. Without streaming, a provider failure is a 502 (the user's message
-and the failed reply stay stored). With
-`"regenerate": true` no new message is stored: the conversation's last user message is answered
-again."""
+provider failure arrives as the `error` event. Without streaming, a provider failure is a 502
+(the user's message and the failed reply stay stored). With `"regenerate": true` no new message
+is stored: the conversation's last user message is answered again."""
 
 _CHAT_REPLY = {
     "description": "The reply, as JSON or (streaming) as server-sent events.",
