@@ -1,7 +1,10 @@
 """Health endpoints and one structured log line per request, with a request id.
 
 ``/healthz`` says the process answers; ``/readyz`` also runs ``SELECT 1`` and answers 503 when
-the database cannot be reached. Each request gets an id the moment it enters the app
+the database cannot be reached, and reports the checks features register (Redis, for the turn
+broker: "degraded" while it is out of reach, still 200).
+
+Each request gets an id the moment it enters the app
 (``RequestIds``, a WSGI middleware, so a request refused by the first check still has one): a
 sane incoming ``X-Request-ID`` (1-64 of ``A-Z a-z 0-9 . _ -``) is kept, else a new one. It is
 sent back in the response's ``X-Request-ID`` and written in the access line: method, path
@@ -120,4 +123,16 @@ def init_app(app: Flask) -> None:
             return {"status": "unavailable", "checks": {"database": type(exc).__name__}}, 503
         finally:
             db.session.remove()
-        return {"status": "ok", "checks": {"database": "ok"}}
+        # Other parts report too (the turn broker: Redis). They do not make the process
+        # unready: it still serves, with less (see ``register_check``); "degraded" says so.
+        checks = {"database": "ok"}
+        for name, check in app.extensions.get("readiness_checks", []):
+            checks[name] = check()
+        status = "ok" if all(v == "ok" for v in checks.values()) else "degraded"
+        return {"status": status, "checks": checks}
+
+
+def register_check(app: Flask, name: str, check) -> None:
+    """``check()`` returns "ok" or what is wrong; ``/readyz`` reports it (status "degraded",
+    still 200: only the database decides whether this process can serve)."""
+    app.extensions.setdefault("readiness_checks", []).append((name, check))

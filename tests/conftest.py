@@ -125,7 +125,10 @@ def app(database_url, config_overrides, tmp_path):
     yield app
     from app.chat.llm import close_client
 
+    # Turns still generating (a test that left its stream) end before the next test's database.
+    assert app.extensions["running_turns"].stop_all(), "a turn did not end"
     close_client(app)
+    app.extensions["broker"].shutdown()
     with app.app_context():
         db.session.remove()
         db.engine.dispose()

@@ -131,6 +131,9 @@ class LocalBroker:
     def status(self) -> dict[str, str]:
         return {"backend": self.backend}
 
+    def shutdown(self) -> None:
+        """Release what the broker holds (tests build one per app)."""
+
 
 class RedisBroker(LocalBroker):
     backend = "redis"
@@ -145,6 +148,7 @@ class RedisBroker(LocalBroker):
         self.channel = f"{prefix}turn-stop"
         self._degraded: set[int] = set()
         self._listener: threading.Thread | None = None
+        self._closing = threading.Event()
 
     def key(self, turn_id: int) -> str:
         return f"{self.prefix}turn:{int(turn_id)}"
@@ -220,18 +224,33 @@ class RedisBroker(LocalBroker):
 
     def _listen(self) -> None:
         """Stop requests from every process; handlers ignore turns they do not run."""
-        while True:
+        while not self._closing.is_set():
+            pubsub = None
             try:
                 pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
                 pubsub.subscribe(self.channel)
-                while True:
-                    message = pubsub.get_message(timeout=5.0)
+                while not self._closing.is_set():
+                    message = pubsub.get_message(timeout=1.0)
                     if message and message.get("type") == "message":
                         for handler in self._stop_handlers:
                             handler(int(message["data"]))
-            except self._errors as exc:
+            except (*self._errors, ValueError) as exc:  # ValueError: closed under our feet
+                if self._closing.is_set():
+                    return
                 log.warning("turn-stop listener: Redis unavailable (%s); retrying", exc)
-                time.sleep(2)
+                self._closing.wait(2)
+            finally:
+                if pubsub is not None:
+                    try:
+                        pubsub.close()
+                    except (*self._errors, ValueError):
+                        pass
+
+    def shutdown(self) -> None:
+        self._closing.set()
+        if self._listener is not None:
+            self._listener.join(timeout=5)
+        self.redis.close()
 
     def status(self) -> dict[str, str]:
         try:

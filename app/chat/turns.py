@@ -65,6 +65,17 @@ class Running:
     def __len__(self) -> int:
         return len(self._cancels)
 
+    def stop_all(self, timeout: float = 10.0) -> bool:
+        """Stop every turn of this process and wait for them to be stored (shutdown, tests)."""
+        with self._lock:
+            cancels = list(self._cancels.values())
+        for cancel in cancels:
+            cancel.cancel()
+        deadline = time.monotonic() + timeout
+        while self._cancels and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return not self._cancels
+
 
 def _running(app: Flask | None = None) -> Running:
     return (app or current_app).extensions["running_turns"]
@@ -277,9 +288,14 @@ def _interrupted(app: Flask):
 
 
 def init_app(app: Flask) -> None:
+    from app import observability
     from app.chat import broker
 
     broker.init_app(app)
+    if app.config.get("REDIS_URL"):
+        observability.register_check(
+            app, "redis", lambda: app.extensions["broker"].status().get("redis", "ok")
+        )
     running = app.extensions["running_turns"] = Running()
     app.extensions["broker"].on_stop(running.stop)
     replies.on_interrupted(app, _interrupted(app))

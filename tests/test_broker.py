@@ -1,0 +1,147 @@
+"""The turn broker's contract, run on both backends: in-process, and Redis Streams on the real
+Redis (``TEST_REDIS_URL``'s server, database 11, a key prefix per test). A second broker object
+plays another process: it shares only Redis."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+
+import pytest
+
+from app.chat.broker import LocalBroker, RedisBroker
+
+REDIS = os.environ.get("TEST_BROKER_REDIS_URL", "redis://127.0.0.1:6379/11")
+
+
+@pytest.fixture(params=["memory", "redis"])
+def make(request):
+    """Build brokers of the backend under test; Redis ones share one prefix (one deployment)."""
+    prefix = f"test-{uuid.uuid4().hex[:12]}:"
+    made = []
+
+    def build(ttl: float = 60):
+        broker = LocalBroker(ttl) if request.param == "memory" else RedisBroker(ttl, REDIS, prefix)
+        made.append(broker)
+        return broker
+
+    yield build
+    for broker in made:
+        if isinstance(broker, RedisBroker):
+            for key in broker.redis.scan_iter(f"{prefix}*"):
+                broker.redis.delete(key)
+        broker.shutdown()
+
+
+def test_readers_get_what_follows_their_last_id(make):
+    broker = make()
+    broker.open(7)
+    ids = [broker.publish(7, "delta", {"text": t}).id for t in "abc"]
+    assert ids == ["0-1", "0-2", "0-3"]
+    assert [e.data["text"] for e in broker.read(7, None, 0.1)] == ["a", "b", "c"]
+    assert [e.data["text"] for e in broker.read(7, "0-2", 0.1)] == ["c"]
+    assert broker.read(7, "0-3", 0.05) == []  # nothing new yet: an empty wait
+
+
+def test_a_reader_waits_for_the_next_event(make):
+    broker = make()
+    broker.open(8)
+    threading.Timer(0.1, lambda: broker.publish(8, "delta", {"text": "late"})).start()
+    started = time.monotonic()
+    entries = broker.read(8, None, timeout=5)
+    assert [e.data for e in entries] == [{"text": "late"}]
+    assert time.monotonic() - started < 4  # woken by the event, not by the timeout
+
+
+def test_an_unknown_turn_is_none(make):
+    assert make().read(404, None, 0.05) is None
+
+
+def test_after_the_end_a_closed_turn_answers_none(make):
+    broker = make()
+    broker.open(9)
+    broker.publish(9, "done", {"message": {}})
+    broker.close(9)
+    assert [e.event for e in broker.read(9, None, 0.05)] == ["done"]
+    assert broker.read(9, "0-1", 0.05) is None  # the database answers from here
+
+
+def test_stop_reaches_the_handlers(make):
+    broker = make()
+    stopped: list[int] = []
+    broker.on_stop(stopped.append)
+    broker.stop(5)
+    assert stopped[:1] == [5]
+
+
+def test_local_logs_expire_after_their_turn_ends():
+    broker = LocalBroker(ttl=0)
+    broker.open(1)
+    broker.close(1)
+    broker.open(2)  # opening a turn purges the expired ones
+    assert broker.read(1, None, 0.01) is None
+
+
+# --- Redis: another process sees the same turn -----------------------------------------------
+
+
+@pytest.fixture
+def redis_pair():
+    prefix = f"test-{uuid.uuid4().hex[:12]}:"
+    here, there = RedisBroker(60, REDIS, prefix), RedisBroker(60, REDIS, prefix)
+    yield here, there
+    for key in here.redis.scan_iter(f"{prefix}*"):
+        here.redis.delete(key)
+    here.shutdown()
+    there.shutdown()
+
+
+def test_another_process_reads_the_same_events_with_the_same_ids(redis_pair):
+    here, there = redis_pair
+    here.open(3)
+    for text in ("a", "b"):
+        here.publish(3, "delta", {"text": text})
+    seen = there.read(3, None, 0.5)
+    assert [(e.id, e.data["text"]) for e in seen] == [("0-1", "a"), ("0-2", "b")]
+    threading.Timer(0.1, lambda: here.publish(3, "done", {"message": {}})).start()
+    assert [(e.id, e.event) for e in there.read(3, "0-2", 5)] == [("0-3", "done")]
+    ttl = here.redis.ttl(here.key(3))
+    assert 0 < ttl <= 60  # the stream goes away on its own
+
+
+def test_stop_travels_to_the_process_running_the_turn(redis_pair):
+    here, there = redis_pair
+    stopped = threading.Event()
+    here.on_stop(lambda turn_id: turn_id == 12 and stopped.set())
+    here.open(12)  # a process that runs turns listens for their Stop
+    deadline = time.monotonic() + 5
+    while not stopped.is_set() and time.monotonic() < deadline:
+        there.stop(12)  # until the listener has subscribed
+        stopped.wait(0.2)
+    assert stopped.is_set()
+
+
+def test_an_event_about_a_dead_process_turn_comes_after_its_own(redis_pair):
+    here, there = redis_pair
+    here.open(4)
+    here.publish(4, "delta", {"text": "half"})
+    there.publish_elsewhere(4, "error", {"error": {"code": "interrupted"}})
+    entries = there.read(4, "0-1", 0.5)
+    assert [e.event for e in entries] == ["error"]
+    assert entries[0].id > "0-1"
+    there.publish_elsewhere(99, "error", {})  # no stream: nobody reads it, nothing is created
+    assert not there.redis.exists(there.key(99))
+
+
+def test_redis_out_of_reach_never_stops_a_turn():
+    broker = RedisBroker(60, "redis://127.0.0.1:9/0", "test-down:")  # nothing listens on 9
+    broker.open(1)
+    assert broker.publish(1, "delta", {"text": "still here"}).id == "0-1"
+    assert [e.data["text"] for e in broker.read(1, None, 0.1)] == ["still here"]  # local reader
+    assert broker.status() == {"backend": "redis", "redis": "unavailable"}
+    other = RedisBroker(60, "redis://127.0.0.1:9/0", "x:")
+    assert other.read(1, None, 0.1) is None
+    broker.shutdown()
+    other.shutdown()
