@@ -84,7 +84,7 @@ def test_oversize_file_is_refused_in_the_page(app, live_server, page):
     assert page.is_visible("#no-files")
 
 
-def test_a_pdf_shows_extracting_then_its_outcome_without_a_reload(app, live_server, page):
+def test_a_pdf_shows_extracting_then_its_outcome_without_a_reload(app, live_server, page, shot):
     """PDF text is extracted in the server's sandbox after the upload answers: the row says
     "extracting…", and the page refreshes itself until the outcome is there."""
     from tests.pdfs import bomb_pdf
@@ -99,6 +99,7 @@ def test_a_pdf_shows_extracting_then_its_outcome_without_a_reload(app, live_serv
     )
     page.click("#upload-button")
     page.wait_for_selector("td.text-pending >> text=extracting…")
+    shot(page, "files-extracting", full_page=True)
     page.wait_for_selector("td.text-too_complex >> text=too complex to extract", timeout=20_000)
     assert "1 s of CPU" in page.inner_text("td.text-too_complex")
     assert page.locator("button", has_text="Use in chat").is_disabled()
