@@ -28,6 +28,7 @@ function init(root) {
   const live = document.getElementById("chat-live");
   const title = document.getElementById("chat-title");
   const jump = document.getElementById("jump-latest");
+  const RESUME_TRIES = 5; // attempts to attach again after a lost connection
   let controller = null;
   let turn = null; // the turn being read: {id, lastEventId, stopAsked}
   let follow = true; // keep the newest text in view; off while the reader is scrolled up
@@ -120,7 +121,6 @@ function init(root) {
   // A turn is generated on the server whatever happens to this page's connection: the stream is
   // only a reader. Stop asks the server (POST /api/turns/<id>/stop) and reads on to the end; a
   // lost connection is resumed from the last event id (GET /api/turns/<id>/events).
-  const RESUME_TRIES = 5;
 
   async function run(url, body, { pending = null, typed = null }) {
     controller = new AbortController();
@@ -284,6 +284,7 @@ function init(root) {
     const bubbles = list.querySelectorAll(":scope > .msg");
     const last = bubbles[bubbles.length - 1];
     if (!last || last.dataset.role !== "assistant" || last.querySelector(".retry")) return;
+    if (last.classList.contains("streaming")) return; // not while it is being written
     const b = document.createElement("button");
     b.type = "button";
     b.className = "link regenerate";
