@@ -163,7 +163,7 @@ def load_config(
         # and machines). Kept this long after a turn's last event (seconds).
         "REDIS_URL": _str(env, "REDIS_URL"),
         "REDIS_KEY_PREFIX": _str(env, "REDIS_KEY_PREFIX", "prompthub:"),
-        "TURN_EVENTS_TTL_SECONDS": _float(env, "TURN_EVENTS_TTL_SECONDS", 600.0),
+        "TURN_EVENTS_TTL_SECONDS": _float(env, "TURN_EVENTS_TTL_SECONDS", 120.0),
         # The final store retries this long; then the reply waits in REPLY_SPOOL_DIR until the
         # database is back (app/chat/replies.py).
         "CHAT_STORE_RETRY_SECONDS": _float(env, "CHAT_STORE_RETRY_SECONDS", 10.0),

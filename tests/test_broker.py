@@ -145,3 +145,14 @@ def test_redis_out_of_reach_never_stops_a_turn():
     assert other.read(1, None, 0.1) is None
     broker.shutdown()
     other.shutdown()
+
+
+def test_ended_turns_kept_in_memory_are_bounded():
+    broker = LocalBroker(ttl=600)
+    broker.KEEP_ENDED = 3
+    for turn_id in range(1, 6):
+        broker.open(turn_id)
+        broker.close(turn_id)
+    broker.open(99)
+    assert [t for t in range(1, 6) if broker.is_local(t)] == [3, 4, 5]
+    assert broker.is_local(99)  # running turns are never dropped

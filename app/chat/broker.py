@@ -58,6 +58,7 @@ class _Log:
 
 class LocalBroker:
     backend = "memory"
+    KEEP_ENDED = 500  # ended turns kept in memory at most (readers after that use the database)
 
     def __init__(self, ttl: float) -> None:
         self.ttl = ttl
@@ -96,9 +97,14 @@ class LocalBroker:
         """An event about a turn another process ran: no other process reads this broker."""
 
     def _purge(self) -> None:
+        """Forget ended turns past the TTL, and the oldest beyond ``KEEP_ENDED``: memory stays
+        bounded under any load, and a late reader gets the outcome from the database."""
         limit = time.monotonic() - self.ttl
-        for turn_id in [t for t, lg in self._logs.items() if lg.closed_at and lg.closed_at < limit]:
-            del self._logs[turn_id]
+        ended = sorted((lg.closed_at, t) for t, lg in self._logs.items() if lg.closed_at)
+        surplus = len(ended) - self.KEEP_ENDED
+        for n, (closed_at, turn_id) in enumerate(ended):
+            if closed_at < limit or n < surplus:
+                del self._logs[turn_id]
 
     # -- readers --------------------------------------------------------------------------
 
