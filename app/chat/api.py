@@ -38,8 +38,7 @@ def _chat(project_id: int, data: dict, conversation_id: int | None):
 def _answer(turn: services.Turn, data: dict):
     """The same answer for a new message and a regenerated one: SSE or one JSON reply."""
     if _wants_stream(data):
-        turns.launch(turn)  # generated in the background: this stream is only one reader
-        return sse_response(turns.follow(turn.reply_id))
+        return sse_response(turns.launch(turn))  # leaving this stream does not stop the turn
     reply = services.complete_turn(turn)
     return {
         "conversation_id": turn.conversation_id,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextlib import closing
 
 from flask import Response, stream_with_context
 
@@ -21,13 +22,15 @@ from app.chat.broker import Entry
 
 
 def render(entries: Iterator[Entry | None]) -> Iterator[str]:
-    for entry in entries:
-        if entry is None:
-            yield ": keep-alive\n\n"
-            continue
-        payload = json.dumps(entry.data, ensure_ascii=False, separators=(",", ":"))
-        head = f"id: {entry.id}\n" if entry.id else ""
-        yield f"{head}event: {entry.event}\ndata: {payload}\n\n"
+    # Closed explicitly when the client goes: the turn's own reader hands the turn on then.
+    with closing(entries):
+        for entry in entries:
+            if entry is None:
+                yield ": keep-alive\n\n"
+                continue
+            payload = json.dumps(entry.data, ensure_ascii=False, separators=(",", ":"))
+            head = f"id: {entry.id}\n" if entry.id else ""
+            yield f"{head}event: {entry.event}\ndata: {payload}\n\n"
 
 
 def sse_response(entries: Iterator[Entry | None]) -> Response:

@@ -2,9 +2,12 @@
 of HTTP streams, which may come and go.
 
 - ``launch`` (after ``services.start_turn`` stored the user's message and the reply row) opens
-  the turn in the broker, publishes ``start``, and runs ``services.run_turn`` in a thread of
-  this process (a greenlet under gevent). Each ``Delta`` becomes a ``delta`` event, the outcome
-  a ``done`` or ``error`` event; nothing a reader does ends the turn.
+  the turn in the broker and publishes ``start``. The request that started the turn drives
+  ``services.run_turn`` itself while its client is connected (no hop through the broker for the
+  common case); if the client goes away, a thread of this process (a greenlet under gevent)
+  carries the turn on to its end. Each ``Delta`` becomes a ``delta`` event, the outcome a
+  ``done`` or ``error`` event, all published for other readers; nothing a reader does ends the
+  turn.
 - ``follow`` is one reader: the broker's events after a given id, live, until the terminal
   event, with ``None`` for a keep-alive while nothing comes. When the broker does not know the
   turn (another process without Redis, Redis down, the turn long finished) it reads the
@@ -104,46 +107,71 @@ def outcome_event(event: services.Done | services.Failed) -> tuple[str, dict]:
     }
 
 
-def launch(turn: services.Turn) -> None:
-    """Start generating ``turn`` in the background; its events go to the broker."""
+def launch(turn: services.Turn) -> Iterator[Entry | None]:
+    """Start ``turn`` and return the events for the reader that started it (this request).
+
+    While that reader is connected it drives the generation itself, so its events take no hop
+    through the broker (each is still published there for every other reader). If it goes
+    away, a background thread carries the turn on to its end: leaving is not Stop."""
     app = current_app._get_current_object()
     broker = get_broker()
     broker.open(turn.reply_id)
-    broker.publish(turn.reply_id, "start", start_payload(turn))
+    start = broker.publish(turn.reply_id, "start", start_payload(turn))
+    return _first_reader(app, turn.reply_id, start, _generate(app, turn))
+
+
+def _first_reader(
+    app: Flask, turn_id: int, start: Entry, source: Iterator[Entry | None]
+) -> Iterator[Entry | None]:
+    try:
+        yield start
+        for entry in source:  # not ``yield from``: it would close ``source`` with us
+            yield entry
+    except GeneratorExit:  # the client went away: the turn goes on without it
+        threading.Thread(
+            target=_carry_on, args=(app, source), name=f"turn-{turn_id}", daemon=True
+        ).start()
+        raise
+
+
+def _carry_on(app: Flask, source: Iterator[Entry | None]) -> None:
+    with app.app_context():
+        for _entry in source:
+            pass
+
+
+def _generate(app: Flask, turn: services.Turn) -> Iterator[Entry | None]:
+    """Run the turn, publishing each event; yields them too (``None`` while the model is
+    silent). Registered as running (Stop reaches it) from its first step to its end."""
+    broker = app.extensions["broker"]
     cancel = Cancel()
     _running(app).add(turn.reply_id, cancel)
-    threading.Thread(
-        target=_generate, args=(app, turn, cancel), name=f"turn-{turn.reply_id}", daemon=True
-    ).start()
-
-
-def _generate(app: Flask, turn: services.Turn, cancel: Cancel) -> None:
-    broker = app.extensions["broker"]
     ended = False
     try:
-        with app.app_context():
-            try:
-                for event in services.run_turn(turn, cancel):
-                    if isinstance(event, services.Delta):
-                        broker.publish(turn.reply_id, "delta", {"text": event.text})
-                    elif isinstance(event, services.Done | services.Failed):
-                        broker.publish(turn.reply_id, *outcome_event(event))
-                        ended = True
-            except Exception:
-                log.exception("turn %s failed; the reply was kept as incomplete", turn.reply_id)
-            if not ended:  # run_turn stored the reply in its finally; tell the readers
-                stored = db.session.get(Message, turn.reply_id)
-                if stored is not None:  # (gone with its conversation: nobody to tell)
-                    broker.publish(
-                        turn.reply_id,
-                        "error",
-                        {
-                            "error": {"code": "internal_error", "message": "The reply failed."},
-                            "partial": bool(stored.content),
-                            "message": message_json(stored, html=True),
-                            "stored": True,
-                        },
-                    )
+        try:
+            for event in services.run_turn(turn, cancel):
+                if isinstance(event, services.Delta):
+                    yield broker.publish(turn.reply_id, "delta", {"text": event.text})
+                elif isinstance(event, services.Done | services.Failed):
+                    ended = True
+                    yield broker.publish(turn.reply_id, *outcome_event(event))
+                else:
+                    yield None  # silence: a keep-alive for the reader
+        except Exception:
+            log.exception("turn %s failed; the reply was kept as incomplete", turn.reply_id)
+        if not ended:  # run_turn stored the reply in its finally; tell the readers
+            stored = db.session.get(Message, turn.reply_id)
+            if stored is not None:  # (gone with its conversation: nobody to tell)
+                yield broker.publish(
+                    turn.reply_id,
+                    "error",
+                    {
+                        "error": {"code": "internal_error", "message": "The reply failed."},
+                        "partial": bool(stored.content),
+                        "message": message_json(stored, html=True),
+                        "stored": True,
+                    },
+                )
     finally:
         _running(app).remove(turn.reply_id)
         broker.close(turn.reply_id)
