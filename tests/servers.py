@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from sqlalchemy import text
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -215,3 +216,19 @@ class PrivateRedis:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(timeout=10)
+
+
+def message_rows(engine, project_id: int) -> list[tuple]:
+    """(role, status, content, error) of every message of a project, oldest first."""
+    with engine.connect() as conn:
+        return [
+            tuple(r)
+            for r in conn.execute(
+                text(
+                    "SELECT m.role, m.status, m.content, m.error FROM messages m"
+                    " JOIN conversations c ON c.id = m.conversation_id"
+                    " WHERE c.project_id = :p ORDER BY m.id"
+                ),
+                {"p": project_id},
+            )
+        ]

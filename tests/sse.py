@@ -1,4 +1,5 @@
-"""Parse a server-sent-events body into (event, data) pairs, keeping comments separately."""
+"""Server-sent events in tests: parse a body into (event, data) pairs (comments kept apart), read
+a streamed test-client response until a condition, and find the turn id of a chat stream."""
 
 from __future__ import annotations
 
@@ -21,3 +22,23 @@ def parse_sse(body: str) -> tuple[list[tuple[str, dict]], list[str]]:
         if data:
             events.append((name, json.loads("\n".join(data))))
     return events, comments
+
+
+def read_stream(resp, until=None, on_chunk=None) -> str:
+    """Read a streamed Flask test-client response (``buffered=False``) until ``until(received)``
+    is true or the body ends, then close it (what a client that leaves does); ``on_chunk``
+    sees the text received so far after each chunk."""
+    received = ""
+    for chunk in resp.response:
+        received += chunk.decode() if isinstance(chunk, bytes) else chunk
+        if on_chunk is not None:
+            on_chunk(received)
+        if until is not None and until(received):
+            break
+    resp.close()
+    return received
+
+
+def turn_id_of(received: str) -> int:
+    """The ``turn_id`` of the ``start`` event in a chat stream's text."""
+    return json.loads(received.split("event: start\ndata: ")[1].split("\n")[0])["turn_id"]

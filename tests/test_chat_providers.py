@@ -3,7 +3,6 @@ on each provider, every fallback rule, failures after the first token, Stop, hea
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 
@@ -14,7 +13,7 @@ from app.extensions import db
 from app.models import Message
 from tests.factories import make_project
 from tests.fake_provider import Scenario, closed_port_url
-from tests.sse import parse_sse
+from tests.sse import parse_sse, read_stream, turn_id_of
 
 
 @pytest.fixture(autouse=True)
@@ -53,45 +52,32 @@ def stream(client, owner, project_id, message="Hi", **body):
     return events, comments
 
 
-def stop_when(client, owner, project_id, message, seen) -> str:
-    """Stream a chat and press Stop (``POST /api/turns/<id>/stop``) as soon as
-    ``seen(received_so_far)`` is true; read on to the terminal event and return everything."""
-    resp = client.post(
+def chat_stream(client, owner, project_id, message):
+    return client.post(
         f"/api/projects/{project_id}/chat",
         json={"message": message, "stream": True},
         headers=owner.headers,
         buffered=False,
     )
-    received = ""
-    stopped = False
-    for chunk in resp.response:
-        received += chunk.decode() if isinstance(chunk, bytes) else chunk
+
+
+def stop_when(client, owner, project_id, message, seen) -> str:
+    """Stream a chat and press Stop (``POST /api/turns/<id>/stop``) as soon as
+    ``seen(received_so_far)`` is true; read on to the terminal event and return everything."""
+    stopped = []
+
+    def stop_once(received: str) -> None:
         if not stopped and seen(received):
-            turn_id = json.loads(received.split("event: start\ndata: ")[1].split("\n")[0])[
-                "turn_id"
-            ]
-            r = client.post(f"/api/turns/{turn_id}/stop", headers=owner.headers)
+            r = client.post(f"/api/turns/{turn_id_of(received)}/stop", headers=owner.headers)
             assert r.status_code == 200, r.get_json()
-            stopped = True
-    resp.close()
-    return received
+            stopped.append(True)
+
+    return read_stream(chat_stream(client, owner, project_id, message), on_chunk=stop_once)
 
 
 def leave_when(client, owner, project_id, message, seen) -> int:
     """Stream a chat and close the stream (a closed tab) when ``seen(received)``; the turn id."""
-    resp = client.post(
-        f"/api/projects/{project_id}/chat",
-        json={"message": message, "stream": True},
-        headers=owner.headers,
-        buffered=False,
-    )
-    received = ""
-    for chunk in resp.response:
-        received += chunk.decode() if isinstance(chunk, bytes) else chunk
-        if seen(received):
-            break
-    resp.close()
-    return json.loads(received.split("event: start\ndata: ")[1].split("\n")[0])["turn_id"]
+    return turn_id_of(read_stream(chat_stream(client, owner, project_id, message), until=seen))
 
 
 def wait_final(app, turn_id, timeout=10.0) -> Message:

@@ -14,7 +14,7 @@ import time
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine
 
 from app.chat.replies import INTERRUPTED_TEXT
 from tests.conftest import PG_URL, drop_pg_database, recreate_pg_database
@@ -28,6 +28,9 @@ from tests.servers import (
     new_project,
     register,
     server_env,
+)
+from tests.servers import (
+    message_rows as rows,
 )
 from tests.sse import parse_sse
 
@@ -53,21 +56,6 @@ FAST_LEASES = {
     "CHAT_HEARTBEAT_SECONDS": "0.2",
     "MAINTENANCE_SECONDS": "0.2",
 }
-
-
-def rows(engine, project_id) -> list[tuple]:
-    with engine.connect() as conn:
-        return [
-            tuple(r)
-            for r in conn.execute(
-                text(
-                    "SELECT m.role, m.status, m.content, m.error FROM messages m"
-                    " JOIN conversations c ON c.id = m.conversation_id"
-                    " WHERE c.project_id = :p ORDER BY m.id"
-                ),
-                {"p": project_id},
-            )
-        ]
 
 
 def poke_until(server: Server, engine, project_id, done, timeout=20.0) -> list[tuple]:

@@ -13,7 +13,7 @@ from contextlib import ExitStack
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine
 
 from tests.conftest import PG_URL, drop_pg_database, recreate_pg_database
 from tests.fake_provider import Scenario
@@ -25,6 +25,9 @@ from tests.servers import (
     new_project,
     register,
     server_env,
+)
+from tests.servers import (
+    message_rows as rows,
 )
 from tests.sse import parse_sse
 
@@ -69,21 +72,6 @@ def two_servers(stack: ExitStack, fake, tmp_path, database_url, **settings):
             migrate(env)
         servers.append(stack.enter_context(gunicorn(env, folder)))
     return servers
-
-
-def rows(engine, project_id) -> list[tuple]:
-    with engine.connect() as conn:
-        return [
-            tuple(r)
-            for r in conn.execute(
-                text(
-                    "SELECT m.role, m.status, m.content, m.error FROM messages m"
-                    " JOIN conversations c ON c.id = m.conversation_id"
-                    " WHERE c.project_id = :p ORDER BY m.id"
-                ),
-                {"p": project_id},
-            )
-        ]
 
 
 class Reader(threading.Thread):

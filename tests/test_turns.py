@@ -19,6 +19,7 @@ from app.extensions import db
 from app.models import Message, User
 from tests.factories import make_project, make_user
 from tests.fake_provider import Scenario
+from tests.sse import read_stream
 
 REDIS = os.environ.get("TEST_BROKER_REDIS_URL", "redis://127.0.0.1:6379/11")
 WORDS = [f"w{i} " for i in range(30)]
@@ -57,16 +58,6 @@ def open_stream(client, owner, project_id, message="Hi"):
     )
 
 
-def read_until(resp, seen) -> str:
-    received = ""
-    for chunk in resp.response:
-        received += chunk.decode() if isinstance(chunk, bytes) else chunk
-        if seen(received):
-            break
-    resp.close()
-    return received
-
-
 def ids_and_events(raw: str) -> list[tuple[str | None, str, dict]]:
     """(id, event, data) of each complete frame."""
     out = []
@@ -100,7 +91,7 @@ def wait_final(app, turn_id, timeout=10.0) -> Message:
 def test_a_reader_resumes_from_its_last_event_id(app, client, owner, project_id, fake):
     fake.script("responses", Scenario(deltas=WORDS, token_delay_ms=15))
     first = ids_and_events(
-        read_until(open_stream(client, owner, project_id), lambda r: r.count("event: delta") >= 3)
+        read_stream(open_stream(client, owner, project_id), lambda r: r.count("event: delta") >= 3)
     )
     start_id, start, data = first[0]
     assert (start_id, start) == ("0-1", "start")
@@ -120,7 +111,7 @@ def test_a_reader_resumes_from_its_last_event_id(app, client, owner, project_id,
 def test_two_readers_of_one_turn_both_get_all_of_it(app, client, owner, project_id, fake):
     fake.script("responses", Scenario(deltas=WORDS, token_delay_ms=10))
     resp = open_stream(client, owner, project_id)
-    first = read_until(resp, lambda r: "event: start" in r)
+    first = read_stream(resp, lambda r: "event: start" in r)
     turn_id = ids_and_events(first)[0][2]["turn_id"]
     second = ids_and_events(attach(client, owner, turn_id).get_data(as_text=True))
     assert [e for _, e, _ in second][0] == "start"  # from the beginning, without an id
@@ -168,7 +159,7 @@ def test_a_turn_the_broker_does_not_know_is_read_from_the_database(app, client, 
 
 def test_stop_ends_the_turn_once_and_again_changes_nothing(app, client, owner, project_id, fake):
     fake.script("responses", Scenario(deltas=WORDS * 10, token_delay_ms=20))
-    raw = read_until(open_stream(client, owner, project_id), lambda r: "event: delta" in r)
+    raw = read_stream(open_stream(client, owner, project_id), lambda r: "event: delta" in r)
     turn_id = ids_and_events(raw)[0][2]["turn_id"]
     stop = client.post(f"/api/turns/{turn_id}/stop", headers=owner.headers)
     assert stop.status_code == 200 and stop.get_json()["status"] in ("stopping", "incomplete")

@@ -125,7 +125,7 @@ def _first_reader(
 ) -> Iterator[Entry | None]:
     try:
         yield start
-        for entry in source:  # not ``yield from``: it would close ``source`` with us
+        for entry in source:  # noqa: UP028 (``yield from`` would close ``source`` with us)
             yield entry
     except GeneratorExit:  # the client went away: the turn goes on without it
         threading.Thread(
