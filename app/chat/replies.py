@@ -47,9 +47,9 @@ INTERRUPTED_TEXT = "The server stopped while writing this reply."
 STOPPED_TEXT = "Stopped before the reply was complete."
 
 
-def lease_until(config=None):
-    config = config or current_app.config
-    return utcnow() + timedelta(seconds=config["CHAT_REPLY_LEASE_SECONDS"])
+def lease_until():
+    """When a reply renewed now would count as abandoned."""
+    return utcnow() + timedelta(seconds=current_app.config["CHAT_REPLY_LEASE_SECONDS"])
 
 
 def rollback() -> None:
