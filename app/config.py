@@ -116,6 +116,10 @@ def load_config(
         "SECRET_KEY": _str(env, "SECRET_KEY"),
         "SQLALCHEMY_DATABASE_URI": normalise_database_url(_str(env, "DATABASE_URL", default_db)),
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        # A database that hangs instead of refusing (a blackholed address, a stuck server) is
+        # given up on after this many seconds, so requests answer 503 instead of waiting on
+        # the operating system's TCP timeout (PostgreSQL: libpq's connect_timeout).
+        "DB_CONNECT_TIMEOUT_SECONDS": _int(env, "DB_CONNECT_TIMEOUT_SECONDS", 5),
         "BCRYPT_ROUNDS": _int(env, "BCRYPT_ROUNDS", 12),
         "JWT_EXPIRES_DAYS": _int(env, "JWT_EXPIRES_DAYS", 7),
         "SESSION_COOKIE_HTTPONLY": True,
@@ -204,6 +208,10 @@ def load_config(
     # One upload request may carry MAX_UPLOAD_MB of file plus the multipart framing. Only upload
     # views get this cap; other bodies get MAX_JSON_KB or MAX_FORM_KB (app/edge.py).
     cfg.setdefault("MAX_CONTENT_LENGTH", cfg["MAX_UPLOAD_MB"] * 1024 * 1024 + 64 * 1024)
+    if cfg["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
+        options = cfg["SQLALCHEMY_ENGINE_OPTIONS"] = dict(cfg["SQLALCHEMY_ENGINE_OPTIONS"])
+        connect_args = options["connect_args"] = dict(options.get("connect_args") or {})
+        connect_args.setdefault("connect_timeout", cfg["DB_CONNECT_TIMEOUT_SECONDS"])
     if cfg["APP_ENV"] == "testing":
         cfg["TESTING"] = True
 

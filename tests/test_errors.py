@@ -62,3 +62,27 @@ def test_a_database_out_of_reach_is_503_with_retry_after(caplog):
     assert "try again" in page.get_data(as_text=True).lower()
     assert page.headers["Retry-After"] == api.headers["Retry-After"]
     assert not [r for r in caplog.records if r.exc_info]  # one line each, no traceback
+
+
+def test_a_database_that_hangs_is_503_within_the_connect_timeout():
+    """A PostgreSQL address that accepts the connection and never answers (a stuck server, a
+    full backlog): requests give up after ``DB_CONNECT_TIMEOUT_SECONDS`` with a 503 instead of
+    waiting for the operating system's TCP timeout."""
+    import socket
+    import time
+
+    from app import create_app
+    from tests.conftest import base_config
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # the kernel completes handshakes; nothing ever reads or answers
+        port = silent.getsockname()[1]
+        app = create_app(
+            base_config(f"postgresql://postgres@127.0.0.1:{port}/x", DB_CONNECT_TIMEOUT_SECONDS=1)
+        )
+        started = time.monotonic()
+        resp = app.test_client().get("/readyz")
+        waited = time.monotonic() - started
+    assert resp.status_code == 503
+    assert waited < 10  # libpq gave up; without a timeout this waits until the test dies
