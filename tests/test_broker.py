@@ -111,6 +111,16 @@ def test_another_process_reads_the_same_events_with_the_same_ids(redis_pair):
     assert 0 < ttl <= 60  # the stream goes away on its own
 
 
+def test_a_quiet_wait_longer_than_the_write_timeout_is_not_an_error(redis_pair):
+    """Readers elsewhere block in XREAD for up to a heartbeat (15 s by default), longer than
+    the 2 s timeout of writes: a quiet wait must end empty, not as a Redis error (which would
+    send the reader to the database)."""
+    here, there = redis_pair
+    here.open(6)
+    here.publish(6, "delta", {"text": "a"})
+    assert there.read(6, "0-1", timeout=2.5) == []
+
+
 def test_stop_travels_to_the_process_running_the_turn(redis_pair):
     here, there = redis_pair
     stopped = threading.Event()

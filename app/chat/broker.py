@@ -144,12 +144,18 @@ class LocalBroker:
 class RedisBroker(LocalBroker):
     backend = "redis"
 
-    def __init__(self, ttl: float, url: str, prefix: str) -> None:
+    def __init__(self, ttl: float, url: str, prefix: str, longest_wait: float = 30.0) -> None:
         import redis
 
         super().__init__(ttl)
         self._errors = (redis.RedisError, OSError)
         self.redis = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=1)
+        # Blocking reads (XREAD BLOCK up to ``longest_wait``) need a socket timeout above the
+        # block, or every quiet wait would end as a timeout error; writes keep the short one.
+        self.reading = redis.Redis.from_url(
+            url, socket_timeout=longest_wait + 5, socket_connect_timeout=1
+        )
+        self.longest_wait = longest_wait
         self.prefix = prefix
         self.channel = f"{prefix}turn-stop"
         self._degraded: set[int] = set()
@@ -206,8 +212,9 @@ class RedisBroker(LocalBroker):
         if self.is_local(turn_id):
             return super().read(turn_id, after, timeout)
         key = self.key(turn_id)
+        block = int(min(timeout, self.longest_wait) * 1000)
         try:
-            found = self.redis.xread({key: after or "0-0"}, count=500, block=int(timeout * 1000))
+            found = self.reading.xread({key: after or "0-0"}, count=500, block=block)
             if not found and not self.redis.exists(key):
                 return None
         except self._errors as exc:
@@ -257,6 +264,7 @@ class RedisBroker(LocalBroker):
         if self._listener is not None:
             self._listener.join(timeout=5)
         self.redis.close()
+        self.reading.close()
 
     def status(self) -> dict[str, str]:
         try:
@@ -271,7 +279,7 @@ def build(config) -> LocalBroker:
     url = config.get("REDIS_URL")
     if not url:
         return LocalBroker(ttl)
-    return RedisBroker(ttl, url, config["REDIS_KEY_PREFIX"])
+    return RedisBroker(ttl, url, config["REDIS_KEY_PREFIX"], config["CHAT_HEARTBEAT_SECONDS"])
 
 
 def get_broker() -> LocalBroker:
