@@ -38,7 +38,7 @@ from app.files import storage
 from app.files.extract import Extracted, extract, needs_sandbox
 from app.files.extraction import extractor
 from app.models import Project, StoredFile, SyncStatus, TextStatus, User
-from app.projects.services import get_project_for
+from app.projects.services import get_project_for, on_project_delete
 from app.providers.base import ProviderError
 
 log = logging.getLogger(__name__)
@@ -242,6 +242,13 @@ def delete_file(*, user: User, project_id: int, file_id: int) -> None:
     storage.remove(path)
     if remote:
         _delete_remote([remote])
+
+
+@on_project_delete
+def _when_a_project_goes(project_id: int):
+    """Read the OpenAI copies while the rows exist; remove the folder and copies after."""
+    remote = remote_ids(project_id)
+    return lambda: forget_project(project_id, remote)
 
 
 def forget_project(project_id: int, remote_ids: list[str]) -> None:

@@ -3,6 +3,7 @@ indistinguishable from a missing one (404), on every route that uses it."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -134,12 +135,26 @@ def update_project(
     return project
 
 
-def delete_project(*, user: User, project_id: int) -> None:
-    """Delete the project; its rows go by cascade, then its files' bytes and OpenAI copies."""
-    from app.files import services as files  # files depends on projects, not the other way
+# What other features keep outside the database for a project: each hook is called with the
+# project id before its rows go, and returns what to do once they are gone (or None). Files
+# registers one (bytes and OpenAI copies); projects import no feature above them.
+DeleteHook = Callable[[int], Callable[[], None] | None]
+_on_delete: list[DeleteHook] = []
 
+
+def on_project_delete(hook: DeleteHook) -> DeleteHook:
+    if hook not in _on_delete:
+        _on_delete.append(hook)
+    return hook
+
+
+def delete_project(*, user: User, project_id: int) -> None:
+    """Delete the project; its rows go by cascade, then what features keep outside the database
+    (``on_project_delete``: its files' bytes and OpenAI copies)."""
     project = get_project_for(user, project_id)
-    remote = files.remote_ids(project.id)
+    afterwards = [hook(project.id) for hook in _on_delete]
     db.session.delete(project)
     db.session.commit()
-    files.forget_project(project_id, remote)
+    for cleanup in afterwards:
+        if cleanup is not None:
+            cleanup()
