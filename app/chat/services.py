@@ -3,15 +3,17 @@
 A turn has two phases, and no database connection is held between them:
 
 1. ``start_turn`` validates the message, finds or creates the conversation, commits the user's
-   message, and builds the provider request from our own rows (the database is the source of
-   truth for history, so a fallback provider sees exactly what the primary saw).
+   message together with the assistant row (``streaming``, under a lease), and builds the
+   provider request from our own rows (the database is the source of truth for history, so a
+   fallback provider sees exactly what the primary saw).
 2. ``run_turn`` (streaming) or ``complete_turn`` (one response) calls the provider chain and
-   writes exactly one assistant row however the call ends: ``complete``; ``incomplete`` when text
-   had arrived before a failure, a Stop or a client disconnect; ``error`` when nothing arrived.
+   gives the assistant row its final state exactly once however the call ends: ``complete``;
+   ``incomplete`` when text had arrived before a failure or a Stop; ``error`` when nothing
+   arrived (``replies``: checkpoints, the guarded final store, the spool).
 
-``run_turn`` yields typed events and knows nothing of HTTP; ``chat/streaming.py`` renders them.
-The provider stream is read by a small pump thread into a queue, so the request thread can send
-heartbeats while the model is silent and coalesce deltas that arrive together into one write.
+``run_turn`` yields typed events and knows nothing of HTTP or of readers: ``relay`` turns the
+provider stream into text and heartbeats, ``turns`` runs it as a job and publishes its events,
+``streaming`` renders them.
 """
 
 from __future__ import annotations
@@ -205,7 +207,7 @@ def _history(conversation_id: int, before_id: int) -> list[ChatTurn]:
             Message.conversation_id == conversation_id,
             Message.id < before_id,
             Message.content != "",
-            Message.status != MessageStatus.STREAMING,
+            Message.status.not_in(replies.LIVE),  # a reply still being written elsewhere
         )
         .order_by(Message.id.desc())
         .limit(limit)
