@@ -1,5 +1,5 @@
 """A real HTTP fake of OpenAI (Responses, Files) and OpenRouter (chat completions) for tests and
-benchmarks, speaking the wire formats of shared/PROTOCOLS.md (§A–§D, checklist §E.3).
+benchmarks, speaking the wire formats described in docs/providers.md.
 
 It is a WSGI app on Werkzeug's threaded server (one thread per connection) in a daemon thread.
 Behaviour is scripted per request with ``Scenario``s queued per endpoint (``"responses"``,

@@ -6,7 +6,7 @@ adapter maps HTTP statuses, error bodies, in-band stream errors and transport fa
 whether text was already shown. Error messages keep the provider's own reason (OpenAI
 ``error.message``; OpenRouter ``error.message`` plus ``metadata.raw``).
 
-Error classes (shared/PROTOCOLS.md §B.1, §D.4, §E.2):
+Error classes (docs/providers.md, "Errors and retries"; fallback: ARCHITECTURE.md):
 
 ========================  =======================================================================
 class                     raised for

@@ -1,4 +1,5 @@
-"""Provider registry and the fallback policy (shared/PROTOCOLS.md §E.2), decided here only.
+"""Provider registry and the fallback policy, decided here only (ARCHITECTURE.md, "Provider
+fallback policy"; docs/providers.md, "Errors and retries").
 
 The **commit point** is the first non-empty ``TextDelta`` handed to the caller. Before it, each
 failure is handled by its class (adapters do the mapping, see ``base.py``):

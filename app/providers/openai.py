@@ -1,6 +1,7 @@
 """OpenAI Responses API adapter: ``POST {base}/responses``, as JSON or as server-sent events.
 
-Wire facts followed (shared/PROTOCOLS.md §A, §B):
+Wire facts followed (docs/providers.md, "OpenAI Responses: request", "OpenAI Responses: reply",
+"OpenAI Responses: stream events", "Errors and retries"):
 
 - ``instructions`` carries the system prompt; ``input`` is the history plus the new message as
   ``{"role", "content": "<string>"}`` items (assistant turns as plain strings). No server-side

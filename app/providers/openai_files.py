@@ -1,4 +1,4 @@
-"""OpenAI Files API (shared/PROTOCOLS.md §C): mirror a project file, delete the mirror.
+"""OpenAI Files API (docs/providers.md, "OpenAI Files"): mirror a project file, delete the mirror.
 
 ``POST {base}/files`` is multipart with ``file`` (name and content type sent) and ``purpose``;
 the answer is an ``OpenAIFile`` whose ``id`` (``file-…``) we keep. ``DELETE {base}/files/{id}``

@@ -1,6 +1,7 @@
 """OpenRouter chat-completions adapter: ``POST {base}/chat/completions``, as JSON or SSE.
 
-Wire facts followed (shared/PROTOCOLS.md §D):
+Wire facts followed (docs/providers.md, "OpenRouter chat completions: request", "OpenRouter
+chat completions: reply and stream", "Errors and retries"):
 
 - ``model`` always has the org prefix (``openai/gpt-4o-mini``); OpenAI ids are mapped explicitly
   with ``to_openrouter_model`` (and back with ``to_openai_model``). ``messages`` = system,
@@ -8,7 +9,7 @@ Wire facts followed (shared/PROTOCOLS.md §D):
   pre-check may answer 402.
 - Streams are ``data:`` lines only; ``: OPENROUTER PROCESSING`` comments are skipped by httpx-sse;
   ``data: [DONE]`` ends the stream and EOF before it is malformed. ``choices`` may be ``[]`` (the
-  documented usage chunk) and is never indexed blindly; usage is read from whichever chunk
+  usage-only chunk) and is never indexed blindly; usage is read from whichever chunk
   carries it. A chunk with a top-level ``error`` (``code`` an int or a string,
   ``finish_reason: "error"``) is a failure.
 - A 200 JSON body can carry an error too (top-level ``error`` or ``choices[0].error``).
@@ -302,7 +303,7 @@ class OpenRouterProvider:
                 if isinstance(chunk.get("usage"), dict):
                     usage = chunk["usage"]
                 choice = first_choice(chunk)
-                if choice is None:  # the documented usage chunk has "choices": []
+                if choice is None:  # a usage-only chunk has "choices": []
                     continue
                 if choice.get("error") or choice.get("finish_reason") == "error":
                     raise map_error(

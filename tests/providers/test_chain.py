@@ -1,4 +1,4 @@
-"""The fallback policy (app/providers/chain.py, PROTOCOLS §E.2), one test per table row, over real
+"""The fallback policy (app/providers/chain.py, ARCHITECTURE.md), one test per table row, over real
 HTTP to the fake server. ``sleeps`` records what the chain would have slept before a retry."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""The fake provider server speaks the wire formats of PROTOCOLS.md (checked with plain httpx, not
-with our adapters), and it can be scripted and read over HTTP from another process."""
+"""The fake provider server speaks the wire formats of docs/providers.md (checked with plain
+httpx, not with our adapters), and it can be scripted and read over HTTP from another process."""
 
 from __future__ import annotations
 
