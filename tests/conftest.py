@@ -159,6 +159,19 @@ class CSRFClient(FlaskClient):
         return super().open(*args, **kwargs)
 
 
+@pytest.fixture
+def server_database(tmp_path, pg_url):
+    """A database of its own for a real server a test starts: SQLite in ``tmp_path``, or a
+    fresh PostgreSQL database beside the suite's (dropped afterwards)."""
+    if not pg_url:
+        yield f"sqlite:///{tmp_path / 'server.db'}"
+        return
+    url = pg_url + "_live"
+    recreate_pg_database(url)
+    yield url
+    drop_pg_database(url)
+
+
 @pytest.fixture(scope="session")
 def fake():
     """The fake OpenAI/OpenRouter server (tests/fake_provider.py), real HTTP on loopback."""

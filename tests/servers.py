@@ -56,6 +56,21 @@ def server_env(database_url: str, port: int, **settings: str) -> dict[str, str]:
     return env
 
 
+def provider_env(fake, folder: Path, database_url: str, **settings: str) -> dict[str, str]:
+    """``server_env`` for a server that calls the fake provider (OpenAI first, OpenRouter as
+    fallback), with its uploads and reply spool in ``folder``."""
+    return server_env(
+        database_url,
+        free_port(),
+        UPLOAD_DIR=str(folder / "uploads"),
+        REPLY_SPOOL_DIR=str(folder / "spool"),
+        OPENAI_API_KEY="test-openai-key",
+        OPENAI_BASE_URL=fake.openai_base_url,
+        OPENROUTER_BASE_URL=fake.openrouter_base_url,
+        **settings,
+    )
+
+
 def migrate(env: Mapping[str, str]) -> None:
     subprocess.run(
         [str(BIN / "flask"), "db", "upgrade"], cwd=ROOT, env=env, check=True, capture_output=True

@@ -17,38 +17,18 @@ import pytest
 from sqlalchemy import create_engine
 
 from app.chat.replies import INTERRUPTED_TEXT
-from tests.conftest import PG_URL, drop_pg_database, recreate_pg_database
 from tests.fake_provider import Scenario
 from tests.servers import (
     PrivatePostgres,
     Server,
-    free_port,
     gunicorn,
     migrate,
     new_project,
+    provider_env,
     register,
-    server_env,
 )
-from tests.servers import (
-    message_rows as rows,
-)
+from tests.servers import message_rows as rows
 from tests.sse import parse_sse
-
-
-def provider_env(fake, folder, database_url, **settings) -> dict[str, str]:
-    env = server_env(
-        database_url,
-        free_port(),
-        UPLOAD_DIR=str(folder / "uploads"),
-        REPLY_SPOOL_DIR=str(folder / "spool"),
-        OPENAI_API_KEY="test-openai-key",
-        OPENAI_BASE_URL=fake.openai_base_url,
-        OPENROUTER_BASE_URL=fake.openrouter_base_url,
-        **settings,
-    )
-    migrate(env)
-    return env
-
 
 FAST_LEASES = {
     "CHAT_CHECKPOINT_SECONDS": "0.2",
@@ -101,21 +81,11 @@ def stream_chat(server, token, project_id, message, *, on_event=None) -> str:
     return received
 
 
-@pytest.fixture
-def database_url(tmp_path):
-    if not PG_URL:
-        yield f"sqlite:///{tmp_path / 'server.db'}"
-        return
-    url = PG_URL + "_kill"
-    recreate_pg_database(url)
-    yield url
-    drop_pg_database(url)
-
-
-def test_kill_9_of_the_worker_leaves_the_partial_reply_interrupted(fake, tmp_path, database_url):
+def test_kill_9_of_the_worker_leaves_the_partial_reply_interrupted(fake, tmp_path, server_database):
     fake.reset()
-    env = provider_env(fake, tmp_path, database_url, **FAST_LEASES)
-    engine = create_engine(database_url)
+    env = provider_env(fake, tmp_path, server_database, **FAST_LEASES)
+    migrate(env)
+    engine = create_engine(server_database)
     with gunicorn(env, tmp_path) as server:
         token = register(server.base, "kill9@example.com")
         project = new_project(server.base, token)
@@ -152,6 +122,7 @@ def test_database_down_as_the_reply_ends_is_told_spooled_and_written_later(
 ):
     fake.reset()
     env = provider_env(fake, tmp_path, private_pg.url, CHAT_STORE_RETRY_SECONDS="1", **FAST_LEASES)
+    migrate(env)
     engine = create_engine(private_pg.url, pool_pre_ping=True)
     with gunicorn(env, tmp_path) as server:
         token = register(server.base, "blink@example.com")

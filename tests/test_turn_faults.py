@@ -15,20 +15,9 @@ import httpx
 import pytest
 from sqlalchemy import create_engine
 
-from tests.conftest import PG_URL, drop_pg_database, recreate_pg_database
 from tests.fake_provider import Scenario
-from tests.servers import (
-    PrivateRedis,
-    free_port,
-    gunicorn,
-    migrate,
-    new_project,
-    register,
-    server_env,
-)
-from tests.servers import (
-    message_rows as rows,
-)
+from tests.servers import PrivateRedis, gunicorn, migrate, new_project, provider_env, register
+from tests.servers import message_rows as rows
 from tests.sse import parse_sse
 
 REDIS = "redis://127.0.0.1:6379/11"
@@ -41,33 +30,14 @@ FAST = {
 }
 
 
-@pytest.fixture
-def database_url(tmp_path):
-    if not PG_URL:
-        yield f"sqlite:///{tmp_path / 'turns.db'}"
-        return
-    url = PG_URL + "_turns"
-    recreate_pg_database(url)
-    yield url
-    drop_pg_database(url)
-
-
 def two_servers(stack: ExitStack, fake, tmp_path, database_url, **settings):
     """Servers A and B: separate gunicorn masters on one database (and one Redis, if given)."""
     servers = []
     for name in ("a", "b"):
         folder = tmp_path / name
         folder.mkdir()
-        env = server_env(
-            database_url,
-            free_port(),
-            UPLOAD_DIR=str(tmp_path / "uploads"),
-            REPLY_SPOOL_DIR=str(folder / "spool"),
-            OPENAI_API_KEY="test-openai-key",
-            OPENAI_BASE_URL=fake.openai_base_url,
-            **FAST,
-            **settings,
-        )
+        env = provider_env(fake, folder, database_url, **FAST, **settings)
+        env["UPLOAD_DIR"] = str(tmp_path / "uploads")  # one machine's disk for both
         if name == "a":
             migrate(env)
         servers.append(stack.enter_context(gunicorn(env, folder)))
@@ -137,14 +107,14 @@ def stop(base, token, turn_id) -> dict:
 
 
 @pytest.mark.parametrize("broker", ["redis", "none"])
-def test_attach_and_stop_from_the_other_server(fake, tmp_path, database_url, broker):
+def test_attach_and_stop_from_the_other_server(fake, tmp_path, server_database, broker):
     """With Redis, server B reads A's turn live and its Stop reaches A at once. Without it, B
     reads the turn from the database and its Stop reaches A at A's next checkpoint."""
     fake.reset()
     settings = {"REDIS_URL": REDIS, "REDIS_KEY_PREFIX": f"t{uuid.uuid4().hex[:8]}:"}
     with ExitStack() as stack:
         a, b = two_servers(
-            stack, fake, tmp_path, database_url, **(settings if broker == "redis" else {})
+            stack, fake, tmp_path, server_database, **(settings if broker == "redis" else {})
         )
         token = register(a.base, "two@example.com")
         project = new_project(a.base, token)
@@ -159,7 +129,7 @@ def test_attach_and_stop_from_the_other_server(fake, tmp_path, database_url, bro
         for reader in (on_a, on_b):
             name, data = reader.events()[-1]
             assert name == "done" and data["message"]["status"] == "incomplete", reader.raw[-300:]
-        engine = create_engine(database_url)
+        engine = create_engine(server_database)
         (user, reply) = rows(engine, project)
         engine.dispose()
         assert reply[:2] == ("assistant", "incomplete")
@@ -173,11 +143,13 @@ def test_attach_and_stop_from_the_other_server(fake, tmp_path, database_url, bro
         assert fake.wait_for_disconnects(1)
 
 
-def test_kill_9_mid_turn_ends_the_readers_elsewhere_and_retry_works(fake, tmp_path, database_url):
+def test_kill_9_mid_turn_ends_the_readers_elsewhere_and_retry_works(
+    fake, tmp_path, server_database
+):
     fake.reset()
     settings = {"REDIS_URL": REDIS, "REDIS_KEY_PREFIX": f"t{uuid.uuid4().hex[:8]}:"}
     with ExitStack() as stack:
-        a, b = two_servers(stack, fake, tmp_path, database_url, **settings)
+        a, b = two_servers(stack, fake, tmp_path, server_database, **settings)
         token = register(a.base, "kill@example.com")
         project = new_project(a.base, token)
         fake.script("responses", Scenario(deltas=[f"w{i} " for i in range(400)], token_delay_ms=10))
@@ -201,7 +173,7 @@ def test_kill_9_mid_turn_ends_the_readers_elsewhere_and_retry_works(fake, tmp_pa
             timeout=30,
         )
         assert r.status_code == 200 and r.json()["reply"] == "Second try."
-        engine = create_engine(database_url)
+        engine = create_engine(server_database)
         stored = rows(engine, project)
         engine.dispose()
         assert [s[1] for s in stored] == ["complete", "interrupted", "complete"]
@@ -215,11 +187,11 @@ def private_redis():
 
 
 def test_redis_stopped_mid_turn_the_turn_completes_and_readyz_says_so(
-    fake, tmp_path, database_url, private_redis
+    fake, tmp_path, server_database, private_redis
 ):
     fake.reset()
     with ExitStack() as stack:
-        a, b = two_servers(stack, fake, tmp_path, database_url, REDIS_URL=private_redis.url)
+        a, b = two_servers(stack, fake, tmp_path, server_database, REDIS_URL=private_redis.url)
         token = register(a.base, "redis@example.com")
         project = new_project(a.base, token)
         words = [f"w{i} " for i in range(60)]
@@ -242,7 +214,7 @@ def test_redis_stopped_mid_turn_the_turn_completes_and_readyz_says_so(
 
 @pytest.mark.parametrize("leave_at", ["before the first token", "mid-stream", "at the last token"])
 def test_a_client_leaving_at_any_phase_leaves_the_reply_complete(
-    fake, tmp_path, database_url, leave_at
+    fake, tmp_path, server_database, leave_at
 ):
     fake.reset()
     words = [f"w{i} " for i in range(20)]
@@ -252,7 +224,7 @@ def test_a_client_leaving_at_any_phase_leaves_the_reply_complete(
         "at the last token": lambda raw: "w19" in raw,
     }[leave_at]
     with ExitStack() as stack:
-        (a, _b) = two_servers(stack, fake, tmp_path, database_url)
+        (a, _b) = two_servers(stack, fake, tmp_path, server_database)
         token = register(a.base, "leave@example.com")
         project = new_project(a.base, token)
         fake.script("responses", Scenario(deltas=words, token_delay_ms=20, ttft_ms=200))
@@ -270,7 +242,7 @@ def test_a_client_leaving_at_any_phase_leaves_the_reply_complete(
                 raw += chunk
                 if seen(raw):
                     break
-        engine = create_engine(database_url)
+        engine = create_engine(server_database)
         deadline = time.monotonic() + 10
         while (stored := rows(engine, project))[-1][1] == "streaming":
             assert time.monotonic() < deadline
