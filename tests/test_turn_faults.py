@@ -6,6 +6,7 @@ the generating worker with a reader elsewhere, Redis stopped mid-turn (a private
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 import uuid
@@ -20,7 +21,7 @@ from tests.servers import PrivateRedis, gunicorn, migrate, new_project, provider
 from tests.servers import message_rows as rows
 from tests.sse import parse_sse
 
-REDIS = "redis://127.0.0.1:6379/11"
+REDIS = os.environ.get("TEST_BROKER_REDIS_URL", "redis://127.0.0.1:6379/11")
 FAST = {
     "CHAT_CHECKPOINT_SECONDS": "0.2",
     "CHAT_REPLY_LEASE_SECONDS": "1",
