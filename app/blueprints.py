@@ -18,6 +18,7 @@ from app.prompts import routes as prompts_routes
 api.bp.register_blueprint(auth_api.bp)
 api.bp.register_blueprint(projects_api.bp)
 api.bp.register_blueprint(chat_api.bp)
+api.bp.register_blueprint(prompts_api.models_bp)
 projects_api.bp.register_blueprint(prompts_api.bp)
 projects_api.bp.register_blueprint(files_api.bp)
 

@@ -8,6 +8,7 @@ generates one into ``instance/secret_key`` once and reuses it.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 from collections.abc import Mapping
@@ -71,6 +72,85 @@ def _extensions(raw: str | None) -> tuple[str, ...]:
             f"{', '.join(sorted(unknown))} (known: {' '.join(DEFAULT_ALLOWED)})"
         )
     return tuple(sorted(chosen))
+
+
+# Models a prompt version may choose, with a price per million tokens for cost estimates (USD,
+# OpenAI's list prices when this was written; set MODELS to your own). ``openai`` / ``openrouter``
+# are the ids on each provider's wire; a model without one is not sent to that provider.
+BUILTIN_MODELS: tuple[dict[str, Any], ...] = (
+    {"name": "gpt-4o-mini", "openai": "gpt-4o-mini", "openrouter": "openai/gpt-4o-mini",
+     "input_per_million": 0.15, "output_per_million": 0.60},
+    {"name": "gpt-4o", "openai": "gpt-4o", "openrouter": "openai/gpt-4o",
+     "input_per_million": 2.50, "output_per_million": 10.00},
+    {"name": "gpt-4.1-mini", "openai": "gpt-4.1-mini", "openrouter": "openai/gpt-4.1-mini",
+     "input_per_million": 0.40, "output_per_million": 1.60},
+    {"name": "gpt-4.1-nano", "openai": "gpt-4.1-nano", "openrouter": "openai/gpt-4.1-nano",
+     "input_per_million": 0.10, "output_per_million": 0.40},
+)  # fmt: skip
+MODEL_KEYS = {"name", "openai", "openrouter", "input_per_million", "output_per_million"}
+
+
+def _model_entry(raw: Any, index: int) -> dict[str, Any]:
+    where = f"MODELS[{index}]"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where} must be an object with a name")
+    unknown = set(raw) - MODEL_KEYS
+    if unknown:
+        raise ConfigError(f"{where} has unknown keys: {', '.join(sorted(unknown))}")
+    name = raw.get("name")
+    if not isinstance(name, str) or not name.strip() or len(name) > 120:
+        raise ConfigError(f"{where}.name must be a non-empty string of at most 120 characters")
+    entry: dict[str, Any] = {"name": name.strip()}
+    for key in ("openai", "openrouter"):
+        value = raw.get(key)
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            raise ConfigError(f"{where}.{key} must be a model id or null")
+        entry[key] = value.strip() if value else None
+    if entry["openai"] is None and entry["openrouter"] is None:
+        raise ConfigError(f"{where} names no provider model (openai and openrouter are both null)")
+    for key in ("input_per_million", "output_per_million"):
+        value = raw.get(key)
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int | float) or value < 0
+        ):
+            raise ConfigError(f"{where}.{key} must be a price of 0 or more, or null")
+        entry[key] = float(value) if value is not None else None
+    return entry
+
+
+def _models(env: Mapping[str, str]) -> tuple[dict[str, Any], ...]:
+    """The model allowlist: ``MODELS`` (a JSON list of objects) or the built-in list, with the
+    default model (``OPENAI_MODEL`` / ``OPENROUTER_MODEL``) first."""
+    raw = env.get("MODELS", "").strip()
+    if raw:
+        try:
+            parsed = json.loads(raw)
+        except ValueError as exc:
+            raise ConfigError(f"MODELS must be a JSON list of model objects: {exc}") from exc
+        if not isinstance(parsed, list) or not parsed:
+            raise ConfigError("MODELS must be a non-empty JSON list of model objects")
+        entries = [_model_entry(item, i) for i, item in enumerate(parsed)]
+    else:
+        default_openai = _str(env, "OPENAI_MODEL", "gpt-4o-mini")
+        default_openrouter = _str(env, "OPENROUTER_MODEL", "openai/gpt-4o-mini")
+        entries = [dict(entry) for entry in BUILTIN_MODELS]
+        if not any(e["name"] == default_openai for e in entries):
+            entries.insert(
+                0,
+                {"name": default_openai, "openai": default_openai,
+                 "openrouter": default_openrouter,
+                 "input_per_million": None, "output_per_million": None},
+            )  # fmt: skip
+        else:
+            first = next(e for e in entries if e["name"] == default_openai)
+            first["openrouter"] = default_openrouter
+            entries.remove(first)
+            entries.insert(0, first)
+    names = [e["name"] for e in entries]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ConfigError(f"MODELS names a model twice: {', '.join(duplicates)}")
+    return tuple(entries)
 
 
 def normalise_database_url(url: str) -> str:
@@ -152,6 +232,9 @@ def load_config(
         "LLM_CONNECT_TIMEOUT_SECONDS": _float(env, "LLM_CONNECT_TIMEOUT_SECONDS", 5.0),
         "LLM_RETRY_MAX_WAIT_SECONDS": _float(env, "LLM_RETRY_MAX_WAIT_SECONDS", 2.0),
         "LLM_MAX_OUTPUT_TOKENS": _int(env, "LLM_MAX_OUTPUT_TOKENS", 1024),
+        # The models a prompt version may choose (first = the default for new versions), and
+        # each one's provider ids and prices (see _models). MODELS overrides the built-in list.
+        "MODELS": _models(env),
         "OFFLINE_TOKEN_DELAY_MS": _int(env, "OFFLINE_TOKEN_DELAY_MS", 15),
         "CHAT_HISTORY_MAX_MESSAGES": _int(env, "CHAT_HISTORY_MAX_MESSAGES", 40),
         "CHAT_MESSAGE_MAX_CHARS": _int(env, "CHAT_MESSAGE_MAX_CHARS", 20_000),

@@ -98,7 +98,14 @@ _VERSION_FIELDS = {
     "version": {**INT, "minimum": 1},
     "content": STR,
     "note": nullable(STR),
-    "is_active": BOOL,
+    "model": {**STR, "description": "A name from the server's model list (`GET /api/models`)."},
+    "temperature": {
+        **nullable({"type": "number", "minimum": 0, "maximum": 2}),
+        "description": "null: the provider's default.",
+    },
+    "max_output_tokens": {**INT, "minimum": 16, "description": "The reply's token budget."},
+    "is_active": {**BOOL, "description": "Production: what the project serves."},
+    "is_candidate": {**BOOL, "description": "The version being tried before promotion."},
     "author_id": nullable(INT),
     "length": {**INT, "minimum": 0, "description": "Characters in `content`."},
     "created_at": TIME,
@@ -217,10 +224,66 @@ SCHEMAS: dict[str, Schema] = {
             "from": INT,
             "to": INT,
             "diff": {**STR, "description": "Unified line diff; every line ends with a newline."},
+            "settings": {
+                "type": "array",
+                "description": "The model settings that differ.",
+                "items": obj(
+                    {
+                        "name": {"enum": ["model", "temperature", "max_output_tokens"]},
+                        "from": {"type": ["string", "number", "null"]},
+                        "to": {"type": ["string", "number", "null"]},
+                    }
+                ),
+            },
+        }
+    ),
+    "ModelChoice": obj(
+        {
+            "name": {**STR, "description": "What a version's `model` holds."},
+            "openai": {**nullable(STR), "description": "The OpenAI id; null: not sent there."},
+            "openrouter": {**nullable(STR), "description": "The OpenRouter id; null: not sent."},
+            "input_per_million": {
+                **nullable({"type": "number", "minimum": 0}),
+                "description": "USD per million input tokens (for cost estimates).",
+            },
+            "output_per_million": nullable({"type": "number", "minimum": 0}),
+            "default": {**BOOL, "description": "The model new versions start with."},
+        }
+    ),
+    "Release": obj(
+        {
+            "production": nullable(ref("PromptVersion")),
+            "candidate": nullable(ref("PromptVersion")),
+            "canary_percent": {
+                **INT,
+                "minimum": 0,
+                "maximum": 100,
+                "description": "Share of new conversations sent to the candidate.",
+            },
         }
     ),
     "Conversation": obj(
-        {"id": INT, "project_id": INT, "title": STR, "created_at": TIME, "updated_at": TIME}
+        {
+            "id": INT,
+            "project_id": INT,
+            "title": STR,
+            "pinned_version": {
+                **nullable(INT),
+                "description": "The version number every reply uses (pinned at the start, or "
+                "by the canary); null: the project's production version.",
+            },
+            "model": {
+                **nullable(STR),
+                "description": "A model overriding the pinned version's (Compare).",
+            },
+            "arm": {
+                "enum": ["pinned", "candidate", "production", None],
+                "description": "Why it is served as it is: `pinned` by the user, sent to the "
+                "`candidate` or kept on `production` by a canary; null: no canary was running.",
+            },
+            "created_at": TIME,
+            "updated_at": TIME,
+        }
     ),
     "Message": obj(
         _MESSAGE_FIELDS,
@@ -480,6 +543,12 @@ _CHAT_REPLY = {
 _MESSAGE = {**STR, "description": "The user's message (at most `CHAT_MESSAGE_MAX_CHARS`)."}
 _CHAT_OPTIONS = {
     "stream": {**BOOL, "description": "Answer with server-sent events."},
+    "version": {
+        **ID,
+        "description": "Start a new conversation pinned to this prompt version number of the "
+        "project: its replies use that version (text and model settings) whatever becomes "
+        "active later. Only without a conversation id; an unknown number is a 422.",
+    },
     "regenerate": {**BOOL, "description": "Answer the last user message again."},
 }
 
@@ -633,16 +702,96 @@ def _operations() -> dict[str, dict[str, dict]]:
                 "createPromptVersion",
                 "Save a prompt version",
                 tag="prompts",
-                description="Stores version N+1 and (unless `activate` is false) makes it "
-                "active. Text equal to the active version stores nothing (200, "
-                "`created: false`). At most `PROMPT_MAX_CHARS` after trimming; notes 200.",
-                body=body_of({"content": STR}, {"note": STR, "activate": BOOL}),
+                description="Stores version N+1: the text with its model settings. By default "
+                "it becomes production (`activate`); with `candidate: true` it becomes the "
+                "candidate instead (tried in pinned chats, compared, given a canary share, then "
+                "promoted); with `activate: false` it only joins the history. Settings left out "
+                "are kept from the version saved over (`temperature: null` means the "
+                "provider's default). Text and settings equal to that version store nothing "
+                "(200, `created: false`). At most `PROMPT_MAX_CHARS` after trimming; notes "
+                "200; `model` from `GET /api/models`; `temperature` 0-2; `max_output_tokens` "
+                "16 to the server's `LLM_MAX_OUTPUT_TOKENS`.",
+                body=body_of(
+                    {"content": STR},
+                    {
+                        "note": STR,
+                        "activate": BOOL,
+                        "candidate": BOOL,
+                        "model": STR,
+                        "temperature": {"type": "number", "minimum": 0, "maximum": 2},
+                        "max_output_tokens": {**INT, "minimum": 16},
+                    },
+                ),
                 responses={
                     201: ok("The new version.", ref("PromptVersionSaved")),
-                    200: ok("Unchanged: the active version.", ref("PromptVersionSaved")),
+                    200: ok("Unchanged: the version saved over.", ref("PromptVersionSaved")),
                     409: error(409, "Saved concurrently too often; try again."),
                 },
             ),
+        },
+        "/api/models": {
+            "get": op(
+                "listModels",
+                "Models a prompt version may use",
+                tag="prompts",
+                description="The server's allowlist (`MODELS`), the default first.",
+                responses={200: ok("The models.", list_of("ModelChoice"))},
+            )
+        },
+        "/api/projects/{project_id}/prompts/release": {
+            "get": op(
+                "getRelease",
+                "Production, candidate and canary",
+                tag="prompts",
+                responses={200: ok("What serves and what is being tried.", ref("Release"))},
+            )
+        },
+        "/api/projects/{project_id}/prompts/{version}/candidate": {
+            "post": op(
+                "makeCandidate",
+                "Make a version the candidate",
+                tag="prompts",
+                description="Replaces any other candidate; the canary share starts at 0. "
+                "Production itself cannot be the candidate (422).",
+                responses={
+                    200: ok("The release.", ref("Release")),
+                    422: error(422, "The version is production already."),
+                },
+            )
+        },
+        "/api/projects/{project_id}/prompts/candidate": {
+            "delete": op(
+                "discardCandidate",
+                "Discard the candidate",
+                tag="prompts",
+                description="Ends the trial and the canary. The version stays in the history; "
+                "conversations the canary gave it keep it.",
+                responses={200: ok("The release.", ref("Release"))},
+            )
+        },
+        "/api/projects/{project_id}/prompts/candidate/promote": {
+            "post": op(
+                "promoteCandidate",
+                "Promote the candidate to production",
+                tag="prompts",
+                description="The candidate becomes the active version; the canary ends.",
+                responses={
+                    200: ok("The release.", ref("Release")),
+                    409: error(409, "There is no candidate."),
+                },
+            )
+        },
+        "/api/projects/{project_id}/prompts/canary": {
+            "put": op(
+                "setCanary",
+                "Send a share of new conversations to the candidate",
+                tag="prompts",
+                description="`percent` (0-100) of new, unpinned conversations are served by "
+                "the candidate; the choice is made once per conversation (a hash of its id) "
+                "and kept. 0 ends the canary. Needs a candidate.",
+                body=body_of({"percent": {**INT, "minimum": 0, "maximum": 100}}),
+                responses={200: ok("The release.", ref("Release"))},
+            )
         },
         "/api/projects/{project_id}/prompts/{version}": {
             "get": op(

@@ -234,8 +234,29 @@ def test_real_responses_match_the_document(api, validator):
     assert api("get", path + "/diff", ids, query="?from=1&to=2").status_code == 200
     assert api("get", path + "/diff", ids, query="?from=1").status_code == 422
 
+    # Models, the candidate and the canary.
+    models = api("get", "/api/models").get_json()["data"]
+    assert models[0]["default"] is True
+    settings = {"content": "Be bold.", "candidate": True, "model": models[1]["name"]}
+    assert api("post", path, ids, json={**settings, "temperature": 0.3}).status_code == 201
+    assert api("post", path, ids, json={**settings, "model": "gpt-9"}).status_code == 422
+    assert api("get", path + "/release", ids).get_json()["candidate"]["version"] == 3
+    assert api("put", path + "/canary", ids, json={"percent": 10}).status_code == 200
+    assert api("put", path + "/canary", ids, json={"percent": 101}).status_code == 422
+    assert api("delete", path + "/candidate", ids).get_json()["candidate"] is None
+    assert api("post", path + "/{version}/candidate", {**ids, "version": 3}).status_code == 200
+    assert api("post", path + "/{version}/candidate", {**ids, "version": 2}).status_code == 422
+    promoted = api("post", path + "/candidate/promote", ids).get_json()
+    assert promoted["production"]["version"] == 3 and promoted["candidate"] is None
+    assert api("post", path + "/candidate/promote", ids).status_code == 409
+    assert api("get", path + "/diff", ids, query="?from=2&to=3").get_json()["settings"]
+    assert api("post", path + "/{version}/activate", {**ids, "version": 2}).status_code == 200
+
     # Chat, as JSON and as a stream; conversations and messages.
     chat = "/api/projects/{project_id}/chat"
+    pinned = api("post", chat, ids, json={"message": "Hi", "version": 3}).get_json()
+    assert pinned["message"]["prompt_version"] == 3
+    assert api("post", chat, ids, json={"message": "Hi", "version": 99}).status_code == 422
     reply = api("post", chat, ids, json={"message": "Hello"}).get_json()
     ids["conversation_id"] = reply["conversation_id"]
     stream = {"message": "Again", "conversation_id": reply["conversation_id"], "stream": True}

@@ -31,6 +31,7 @@ def _chat(project_id: int, data: dict, conversation_id: int | None):
         message=field(data, "message"),
         conversation_id=conversation_id,
         regenerate=bool(field(data, "regenerate", kind=bool)),
+        version=field(data, "version", kind=int),
     )
     return _answer(turn, data)
 

@@ -12,6 +12,11 @@ def conversation_json(conversation) -> dict:
         "id": conversation.id,
         "project_id": conversation.project_id,
         "title": conversation.title,
+        "pinned_version": (
+            conversation.pinned_version.version if conversation.pinned_version else None
+        ),
+        "model": conversation.model,
+        "arm": conversation.arm,
         "created_at": conversation.created_at.isoformat(),
         "updated_at": conversation.updated_at.isoformat(),
     }

@@ -29,15 +29,30 @@ from dataclasses import dataclass, field
 from flask import current_app
 from sqlalchemy import delete, select
 
+from app import catalog
 from app.chat import relay, replies
 from app.chat.llm import get_chain
 from app.errors import NotFound, ProviderUnavailable, ValidationFailed
 from app.extensions import db
 from app.files.services import chat_context
-from app.models import Conversation, Message, MessageStatus, Project, PromptVersion, Role, User
+from app.models import (
+    Arm,
+    Conversation,
+    Message,
+    MessageStatus,
+    Project,
+    PromptVersion,
+    Role,
+    User,
+)
 from app.models.base import utcnow
 from app.projects.services import get_project_for
-from app.prompts.versions import system_prompt_for
+from app.prompts.versions import (
+    DEFAULT_SYSTEM_PROMPT,
+    active_version,
+    canary_bucket,
+    settings_of,
+)
 from app.providers.base import Cancel, ChatRequest, ChatTurn, ProviderError
 from app.providers.chain import ChainEnd, Committed
 
@@ -228,9 +243,21 @@ def start_turn(
     message: str | None,
     conversation_id: int | None = None,
     regenerate: bool = False,
+    version: int | None = None,
+    model: str | None = None,
 ) -> Turn:
-    """Store the user's message (or pick the last one, to regenerate) and prepare the call."""
+    """Store the user's message (or pick the last one, to regenerate) and prepare the call.
+
+    A new conversation is pinned to ``version`` (a number in this project) when one is given,
+    with ``model`` overriding the version's model (Compare); otherwise, while a canary runs, it
+    is sent to the candidate or kept on production by its ``canary_bucket``, and the choice is
+    recorded (``conversations.arm``)."""
     project = get_project_for(user, project_id)
+    if (version is not None or model is not None) and (regenerate or conversation_id):
+        raise ValidationFailed(
+            "A version is chosen when a conversation starts.",
+            fields={"version": "Only a new conversation can be pinned."},
+        )
     if regenerate:
         if conversation_id is None:
             raise ValidationFailed(fields={"conversation_id": "Say which conversation."})
@@ -246,21 +273,41 @@ def start_turn(
     else:
         text = clean_message(message)
         if conversation_id is None:
-            conversation = Conversation(project_id=project.id, title=_title_from(text))
+            pinned = _pinned_version(project, version)
+            if model is not None and not catalog.is_listed(model):
+                raise ValidationFailed(
+                    fields={
+                        "model": "Choose one of the models offered: " + ", ".join(catalog.names())
+                    }
+                )
+            conversation = Conversation(
+                project_id=project.id,
+                title=_title_from(text),
+                prompt_version_id=pinned.id if pinned else None,
+                model=model,
+                arm=Arm.PINNED if pinned else None,
+            )
             db.session.add(conversation)
-            db.session.flush()  # its updated_at is now
+            db.session.flush()  # its id (the canary's bucket) and updated_at are now known
+            if pinned is None:
+                _assign_canary(project, conversation)
         else:
             conversation = _conversation_in(project, user, conversation_id)
         user_message = Message(conversation_id=conversation.id, role=Role.USER, content=text)
         db.session.add(user_message)
         db.session.flush()
-    system, version = system_prompt_for(project)
+    serving = _serving_version(project, conversation)
+    settings = settings_of(serving)
+    choice = catalog.resolve(conversation.model or settings.model)
+    system = serving.content if serving else DEFAULT_SYSTEM_PROMPT
     files = chat_context(project.id)
     request = ChatRequest(
         system=f"{system}\n\n{files.text}" if files.text else system,
         history=_history(conversation.id, user_message.id),
         message=user_message.content,
-        max_output_tokens=current_app.config["LLM_MAX_OUTPUT_TOKENS"],
+        models=choice.provider_ids,
+        temperature=settings.temperature,
+        max_output_tokens=settings.max_output_tokens,
     )
     if conversation_id is not None:
         conversation.updated_at = utcnow()
@@ -269,7 +316,7 @@ def start_turn(
         role=Role.ASSISTANT,
         content="",
         status=MessageStatus.STREAMING,
-        prompt_version=version,
+        prompt_version=serving,
         context_files=files.files or None,
         lease_until=replies.lease_until(),
     )
@@ -281,14 +328,52 @@ def start_turn(
         conversation_id=conversation.id,
         user_message_id=user_message.id,
         reply_id=reply.id,
-        prompt_version_id=version.id if version else None,
+        prompt_version_id=serving.id if serving else None,
         request=request,
         context_files=files.files,
         conversation=conversation,
         user_message=user_message,
-        prompt_version=version,
+        prompt_version=serving,
         reply=reply,
     )
+
+
+def _pinned_version(project: Project, number: int | None) -> PromptVersion | None:
+    if number is None:
+        return None
+    found = db.session.scalar(
+        select(PromptVersion).where(
+            PromptVersion.project_id == project.id, PromptVersion.version == number
+        )
+    )
+    if found is None:
+        raise ValidationFailed(
+            f"This project has no version {number}.",
+            fields={"version": "Choose one of this project's versions."},
+        )
+    return found
+
+
+def _assign_canary(project: Project, conversation: Conversation) -> None:
+    """While a canary runs, send a new conversation to the candidate or keep it on production,
+    by its bucket; sticky, because the choice is stored on the conversation."""
+    candidate_id, percent = project.candidate_prompt_id, project.canary_percent
+    if candidate_id is None or not percent:
+        return
+    if canary_bucket(conversation.id, candidate_id) < percent:
+        conversation.prompt_version_id = candidate_id
+        conversation.arm = Arm.CANDIDATE
+    else:
+        conversation.arm = Arm.PRODUCTION
+
+
+def _serving_version(project: Project, conversation: Conversation) -> PromptVersion | None:
+    """The version that answers in this conversation: its pinned one, else production."""
+    if conversation.prompt_version_id is not None:
+        pinned = db.session.get(PromptVersion, conversation.prompt_version_id)
+        if pinned is not None:
+            return pinned
+    return active_version(project)
 
 
 def start_regenerate(*, user: User, conversation_id: int) -> Turn:

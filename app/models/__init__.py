@@ -1,7 +1,15 @@
 """All models, imported here so Alembic and ``db.create_all`` see every table."""
 
 from app.models.base import Base
-from app.models.chat import Conversation, Message, MessageStatus, Role
+from app.models.chat import (
+    Arm,
+    Choice,
+    Comparison,
+    Conversation,
+    Message,
+    MessageStatus,
+    Role,
+)
 from app.models.file import StoredFile, SyncStatus, TextStatus
 from app.models.project import Project
 from app.models.prompt import PromptVersion
@@ -9,7 +17,10 @@ from app.models.session import UserSession
 from app.models.user import User
 
 __all__ = [
+    "Arm",
     "Base",
+    "Choice",
+    "Comparison",
     "Conversation",
     "Message",
     "MessageStatus",

@@ -13,7 +13,17 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    SmallInteger,
+    String,
+    Text,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.models.base import Base, CreatedAtMixin, UTCDateTime, utcnow
@@ -34,6 +44,14 @@ class MessageStatus(StrEnum):
     INTERRUPTED = "interrupted"  # its process died (the lease ran out); keeps its last checkpoint
 
 
+class Arm(StrEnum):
+    """Why a conversation is served by the version it is (``conversations.arm``)."""
+
+    PINNED = "pinned"  # the user started it on a chosen version ("New chat with v5", Compare)
+    CANDIDATE = "candidate"  # the canary sent it to the candidate: pinned to that version
+    PRODUCTION = "production"  # a canary was running and kept it on production (follows it)
+
+
 class Conversation(CreatedAtMixin, Base):
     __tablename__ = "conversations"
     __table_args__ = (Index("ix_conversations_project_updated", "project_id", "updated_at"),)
@@ -43,15 +61,27 @@ class Conversation(CreatedAtMixin, Base):
         ForeignKey("projects.id", ondelete="CASCADE"), nullable=False
     )
     title: Mapped[str] = mapped_column(String(200), nullable=False)
+    # Pinned: every reply uses this version (and ``model`` when set, overriding the version's)
+    # whatever becomes active later. None: the project's active version ("production").
+    prompt_version_id: Mapped[int | None] = mapped_column(
+        ForeignKey("prompt_versions.id", ondelete="SET NULL")
+    )
+    model: Mapped[str | None] = mapped_column(String(120))
+    arm: Mapped[str | None] = mapped_column(String(16))  # Arm; None: no canary, not pinned
     updated_at: Mapped[datetime] = mapped_column(
         UTCDateTime(), default=utcnow, onupdate=utcnow, nullable=False
     )
+
+    # Eager: the list and the header show the pinned version's number.
+    pinned_version: Mapped[PromptVersion | None] = relationship(lazy="joined")
 
 
 class Message(CreatedAtMixin, Base):
     __tablename__ = "messages"
     __table_args__ = (
         Index("ix_messages_conversation_id_id", "conversation_id", "id"),
+        # Per-version metrics read a version's replies in a time window.
+        Index("ix_messages_version_created", "prompt_version_id", "created_at"),
         # The lease sweep reads only the few rows still streaming.
         Index(
             "ix_messages_streaming_lease",
@@ -69,7 +99,7 @@ class Message(CreatedAtMixin, Base):
     content: Mapped[str] = mapped_column(Text, default="", nullable=False)
     status: Mapped[str] = mapped_column(String(16), default=MessageStatus.COMPLETE, nullable=False)
     prompt_version_id: Mapped[int | None] = mapped_column(
-        ForeignKey("prompt_versions.id", ondelete="SET NULL"), index=True
+        ForeignKey("prompt_versions.id", ondelete="SET NULL")
     )
     provider: Mapped[str | None] = mapped_column(String(32))
     model: Mapped[str | None] = mapped_column(String(120))
@@ -83,6 +113,57 @@ class Message(CreatedAtMixin, Base):
     context_files: Mapped[list | None] = mapped_column(JSON)
     # While ``streaming``: the time after which the reply counts as abandoned.
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Feedback on an assistant reply by the conversation's owner: +1 / -1, optional comment.
+    rating: Mapped[int | None] = mapped_column(SmallInteger)
+    feedback: Mapped[str | None] = mapped_column(Text)
+    rated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     # Eager: every message shown needs its version number, and it is one small join.
     prompt_version: Mapped[PromptVersion | None] = relationship(lazy="joined")
+
+
+class Choice(StrEnum):
+    LEFT = "left"
+    RIGHT = "right"
+    TIE = "tie"
+
+
+class Comparison(CreatedAtMixin, Base):
+    """One message answered side by side by two configurations (a version, optionally with
+    another model). Each answer is a normal reply in its own pinned conversation; this row ties
+    them together and keeps the user's preference. The version ids and models are copied here
+    so the record survives deleting either conversation."""
+
+    __tablename__ = "comparisons"
+    __table_args__ = (Index("ix_comparisons_project_created", "project_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), nullable=False
+    )
+    message: Mapped[str] = mapped_column(Text, nullable=False)
+    left_version_id: Mapped[int | None] = mapped_column(
+        ForeignKey("prompt_versions.id", ondelete="SET NULL")
+    )
+    right_version_id: Mapped[int | None] = mapped_column(
+        ForeignKey("prompt_versions.id", ondelete="SET NULL")
+    )
+    left_model: Mapped[str] = mapped_column(String(120), nullable=False)
+    right_model: Mapped[str] = mapped_column(String(120), nullable=False)
+    left_conversation_id: Mapped[int | None] = mapped_column(
+        ForeignKey("conversations.id", ondelete="SET NULL")
+    )
+    right_conversation_id: Mapped[int | None] = mapped_column(
+        ForeignKey("conversations.id", ondelete="SET NULL")
+    )
+    left_reply_id: Mapped[int | None] = mapped_column(
+        ForeignKey("messages.id", ondelete="SET NULL")
+    )
+    right_reply_id: Mapped[int | None] = mapped_column(
+        ForeignKey("messages.id", ondelete="SET NULL")
+    )
+    choice: Mapped[str | None] = mapped_column(String(8))  # Choice; None: not judged yet
+    chosen_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    left_version: Mapped[PromptVersion | None] = relationship(foreign_keys=[left_version_id])
+    right_version: Mapped[PromptVersion | None] = relationship(foreign_keys=[right_version_id])

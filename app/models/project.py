@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, ForeignKeyConstraint, String, Text
+from sqlalchemy import ForeignKey, ForeignKeyConstraint, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.models.base import Base, CreatedAtMixin, UTCDateTime, utcnow
@@ -22,6 +22,13 @@ class Project(CreatedAtMixin, Base):
             name="fk_projects_active_prompt",
             use_alter=True,
         ),
+        # The candidate (a version tried before promotion) is one of its own versions too.
+        ForeignKeyConstraint(
+            ["id", "candidate_prompt_id"],
+            ["prompt_versions.project_id", "prompt_versions.id"],
+            name="fk_projects_candidate_prompt",
+            use_alter=True,
+        ),
     )
 
     # Explicit: being part of the composite foreign key below hides autoincrement otherwise.
@@ -31,7 +38,10 @@ class Project(CreatedAtMixin, Base):
     )
     name: Mapped[str] = mapped_column(String(120), nullable=False)
     description: Mapped[str] = mapped_column(Text, default="", nullable=False)
-    active_prompt_id: Mapped[int | None] = mapped_column()
+    active_prompt_id: Mapped[int | None] = mapped_column()  # production: what chats get
+    candidate_prompt_id: Mapped[int | None] = mapped_column()
+    # Share (0-100) of new conversations sent to the candidate while a canary runs.
+    canary_percent: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
     updated_at: Mapped[datetime] = mapped_column(
         UTCDateTime(), default=utcnow, onupdate=utcnow, nullable=False
     )

@@ -78,7 +78,7 @@ def activate(project_id: int, version: int):
 
 @bp.get("/diff")
 def diff(project_id: int):
-    a, b, text = services.diff_versions(
+    result = services.diff_versions(
         user=current_user,
         project_id=project_id,
         from_number=request.args.get("from"),
@@ -89,9 +89,10 @@ def diff(project_id: int):
         "prompts/diff.html",
         project=project,
         versions=versions,
-        a=a,
-        b=b,
-        diff=text,
+        a=result.a,
+        b=result.b,
+        diff=result.text,
+        settings_changes=result.settings_changes,
         active=active_version(project),
         counts=services.reply_counts(project.id),
         confirm=ConfirmForm(),

@@ -1,8 +1,11 @@
 """Prompt version rules, shared by the project page and the JSON API.
 
-Versions are immutable. Saving creates version ``max + 1`` (a unique constraint plus a retry
-keeps numbers from repeating when two saves race) and, by default, points the project at it in
-the same transaction. Activating an old version (rollback) only moves the pointer.
+Versions are immutable: the text and the model settings together. Saving creates version
+``max + 1`` (a unique constraint plus a retry keeps numbers from repeating when two saves race)
+and, by default, points the project at it in the same transaction ("make it live"); or makes it
+the project's **candidate**, to be tried in pinned chats, compared, and measured on a share of
+new conversations (the canary) before ``promote_candidate`` makes it production. Activating an
+old version (rollback) only moves the pointer.
 """
 
 from __future__ import annotations
@@ -19,16 +22,31 @@ from app.extensions import db
 from app.models import Message, Project, PromptVersion, User
 from app.models.base import db_int
 from app.projects.services import get_project_for
-from app.prompts.versions import active_version, add_version, clean_content, clean_note, point_at
+from app.prompts.versions import (
+    Settings,
+    active_version,
+    add_version,
+    candidate_version,
+    clean_content,
+    clean_note,
+    clean_settings,
+    point_at,
+    point_candidate_at,
+    settings_of,
+)
 
 log = logging.getLogger(__name__)
 SAVE_ATTEMPTS = 5
 
 
+CANARY_MAX = 100
+KEEP = object()  # "not given": a save keeps the temperature of the version it starts from
+
+
 @dataclass(frozen=True)
 class SaveResult:
     version: PromptVersion
-    created: bool  # False: the text equals the active version, nothing was stored
+    created: bool  # False: text and settings equal the version saved over, nothing was stored
 
 
 def create_version(
@@ -38,16 +56,46 @@ def create_version(
     content: str | None,
     note: str | None = None,
     activate: bool = True,
+    candidate: bool = False,
+    model: object = None,
+    temperature: object = KEEP,
+    max_output_tokens: object = None,
 ) -> SaveResult:
+    """Save a new version: live now (``activate``), as the candidate (``candidate``), or only
+    into the history (neither). Settings not given are kept from the version it is saved over
+    (the candidate when saving a candidate and there is one, else production)."""
+    if activate and candidate:
+        raise ValidationFailed(
+            "A version is either made live or saved as the candidate.",
+            fields={"candidate": "Do not combine with activate."},
+        )
     project = get_project_for(user, project_id)
     text = clean_content(content)
     note = clean_note(note)
     current = active_version(project)
-    if current is not None and current.content == text:
-        return SaveResult(current, created=False)
+    base = (candidate_version(project) if candidate else None) or current
+    base_settings = settings_of(base)
+    settings = clean_settings(
+        model,
+        base_settings.temperature if temperature is KEEP else temperature,
+        max_output_tokens,
+        base=base_settings,
+    )
+    same = _same_as(base, text, settings)
+    if same is not None:
+        return SaveResult(same, created=False)
     for attempt in range(1, SAVE_ATTEMPTS + 1):
         try:
-            version = add_version(project, author=user, content=text, note=note, activate=activate)
+            version = add_version(
+                project,
+                author=user,
+                content=text,
+                note=note,
+                activate=activate,
+                settings=settings,
+            )
+            if candidate:
+                point_candidate_at(project.id, version.id)
             db.session.commit()
             return SaveResult(version, created=True)
         except IntegrityError:
@@ -56,6 +104,12 @@ def create_version(
             log.info("prompt version number taken, retrying (attempt %s)", attempt)
             project = get_project_for(user, project_id)
     raise Conflict("The prompt is being saved concurrently; try again.")
+
+
+def _same_as(version: PromptVersion | None, text: str, settings: Settings) -> PromptVersion | None:
+    if version is None or version.content != text or settings_of(version) != settings:
+        return None
+    return version
 
 
 def list_versions(*, user: User, project_id: int) -> tuple[Project, list[PromptVersion]]:
@@ -81,10 +135,65 @@ def get_version(*, user: User, project_id: int, number: int) -> PromptVersion:
 
 
 def activate_version(*, user: User, project_id: int, number: int) -> PromptVersion:
+    """Make a version production (rollback; a candidate activated this way is promoted)."""
     version = get_version(user=user, project_id=project_id, number=number)
     point_at(project_id, version.id)
     db.session.commit()
     return version
+
+
+# --- candidate and canary ----------------------------------------------------------------------
+
+
+def make_candidate(*, user: User, project_id: int, number: int) -> PromptVersion:
+    """Make an existing version the candidate (replacing any other; the canary starts at 0)."""
+    version = get_version(user=user, project_id=project_id, number=number)
+    if version.is_active:
+        raise ValidationFailed(
+            f"Version {number} is production already.",
+            fields={"version": "Choose a version that is not live."},
+        )
+    if not version.is_candidate:
+        point_candidate_at(project_id, version.id)
+        db.session.commit()
+    return version
+
+
+def discard_candidate(*, user: User, project_id: int) -> Project:
+    """End the trial: no candidate, no canary. The version stays in the history, and
+    conversations the canary gave it keep it."""
+    project = get_project_for(user, project_id)
+    if project.candidate_prompt_id is not None:
+        point_candidate_at(project.id, None)
+        db.session.commit()
+    return project
+
+
+def promote_candidate(*, user: User, project_id: int) -> PromptVersion:
+    project = get_project_for(user, project_id)
+    version = candidate_version(project)
+    if version is None:
+        raise Conflict("This project has no candidate to promote.")
+    point_at(project.id, version.id)  # clears the candidate and the canary
+    db.session.commit()
+    return version
+
+
+def set_canary(*, user: User, project_id: int, percent: object) -> Project:
+    """Send ``percent`` % of new conversations to the candidate (0 ends the canary)."""
+    project = get_project_for(user, project_id)
+    if isinstance(percent, bool) or not isinstance(percent, int):
+        raise ValidationFailed(fields={"percent": "Give a whole number from 0 to 100."})
+    if not 0 <= percent <= CANARY_MAX:
+        raise ValidationFailed(fields={"percent": "Use a share from 0 to 100."})
+    if percent and project.candidate_prompt_id is None:
+        raise ValidationFailed(
+            "Save or choose a candidate version first.",
+            fields={"percent": "There is no candidate to send traffic to."},
+        )
+    project.canary_percent = percent
+    db.session.commit()
+    return project
 
 
 def _version_number(raw: int | str | None, name: str) -> int:
@@ -96,10 +205,26 @@ def _version_number(raw: int | str | None, name: str) -> int:
     )
 
 
+@dataclass(frozen=True)
+class SettingChange:
+    name: str  # "model" | "temperature" | "max_output_tokens"
+    old: object
+    new: object
+
+
+@dataclass(frozen=True)
+class VersionDiff:
+    a: int
+    b: int
+    text: str  # unified line diff of the prompt text
+    settings_changes: list[SettingChange]
+
+
 def diff_versions(
     *, user: User, project_id: int, from_number: int | str | None, to_number: int | str | None
-) -> tuple[int, int, str]:
-    """``(from, to, unified line diff)``. Ownership is checked before anything else."""
+) -> VersionDiff:
+    """The text diff and the setting changes between two versions. Ownership is checked
+    before anything else."""
     get_project_for(user, project_id)
     a, b = _version_number(from_number, "from"), _version_number(to_number, "to")
     old = get_version(user=user, project_id=project_id, number=a)
@@ -113,7 +238,18 @@ def diff_versions(
         tofile=f"v{new.version}",
         lineterm="",
     )
-    return a, b, "".join(line + "\n" for line in lines)
+    before, after = old.settings, new.settings
+    changes = [SettingChange(k, before[k], after[k]) for k in before if before[k] != after[k]]
+    return VersionDiff(a, b, "".join(line + "\n" for line in lines), changes)
+
+
+def release_of(project: Project) -> tuple[PromptVersion | None, PromptVersion | None]:
+    """(production, candidate) of a project the caller owns."""
+    return active_version(project), candidate_version(project)
+
+
+def get_release(*, user: User, project_id: int) -> Project:
+    return get_project_for(user, project_id)
 
 
 def reply_counts(project_id: int) -> dict[int, int]:

@@ -7,15 +7,21 @@ same transaction as the project.
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import dataclass
+
 from flask import current_app
 from sqlalchemy import func, select, update
 
+from app import catalog
 from app.errors import ValidationFailed
 from app.extensions import db
 from app.models import Project, PromptVersion, User
 from app.models.base import utcnow
 
 NOTE_MAX = 200
+TEMPERATURE_MAX = 2.0  # both OpenAI Responses and OpenRouter accept 0-2 (docs/providers.md)
+MIN_OUTPUT_TOKENS = 16  # OpenAI Responses refuses a smaller max_output_tokens
 # Used when a project has no prompt version yet; shown as such on the page and in the API.
 DEFAULT_SYSTEM_PROMPT = (
     "You are a helpful assistant. Answer clearly and concisely. "
@@ -42,20 +48,94 @@ def clean_note(note: str | None) -> str | None:
     return note
 
 
+@dataclass(frozen=True)
+class Settings:
+    """A version's model settings, validated."""
+
+    model: str
+    temperature: float | None
+    max_output_tokens: int
+
+    def as_dict(self) -> dict:
+        return {
+            "model": self.model,
+            "temperature": self.temperature,
+            "max_output_tokens": self.max_output_tokens,
+        }
+
+
+def default_settings() -> Settings:
+    """What a project without a saved version serves, and what a first version starts from."""
+    return Settings(catalog.default_name(), None, current_app.config["LLM_MAX_OUTPUT_TOKENS"])
+
+
+def settings_of(version: PromptVersion | None) -> Settings:
+    if version is None:
+        return default_settings()
+    return Settings(version.model, version.temperature, version.max_output_tokens)
+
+
+def clean_settings(
+    model: object, temperature: object, max_output_tokens: object, *, base: Settings
+) -> Settings:
+    """Validate the settings a save asks for; ``None`` for model or max tokens keeps ``base``'s.
+    ``temperature`` is taken as given (None: the provider's default)."""
+    errors: dict[str, str] = {}
+    if model is None:
+        model = base.model
+    elif not isinstance(model, str) or not catalog.is_listed(model.strip()):
+        errors["model"] = "Choose one of the models offered: " + ", ".join(catalog.names()) + "."
+    else:
+        model = model.strip()
+    if temperature is not None:
+        if isinstance(temperature, bool) or not isinstance(temperature, int | float):
+            errors["temperature"] = "Give a number from 0 to 2, or leave it empty."
+        elif not 0 <= temperature <= TEMPERATURE_MAX:
+            errors["temperature"] = "Use a temperature from 0 to 2."
+        else:
+            temperature = round(float(temperature), 2)
+    cap = current_app.config["LLM_MAX_OUTPUT_TOKENS"]
+    if max_output_tokens is None:
+        max_output_tokens = min(base.max_output_tokens, cap)
+    elif isinstance(max_output_tokens, bool) or not isinstance(max_output_tokens, int):
+        errors["max_output_tokens"] = "Give a whole number of tokens."
+    elif not MIN_OUTPUT_TOKENS <= max_output_tokens <= cap:
+        errors["max_output_tokens"] = (
+            f"Use from {MIN_OUTPUT_TOKENS} to {cap:,} tokens (the server's LLM_MAX_OUTPUT_TOKENS)."
+        )
+    if errors:
+        raise ValidationFailed(fields=errors)
+    return Settings(model, temperature, max_output_tokens)  # type: ignore[arg-type]
+
+
 def active_version(project: Project) -> PromptVersion | None:
     if project.active_prompt_id is None:
         return None
     return db.session.get(PromptVersion, project.active_prompt_id)
 
 
-def system_prompt_for(project: Project) -> tuple[str, PromptVersion | None]:
-    """The text chat sends as instructions, and the version it came from (None = default)."""
-    version = active_version(project)
-    return (version.content, version) if version else (DEFAULT_SYSTEM_PROMPT, None)
+def candidate_version(project: Project) -> PromptVersion | None:
+    if project.candidate_prompt_id is None:
+        return None
+    return db.session.get(PromptVersion, project.candidate_prompt_id)
+
+
+def canary_bucket(conversation_id: int, candidate_id: int) -> int:
+    """0-99, fixed for a conversation and a candidate: the canary sends a new conversation to
+    the candidate when its bucket is below the canary share. A hash (not a random draw) so the
+    split can be recomputed and checked, and differs from one candidate to the next."""
+    digest = hashlib.sha256(f"{conversation_id}:{candidate_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % 100
 
 
 def add_version(
-    project: Project, *, author: User | None, content: str, note: str | None, activate: bool
+    project: Project,
+    *,
+    author: User | None,
+    content: str,
+    note: str | None,
+    activate: bool,
+    settings: Settings | None = None,
 ) -> PromptVersion:
     """Insert the next version (flush only; the caller commits). Content must be clean.
 
@@ -69,12 +149,16 @@ def add_version(
         )
         or 0
     ) + 1
+    settings = settings or default_settings()
     version = PromptVersion(
         project_id=project.id,
         version=next_number,
         content=content,
         note=note,
         author_id=author.id if author else None,
+        model=settings.model,
+        temperature=settings.temperature,
+        max_output_tokens=settings.max_output_tokens,
     )
     db.session.add(version)
     db.session.flush()
@@ -84,9 +168,25 @@ def add_version(
 
 
 def point_at(project_id: int, version_id: int) -> None:
-    # One UPDATE: the switch is atomic, and there is only ever one pointer.
+    """Make ``version_id`` production. One UPDATE: the switch is atomic, and there is only ever
+    one pointer. A candidate that becomes production stops being the candidate (and its canary
+    ends)."""
+    db.session.execute(
+        update(Project)
+        .where(Project.id == project_id, Project.candidate_prompt_id == version_id)
+        .values(candidate_prompt_id=None, canary_percent=0)
+    )
     db.session.execute(
         update(Project)
         .where(Project.id == project_id)
         .values(active_prompt_id=version_id, updated_at=utcnow())
+    )
+
+
+def point_candidate_at(project_id: int, version_id: int | None) -> None:
+    """Set (or clear, with None) the candidate. A new candidate starts without a canary."""
+    db.session.execute(
+        update(Project)
+        .where(Project.id == project_id)
+        .values(candidate_prompt_id=version_id, canary_percent=0, updated_at=utcnow())
     )

@@ -62,9 +62,19 @@ class ChatRequest:
     system: str
     history: list[ChatTurn]
     message: str
-    model: str | None = None
+    # The model by provider name (``{"openai": "gpt-4o", "openrouter": "openai/gpt-4o"}``), from
+    # the prompt version; a provider missing from it uses its configured default, a provider
+    # mapped to None is skipped for this request (the model is not offered there).
+    models: Mapping[str, str | None] | None = None
     max_output_tokens: int = 1024
     temperature: float | None = None
+
+    def model_on(self, provider: str) -> str | None:
+        return (self.models or {}).get(provider)
+
+    def excludes(self, provider: str) -> bool:
+        """True when this request's model is not offered by ``provider``."""
+        return self.models is not None and provider in self.models and not self.models[provider]
 
 
 @dataclass(frozen=True)
@@ -176,7 +186,7 @@ class Provider(Protocol):
     model: str
 
     def model_for(self, req: ChatRequest) -> str:
-        """The model asked for on this provider's wire (``req.model`` mapped, or the default)."""
+        """The model asked for on this provider's wire (``req.models``, or the default)."""
         ...
 
     def complete(self, req: ChatRequest) -> Reply: ...

@@ -202,7 +202,7 @@ class ProviderChain:
 
     def _give_up(self, last: ProviderError | None, attempts: list[AttemptRecord]) -> ProviderError:
         if last is None:
-            return ProviderError("chain", "no provider is configured")
+            return ProviderError("chain", "no configured provider offers this model")
         last.attempts = list(attempts)
         log.error(
             "every provider failed (%s); last: %s: %s",
@@ -211,6 +211,10 @@ class ProviderChain:
             last.message,
         )
         return last
+
+    def _adapters_for(self, req: ChatRequest) -> list[Provider]:
+        """The adapters that offer the request's model, in fallback order."""
+        return [adapter for adapter in self.adapters if not req.excludes(adapter.name)]
 
     # -- calls ----------------------------------------------------------------------------------
 
@@ -224,7 +228,8 @@ class ProviderChain:
         quietly, even while a read waits on a silent model: no retry, no fallback, no end."""
         attempts: list[AttemptRecord] = []
         last: ProviderError | None = None
-        for index, adapter in enumerate(self.adapters):
+        adapters = self._adapters_for(req)
+        for index, adapter in enumerate(adapters):
             attempt = 0
             while True:
                 if cancel is not None and cancel.cancelled:
@@ -265,7 +270,7 @@ class ProviderChain:
                         raise
                     last = exc
                     delay = self._failed(
-                        exc, attempt=attempt, attempts=attempts, more=index + 1 < len(self.adapters)
+                        exc, attempt=attempt, attempts=attempts, more=index + 1 < len(adapters)
                     )
                 finally:
                     events.close()  # closes the upstream response (Stop, error or done)
@@ -279,7 +284,8 @@ class ProviderChain:
         ``.attempts``). Every failure is "before the commit point" here."""
         attempts: list[AttemptRecord] = []
         last: ProviderError | None = None
-        for index, adapter in enumerate(self.adapters):
+        adapters = self._adapters_for(req)
+        for index, adapter in enumerate(adapters):
             attempt = 0
             while True:
                 attempt += 1
@@ -288,7 +294,7 @@ class ProviderChain:
                 except ProviderError as exc:
                     last = exc
                     delay = self._failed(
-                        exc, attempt=attempt, attempts=attempts, more=index + 1 < len(self.adapters)
+                        exc, attempt=attempt, attempts=attempts, more=index + 1 < len(adapters)
                     )
                 else:
                     return reply, ChainEnd(reply.meta, index > 0, list(attempts))

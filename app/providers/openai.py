@@ -128,7 +128,7 @@ class OpenAIProvider:
     # -- request --------------------------------------------------------------------------------
 
     def model_for(self, req: ChatRequest) -> str:
-        return to_openai_model(req.model) if req.model else self.model
+        return req.model_on("openai") or self.model
 
     def build_body(self, req: ChatRequest, *, stream: bool) -> dict[str, Any]:
         items = [{"role": turn.role, "content": turn.content} for turn in req.history]

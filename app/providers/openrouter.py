@@ -183,7 +183,7 @@ class OpenRouterProvider:
     # -- request --------------------------------------------------------------------------------
 
     def model_for(self, req: ChatRequest) -> str:
-        return to_openrouter_model(req.model) if req.model else self.model
+        return req.model_on("openrouter") or self.model
 
     def build_body(self, req: ChatRequest, *, stream: bool) -> dict[str, Any]:
         messages = [{"role": "system", "content": req.system}] if req.system else []

@@ -426,3 +426,31 @@ def test_no_keys_streams_the_offline_model_without_network(fake_provider, http_c
 def test_settings_repr_hides_keys():
     settings = ProviderSettings(openai_api_key="sk-very-secret", openrouter_api_key="sk-or-x")
     assert "sk-very-secret" not in repr(settings) and "sk-or-x" not in repr(settings)
+
+
+def test_a_model_only_openrouter_offers_goes_straight_to_openrouter(fake_provider, chain):
+    req = make_request(models={"openai": None, "openrouter": "anthropic/claude-3.5-haiku"})
+    _, end = run(chain, req)
+    assert (end.meta.provider, end.fallback) == ("openrouter", False)
+    assert fake_provider.calls("responses") == []
+    assert fake_provider.calls("chat")[0].json["model"] == "anthropic/claude-3.5-haiku"
+    _, end = chain.complete(req)
+    assert end.meta.provider == "openrouter"
+    assert fake_provider.calls("responses") == []
+
+
+def test_a_model_no_configured_provider_offers_is_a_clear_error(fake_provider, settings, http_client):
+    chain = build_chain(dataclasses.replace(settings, openrouter_api_key=None), http_client)
+    req = make_request(models={"openai": None, "openrouter": "anthropic/claude-3.5-haiku"})
+    with pytest.raises(ProviderError, match="no configured provider offers this model"):
+        list(chain.stream(req))
+    assert fake_provider.calls("responses") == [] and fake_provider.calls("chat") == []
+
+
+def test_each_provider_gets_its_own_id_for_the_model(fake_provider, chain):
+    fake_provider.script("responses", Scenario(status=500), Scenario(status=500))
+    req = make_request(models={"openai": "gpt-4.1-mini", "openrouter": "openai/gpt-4.1-mini"})
+    _, end = run(chain, req)
+    assert end.fallback is True
+    assert {c.json["model"] for c in fake_provider.calls("responses")} == {"gpt-4.1-mini"}
+    assert fake_provider.calls("chat")[0].json["model"] == "openai/gpt-4.1-mini"

@@ -63,9 +63,10 @@ def test_non_stream_body_has_no_stream_options(fake_provider, openai, chat_reque
 
 def test_temperature_model_override_store_and_token_floor(fake_provider, settings, http_client):
     adapter = OpenAIProvider(dataclasses.replace(settings, openai_store=True), http_client)
-    adapter.complete(make_request(model="openai/gpt-4o", temperature=0.2, max_output_tokens=5))
+    models = {"openai": "gpt-4o", "openrouter": "openai/gpt-4o"}
+    adapter.complete(make_request(models=models, temperature=0.2, max_output_tokens=5))
     body = fake_provider.calls("responses")[0].json
-    assert body["model"] == "gpt-4o"  # OpenRouter-style id mapped to the OpenAI id
+    assert body["model"] == "gpt-4o"  # the request's OpenAI id, not the configured default
     assert body["temperature"] == 0.2
     assert body["store"] is True
     assert body["max_output_tokens"] == 16  # the API's minimum

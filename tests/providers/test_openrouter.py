@@ -57,9 +57,10 @@ def test_attribution_headers_only_when_configured(fake_provider, settings, http_
 
 
 def test_max_tokens_always_sent_and_temperature_when_set(fake_provider, openrouter):
-    openrouter.complete(make_request(model="gpt-4o", temperature=0.7, max_output_tokens=300))
+    models = {"openai": "gpt-4o", "openrouter": "openai/gpt-4o"}
+    openrouter.complete(make_request(models=models, temperature=0.7, max_output_tokens=300))
     body = fake_provider.calls("chat")[0].json
-    assert body["model"] == "openai/gpt-4o"  # OpenAI id mapped explicitly
+    assert body["model"] == "openai/gpt-4o"  # the request's OpenRouter id
     assert body["max_tokens"] == 300
     assert body["temperature"] == 0.7
     assert body["stream"] is False
