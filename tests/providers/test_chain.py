@@ -439,7 +439,9 @@ def test_a_model_only_openrouter_offers_goes_straight_to_openrouter(fake_provide
     assert fake_provider.calls("responses") == []
 
 
-def test_a_model_no_configured_provider_offers_is_a_clear_error(fake_provider, settings, http_client):
+def test_a_model_no_configured_provider_offers_is_a_clear_error(
+    fake_provider, settings, http_client
+):
     chain = build_chain(dataclasses.replace(settings, openrouter_api_key=None), http_client)
     req = make_request(models={"openai": None, "openrouter": "anthropic/claude-3.5-haiku"})
     with pytest.raises(ProviderError, match="no configured provider offers this model"):
