@@ -8,6 +8,8 @@ from app import api
 from app.auth import api as auth_api
 from app.auth import routes as auth_routes
 from app.chat import api as chat_api
+from app.compare import api as compare_api
+from app.compare import routes as compare_routes
 from app.files import api as files_api
 from app.files import routes as files_routes
 from app.projects import api as projects_api
@@ -18,8 +20,16 @@ from app.prompts import routes as prompts_routes
 api.bp.register_blueprint(auth_api.bp)
 api.bp.register_blueprint(projects_api.bp)
 api.bp.register_blueprint(chat_api.bp)
+api.bp.register_blueprint(compare_api.bp)
 api.bp.register_blueprint(prompts_api.models_bp)
 projects_api.bp.register_blueprint(prompts_api.bp)
 projects_api.bp.register_blueprint(files_api.bp)
 
-ALL = (auth_routes.bp, projects_routes.bp, prompts_routes.bp, files_routes.bp, api.bp)
+ALL = (
+    auth_routes.bp,
+    projects_routes.bp,
+    prompts_routes.bp,
+    files_routes.bp,
+    compare_routes.bp,
+    api.bp,
+)

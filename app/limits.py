@@ -80,3 +80,8 @@ chat_per_user = limiter.limit(_config("RATELIMIT_CHAT"), key_func=user_or_addres
 upload_per_user = limiter.limit(
     _config("RATELIMIT_UPLOAD"), methods=["POST"], key_func=user_or_address, scope="upload"
 )
+# A comparison is two provider calls (one per side): it costs two hits of RATELIMIT_CHAT, on its
+# own route's count like every chat route (Flask-Limiter counts each route on its own).
+compare_per_user = limiter.limit(
+    _config("RATELIMIT_CHAT"), key_func=user_or_address, scope="chat", cost=2
+)

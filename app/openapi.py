@@ -360,6 +360,54 @@ SCHEMAS: dict[str, Schema] = {
             },
         }
     ),
+    "ComparisonSide": obj(
+        {
+            "version": {
+                **nullable(INT),
+                "description": "The prompt version number that answers (null: since deleted).",
+            },
+            "model": {
+                **STR,
+                "description": "The model that answers: the one asked for, else the version's.",
+            },
+            "conversation_id": {
+                **nullable(INT),
+                "description": "The conversation pinned to this side, where the answer is a "
+                "normal reply (null once that conversation was deleted).",
+            },
+            "turn_id": {
+                **nullable(INT),
+                "description": "Read the answer as it is written: `GET /api/turns/{turn_id}/"
+                "events`; stop it: `POST /api/turns/{turn_id}/stop`. The reply's id.",
+            },
+            "reply": {
+                **nullable(ref("Message")),
+                "description": "The answer as stored now, with its rendered `html` "
+                "(`status` `streaming` while it is written); null once deleted.",
+            },
+        }
+    ),
+    "Comparison": obj(
+        {
+            "id": INT,
+            "project_id": INT,
+            "message": {**STR, "description": "The one message both sides answered."},
+            "left": ref("ComparisonSide"),
+            "right": ref("ComparisonSide"),
+            "choice": {
+                "enum": ["left", "right", "tie", None],
+                "description": "Which answer is better; null: not judged yet.",
+            },
+            "chosen_at": nullable(TIME),
+            "created_at": TIME,
+        }
+    ),
+    "ComparisonPage": obj(
+        {
+            "data": {"type": "array", "items": ref("Comparison")},
+            "has_more": {**BOOL, "description": "Older comparisons exist (pass `before`)."},
+        }
+    ),
     "File": obj(_FILE_FIELDS),
     "FileUploaded": obj(
         {
@@ -468,6 +516,7 @@ PATH_PARAMS = {
     "turn_id": "A turn: the id of its assistant message (`turn_id` of the `start` event).",
     "file_id": "A file in the project.",
     "version": "A prompt version number of the project (1, 2, 3 …).",
+    "comparison_id": "A comparison in one of your projects.",
 }
 
 
@@ -565,6 +614,28 @@ def _chat_body(project: dict[str, Schema], conversation: str) -> Schema:
     ]
     return schema
 
+
+_COMPARE_SIDE = body_of(
+    {"version": {**ID, "description": "A prompt version number of the project."}},
+    {
+        "model": {
+            **STR,
+            "description": "A model from `GET /api/models` answering instead of the version's "
+            "own (null: the version's).",
+        }
+    },
+)
+
+_COMPARE_DESCRIPTION = """\
+The message is answered twice at once, by the `left` and the `right` side: each side is a prompt
+version of the project (its text and settings), optionally under another model. Each answer is
+a normal reply in a new conversation of its own, pinned to that version and model (it shows in
+the chat with the other conversations), and the user's message and both reply rows are stored
+before any provider is called. The answer is 201 as soon as both replies have started; they are
+written on the server whatever the client does. Read each as server-sent events with
+`GET /api/turns/{turn_id}/events` (its `turn_id`), stop it with `POST /api/turns/{turn_id}/stop`,
+or read both with `GET /api/comparisons/{id}`. A comparison is two provider calls: it counts
+twice against the per-user chat limit (`RATELIMIT_CHAT`)."""
 
 _DOWNLOAD = {
     "description": "The bytes, as an attachment with their stored content type.",
@@ -955,6 +1026,72 @@ def _operations() -> dict[str, dict[str, dict]]:
                 },
             )
         },
+        # --- compare
+        "/api/projects/{project_id}/comparisons": {
+            "post": op(
+                "createComparison",
+                "Answer one message with two versions side by side",
+                tag="compare",
+                rate_limited=True,
+                description=_COMPARE_DESCRIPTION,
+                body=body_of({"message": _MESSAGE, "left": _COMPARE_SIDE, "right": _COMPARE_SIDE}),
+                responses={
+                    201: ok("Started: both answers are being written.", ref("Comparison")),
+                    422: error(
+                        422,
+                        "A blank or too long `message`; a side that is not `{version, model?}` "
+                        "(`left`, `right`); a version number the project does not have "
+                        "(`left.version`, …); a model not in `GET /api/models` (`left.model`, "
+                        "…); or both sides the same version under the same model (`right`).",
+                    ),
+                },
+            ),
+            "get": op(
+                "listComparisons",
+                "A project's comparisons",
+                tag="compare",
+                description="Newest first, with both answers as stored now.",
+                query={
+                    "before": (_INT_QUERY, False, "A comparison id: only older ones."),
+                    "limit": (_INT_QUERY, False, "Page size (default 20), clamped to 1–100."),
+                },
+                responses={
+                    200: ok("The comparisons.", ref("ComparisonPage")),
+                    422: error(422, "`before` or `limit` is not a whole number."),
+                },
+            ),
+        },
+        "/api/comparisons/{comparison_id}": {
+            "get": op(
+                "getComparison",
+                "A comparison",
+                tag="compare",
+                description="With each side's answer as stored now (its text so far while "
+                "it is written).",
+                responses={200: ok("The comparison.", ref("Comparison"))},
+            )
+        },
+        "/api/comparisons/{comparison_id}/preference": {
+            "put": op(
+                "setComparisonPreference",
+                "Say which answer is better",
+                tag="compare",
+                description="`left`, `right` or `tie`; `null` clears it. It can be changed "
+                "at any time.",
+                body=body_of(
+                    {
+                        "choice": {
+                            "enum": ["left", "right", "tie", None],
+                            "description": "null: not judged.",
+                        }
+                    }
+                ),
+                responses={
+                    200: ok("The comparison.", ref("Comparison")),
+                    422: error(422, "`choice` is missing or not one of these."),
+                },
+            )
+        },
         # --- files
         "/api/projects/{project_id}/files": {
             "get": op(
@@ -1107,7 +1244,16 @@ def _build() -> dict:
         },
         "tags": [
             {"name": name}
-            for name in ("auth", "projects", "prompts", "chat", "conversations", "files", "meta")
+            for name in (
+                "auth",
+                "projects",
+                "prompts",
+                "chat",
+                "conversations",
+                "compare",
+                "files",
+                "meta",
+            )
         ],
         "security": [{"bearerAuth": []}],
         "paths": paths,

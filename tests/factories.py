@@ -80,6 +80,25 @@ def make_version(app, user: UserInfo, project_id: int, content: str) -> int:
         return result.version.version
 
 
+def make_comparison(
+    app, user: UserInfo, project_id: int, message: str = "Which is better?", left=None, right=None
+) -> int:
+    """A comparison through the real service (both answers start in the background); its id.
+    By default version 1 against itself under another model."""
+    from app.compare import services as compare_services
+
+    with app.app_context():
+        owner = db.session.get(User, user.id)
+        view = compare_services.start_comparison(
+            user=owner,
+            project_id=project_id,
+            message=message,
+            left=left or {"version": 1},
+            right=right or {"version": 1, "model": "gpt-4o"},
+        )
+        return view.comparison.id
+
+
 def wait_extracted(client, headers: dict, project_id: int, file_id: int, timeout=60.0) -> dict:
     """Poll the file API until the sandbox has extracted the file's text; returns its JSON."""
     import time

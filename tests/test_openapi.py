@@ -287,6 +287,22 @@ def test_real_responses_match_the_document(api, validator):
     assert stopped == {"id": last["id"], "conversation_id": last["conversation_id"],
                        "status": "complete"}  # fmt: skip
 
+    # Compare: two versions side by side (each answer a pinned conversation), the preference.
+    comparisons = "/api/projects/{project_id}/comparisons"
+    sides = {"left": {"version": 2}, "right": {"version": 3, "model": models[1]["name"]}}
+    started = api("post", comparisons, ids, json={"message": "Which?", **sides}).get_json()
+    assert started["right"]["model"] == models[1]["name"] and started["choice"] is None
+    ids["comparison_id"] = started["id"]
+    twice = {"message": "Which?", "left": {"version": 2}, "right": {"version": 2}}
+    assert api("post", comparisons, ids, json=twice).status_code == 422
+    assert api("get", comparisons, ids, query="?limit=5").get_json()["data"][0] == started
+    assert api("get", comparisons, ids, query="?limit=x").status_code == 422
+    comparison = "/api/comparisons/{comparison_id}"
+    assert api("get", comparison, ids).get_json()["left"]["turn_id"] == started["left"]["turn_id"]
+    preference = comparison + "/preference"
+    assert api("put", preference, ids, json={"choice": "left"}).get_json()["choice"] == "left"
+    assert api("put", preference, ids, json={"choice": "best"}).status_code == 422
+
     # Files.
     created = upload(api, ids, "notes.txt", b"some notes")
     assert created.status_code == 201

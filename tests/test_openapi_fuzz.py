@@ -1,10 +1,10 @@
 """schemathesis over the OpenAPI document, against the app (WSGI, in process).
 
 One test per documented operation, each on a fresh app and database seeded with a user, a
-project (two prompt versions), a conversation and a text file, called with that user's bearer
-token. Path parameters are replaced by the seeded ids in most cases whose path is generated as
-valid, so the interesting code runs, not only 404s; uploads in valid cases are sent as a
-``.txt`` file so they reach storage. Every response must be conforming: no 5xx, status code
+project (two prompt versions), a conversation, a text file and a comparison, called with that
+user's bearer token. Path parameters are replaced by the seeded ids in most cases whose path is
+generated as valid, so the interesting code runs, not only 404s; uploads in valid cases are sent
+as a ``.txt`` file so they reach storage. Every response must be conforming: no 5xx, status code
 documented, content type and body as documented, 401 without the token, 405 with ``Allow`` for
 undocumented methods, schema-valid requests not refused as malformed (400/413/415), and
 schema-invalid requests refused.
@@ -24,6 +24,7 @@ from schemathesis.core.parameters import ParameterLocation
 
 from app.openapi import spec
 from tests.factories import (
+    make_comparison,
     make_conversation,
     make_file,
     make_project,
@@ -58,6 +59,7 @@ def seeded(app):
         "version": make_version(app, user, project_id, "Be brief.") - 1,
         "conversation_id": make_conversation(app, user, project_id),
         "file_id": make_file(app, user, project_id, name="notes.txt", content=b"some notes"),
+        "comparison_id": make_comparison(app, user, project_id),
     }
     return user, ids
 

@@ -10,7 +10,13 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import Message
-from tests.factories import make_conversation, make_file, make_project, make_user
+from tests.factories import (
+    make_comparison,
+    make_conversation,
+    make_file,
+    make_project,
+    make_user,
+)
 
 SAFE = {"GET"}
 
@@ -21,6 +27,7 @@ def owned(app):
     project_id = make_project(app, owner, name="Owner's bot", system_prompt="Be kind.")
     conversation_id = make_conversation(app, owner, project_id)
     file_id = make_file(app, owner, project_id, name="notes.txt")
+    comparison_id = make_comparison(app, owner, project_id)
     with app.app_context():
         turn_id = db.session.scalar(
             select(Message.id).where(
@@ -34,6 +41,7 @@ def owned(app):
         "conversation_id": conversation_id,
         "file_id": file_id,
         "filename": "notes.txt",
+        "comparison_id": comparison_id,
     }
 
 

@@ -8,6 +8,9 @@ of HTTP streams, which may come and go.
   carries the turn on to its end. Each ``Delta`` becomes a ``delta`` event, the outcome a
   ``done`` or ``error`` event, all published for other readers; nothing a reader does ends the
   turn.
+- ``launch_detached`` starts a turn that no request drives (Compare starts two at once): the
+  same ``start`` and the same generation, in a background thread from the first event; every
+  reader attaches with ``follow``.
 - ``follow`` is one reader: the broker's events after a given id, live, until the terminal
   event, with ``None`` for a keep-alive while nothing comes. When the broker does not know the
   turn (another process without Redis, Redis down, the turn long finished) it reads the
@@ -134,17 +137,40 @@ def _first_reader(
         raise
 
 
+def launch_detached(turn: services.Turn) -> int:
+    """Start ``turn`` with no reader of its own: a background thread of this process (a
+    greenlet under gevent) generates it from the start, as ``_carry_on`` does once the
+    starting reader has left. Readers attach with ``follow`` (``GET /api/turns/<id>/events``).
+    Returns the turn id.
+
+    It is registered as running before the thread starts, so a Stop (or a shutdown's
+    ``stop_all``) that comes first still reaches it."""
+    app = current_app._get_current_object()
+    broker = get_broker()
+    broker.open(turn.reply_id)
+    broker.publish(turn.reply_id, "start", start_payload(turn))
+    cancel = Cancel()
+    _running(app).add(turn.reply_id, cancel)
+    source = _generate(app, turn, cancel)
+    threading.Thread(
+        target=_carry_on, args=(app, source), name=f"turn-{turn.reply_id}", daemon=True
+    ).start()
+    return turn.reply_id
+
+
 def _carry_on(app: Flask, source: Iterator[Entry | None]) -> None:
     with app.app_context():
         for _entry in source:
             pass
 
 
-def _generate(app: Flask, turn: services.Turn) -> Iterator[Entry | None]:
+def _generate(
+    app: Flask, turn: services.Turn, cancel: Cancel | None = None
+) -> Iterator[Entry | None]:
     """Run the turn, publishing each event; yields them too (``None`` while the model is
     silent). Registered as running (Stop reaches it) from its first step to its end."""
     broker = app.extensions["broker"]
-    cancel = Cancel()
+    cancel = cancel or Cancel()
     _running(app).add(turn.reply_id, cancel)
     ended = False
     try:
