@@ -122,7 +122,7 @@ def canary(project_id: int):
     project = services.set_canary(
         user=current_user,
         project_id=project_id,
-        percent=field(data, "percent", required=True, kind=int),
+        percent=data.get("percent"),  # checked by the service, after the ownership check
     )
     return release_json(project)
 
