@@ -77,7 +77,8 @@ def _path_to(value: Any, pattern: re.Pattern, path: str = "") -> str | None:
 
 
 def init_input_guard(app) -> None:
-    """Refuse NUL characters in the path, query strings and urlencoded forms for every route
+    """Refuse NUL characters in the path, query strings and urlencoded forms (names and values)
+    for every route
     (JSON bodies are checked by ``json_body``; multipart bodies are parsed by their views only,
     after the ownership check). A path segment reaches queries too (download by name), and no
     stored name has a NUL. Surrogates cannot arrive there: Werkzeug decodes UTF-8 with
@@ -85,9 +86,9 @@ def init_input_guard(app) -> None:
 
     @app.before_request
     def reject_nul_characters():
-        values = [request.path, *request.args.values()]
+        values = [request.path, *request.args.keys(), *request.args.values()]
         if request.mimetype == "application/x-www-form-urlencoded":
-            values += request.form.values()
+            values += [*request.form.keys(), *request.form.values()]
         if any("\x00" in v for v in values):
             raise BadRequest("NUL characters are not allowed in input.", code="invalid_input")
         return None

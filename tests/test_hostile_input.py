@@ -85,7 +85,9 @@ def test_nul_in_forms_and_query_strings_is_a_400(app, client, owner):
     client.post("/login", data={"email": owner.email, "password": owner.password})
     form = client.post("/projects/create", data={"name": "a\x00b"})
     assert form.status_code == 400
+    assert client.post("/projects/create", data={"name": "x", "a\x00": "b"}).status_code == 400
     assert client.get("/?q=%00").status_code == 400
+    assert client.get("/?q%00=1").status_code == 400  # in a name too
 
 
 def test_nul_in_a_download_name_is_a_400_not_a_500(app, client, owner):
