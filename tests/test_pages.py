@@ -18,7 +18,13 @@ import pytest
 from app.extensions import db
 from app.models import Conversation, User
 from app.projects.services import project_cards
-from tests.factories import make_conversation, make_file, make_project, make_user
+from tests.factories import (
+    make_comparison,
+    make_conversation,
+    make_file,
+    make_project,
+    make_user,
+)
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
 HOSTILE = '<script>alert(1)</script><img src=x onerror=alert(2) style="color:red">'
@@ -80,6 +86,7 @@ def test_rendered_pages_have_nothing_a_strict_csp_blocks(app, client, owner):
     make_file(app, owner, project_id, name="notes.txt")
     client.post("/login", data={"email": owner.email, "password": owner.password})
     client.post(f"/projects/{project_id}/prompts", data={"content": "Second\n" + HOSTILE})
+    comparison_id = make_comparison(app, owner, project_id, message=HOSTILE, right={"version": 2})
     pages = [
         "/",
         "/projects/create",
@@ -91,6 +98,8 @@ def test_rendered_pages_have_nothing_a_strict_csp_blocks(app, client, owner):
         f"/projects/{project_id}/prompts/1",
         f"/projects/{project_id}/prompts/diff?from=1&to=2",
         f"/projects/{project_id}/files",
+        f"/projects/{project_id}/compare",
+        f"/projects/{project_id}/compare?c={comparison_id}&left=1",
         "/projects/999999",  # the 404 page
     ]
     for url in pages:

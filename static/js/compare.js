@@ -60,11 +60,11 @@ function init() {
     requestAnimationFrame(() => { live.textContent = text; });
   }
 
-  // "The version's model (gpt-4o)" follows the version chosen on that side.
+  // "Version's: gpt-4o" (the chosen version's own model) follows the version chosen on that side.
   function ownModelLabel(side) {
     const chosen = $(`${side}-version`).selectedOptions[0];
     const own = $(`${side}-model`).querySelector("option.own-model");
-    own.textContent = `The version's model (${chosen?.dataset.model ?? ""})`;
+    own.textContent = `Version's: ${chosen?.dataset.model ?? ""}`;
   }
 
   // --- errors -----------------------------------------------------------------------------------
