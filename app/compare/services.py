@@ -239,10 +239,24 @@ def start_comparison(
         right_reply_id=started[1].reply_id,
     )
     db.session.add(comparison)
-    db.session.commit()
+    _commit_keeping_loaded()
     for turn in started:  # both generate at once, each in a background thread
         turns.launch_detached(turn)
     return get_comparison(user=user, comparison_id=comparison.id)
+
+
+def _commit_keeping_loaded() -> None:
+    """Commit without expiring what the session holds: the turns' rows (the conversation, the
+    user's message, the version the detached reply points at) are rendered next, by ``start``
+    here and by each turn's thread when it ends; expired, they would be reloaded through this
+    request's session, from another thread."""
+    session = db.session()
+    previous = session.expire_on_commit
+    session.expire_on_commit = False
+    try:
+        session.commit()
+    finally:
+        session.expire_on_commit = previous
 
 
 # --- the preference ----------------------------------------------------------------------------
