@@ -119,10 +119,9 @@ def release(project_id: int):
 @bp.put("/canary")
 def canary(project_id: int):
     data = json_body()
+    # The service checks the number, after ownership: another user's project is 404 first.
     project = services.set_canary(
-        user=current_user,
-        project_id=project_id,
-        percent=data.get("percent"),  # checked by the service, after the ownership check
+        user=current_user, project_id=project_id, percent=data.get("percent")
     )
     return release_json(project)
 
