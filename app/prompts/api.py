@@ -118,12 +118,9 @@ def release(project_id: int):
 
 @bp.put("/canary")
 def canary(project_id: int):
-    data = json_body()
-    project = services.set_canary(
-        user=current_user,
-        project_id=project_id,
-        percent=field(data, "percent", required=True, kind=int),
-    )
+    # The value is checked by the service, after ownership (another user's project: 404).
+    percent = json_body().get("percent")
+    project = services.set_canary(user=current_user, project_id=project_id, percent=percent)
     return release_json(project)
 
 

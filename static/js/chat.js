@@ -108,6 +108,8 @@ function init(root) {
     scroll();
     input.value = "";
     const body = { message: text, conversation_id: conversationId ? Number(conversationId) : null };
+    // "New chat with v5": the first message pins the new conversation to that version.
+    if (!conversationId && root.dataset.pinVersion) body.version = Number(root.dataset.pinVersion);
     run(`/api/projects/${projectId}/chat`, body, { pending, typed: text });
   }
 
@@ -260,10 +262,12 @@ function init(root) {
     const c = data.conversation;
     conversationId = String(c.id);
     root.dataset.conversationId = conversationId;
+    root.dataset.pinVersion = "";
     title.textContent = c.title;
     conversations.upsert(c);
     const url = new URL(window.location.href);
     url.searchParams.set("c", conversationId);
+    url.searchParams.delete("version");
     history.replaceState(null, "", url);
     if (pending) pending.dataset.id = data.user_message.id;
   }
