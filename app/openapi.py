@@ -135,6 +135,11 @@ _MESSAGE_FIELDS = {
     "error": {**nullable(STR), "description": "The provider's reason when the reply failed."},
     "context_files": {"type": "array", "items": ref("ContextFile")},
     "created_at": TIME,
+    "feedback": {
+        **nullable(ref("Feedback")),
+        "description": "The owner's 👍/👎 on an assistant reply; null when not rated (always "
+        "null for a user's message).",
+    },
 }
 
 _STORED = {
@@ -288,6 +293,13 @@ SCHEMAS: dict[str, Schema] = {
     "Message": obj(
         _MESSAGE_FIELDS,
         {"html": {**STR, "description": "Sanitised HTML of an assistant reply (`html=1`)."}},
+    ),
+    "Feedback": obj(
+        {
+            "rating": {"enum": ["up", "down"], "description": "👍 `up` or 👎 `down`."},
+            "comment": {**nullable(STR), "description": "At most 2000 characters."},
+            "rated_at": {**TIME, "description": "When the feedback was last changed."},
+        }
     ),
     "ContextFile": obj(
         {
@@ -515,6 +527,7 @@ PATH_PARAMS = {
     "conversation_id": "A conversation in one of your projects.",
     "turn_id": "A turn: the id of its assistant message (`turn_id` of the `start` event).",
     "file_id": "A file in the project.",
+    "message_id": "A message in one of your conversations.",
     "version": "A prompt version number of the project (1, 2, 3 …).",
     "comparison_id": "A comparison in one of your projects.",
 }
@@ -960,6 +973,43 @@ def _operations() -> dict[str, dict[str, dict]]:
                 "stream is not Stop.",
                 responses={200: ok("The turn as it is now.", ref("TurnState"))},
             )
+        },
+        "/api/messages/{message_id}/feedback": {
+            "put": op(
+                "rateReply",
+                "Rate a reply 👍/👎, with an optional comment",
+                tag="conversations",
+                description="Sets or changes the owner's feedback on an assistant reply that "
+                'has finished. `rating` is required: `"up"`, `"down"`, or `null` to remove '
+                "the feedback (as `DELETE`). `comment` (trimmed, at most 2000 characters): "
+                "left out or null keeps the stored comment, blank removes it; a comment needs "
+                "a rating. Changeable any number of times; `rated_at` is the last change.",
+                body=body_of(
+                    {"rating": {"enum": ["up", "down", None]}},
+                    {"comment": STR},
+                ),
+                responses={
+                    200: ok("The reply, with its `feedback`.", ref("Message")),
+                    422: error(
+                        422,
+                        "A bad `rating` or `comment` (`validation_failed`), a user's message "
+                        "(`not_a_reply`), or a reply still being written "
+                        "(`reply_not_finished`).",
+                    ),
+                },
+            ),
+            "delete": op(
+                "unrateReply",
+                "Remove the feedback on a reply",
+                tag="conversations",
+                description="Removes the rating and the comment. Idempotent.",
+                responses={
+                    204: ok("Removed (or there was none)."),
+                    422: error(
+                        422, "A user's message (`not_a_reply`), or a reply still being written."
+                    ),
+                },
+            ),
         },
         "/api/projects/{project_id}/conversations": {
             "get": op(

@@ -99,10 +99,26 @@ def run_migrations_online():
     connectable = get_engine()
 
     with connectable.connect() as connection:
+        # SQLite: a batch migration rebuilds a table (new table, copy, drop the old one, rename).
+        # With foreign keys enforced (the app turns them on for every connection), dropping the
+        # old table runs its ON DELETE CASCADE rules and empties the tables that reference it,
+        # so they are off while migrating (the pragma only works outside a transaction) and
+        # every reference is checked before they are back on.
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            connection.commit()
         context.configure(connection=connection, target_metadata=get_metadata(), **conf_args)
 
         with context.begin_transaction():
             context.run_migrations()
+
+        if sqlite:
+            broken = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
+            connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+            connection.commit()
+            if broken:
+                raise RuntimeError(f"migration left broken foreign keys: {broken[:10]}")
 
 
 if context.is_offline_mode():

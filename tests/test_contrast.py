@@ -16,6 +16,7 @@ APP = (CSS / "app.css").read_text()
 HIGHLIGHT = (CSS / "highlight.css").read_text()
 
 TEXT = [
+    # surface-2: also a reply's feedback comment; info-bg: a pressed 👍/👎.
     ("text", ["bg", "surface", "surface-2", "code-bg", "warn-bg", "error-bg", "info-bg", "ok-bg"]),
     ("muted", ["bg", "surface", "surface-2", "code-bg", "warn-bg", "info-bg", "ok-bg"]),
     ("accent", ["bg", "surface", "surface-2", "code-bg", "info-bg", "ok-bg"]),  # links
@@ -24,7 +25,12 @@ TEXT = [
     ("danger-text", ["danger"]),
     ("ok", ["bg", "surface"]),
 ]
-UI = [("border-strong", ["bg", "surface"]), ("focus", ["bg", "surface", "surface-2"])]
+UI = [
+    ("border-strong", ["bg", "surface"]),
+    ("focus", ["bg", "surface", "surface-2"]),
+    # A pressed 👍/👎 (feedback): its accent ring against its fill and the reply's bubble.
+    ("accent", ["info-bg", "surface-2"]),
+]
 
 
 def luminance(hex_colour: str) -> float:

@@ -50,3 +50,41 @@ def test_upgrade_from_empty_matches_the_models(scratch_url):
         downgrade(revision="base")
         upgrade()
         db.engine.dispose()
+
+
+@pytest.mark.parametrize(
+    "scratch_url",
+    ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)],
+    indirect=True,
+)
+def test_existing_versions_get_the_default_settings(scratch_url):
+    """Migration 0007 on a database with data: versions get gpt-4o-mini, the provider's
+    temperature and 1024 output tokens; projects no candidate and no canary."""
+    app = create_app(base_config(scratch_url))
+    with app.app_context():
+        upgrade(revision="0006")
+        with db.engine.begin() as conn:
+            conn.exec_driver_sql(
+                "INSERT INTO users (id, email, password_hash, token_version, created_at) "
+                "VALUES (1, 'a@example.com', 'x', 0, CURRENT_TIMESTAMP)"
+            )
+            conn.exec_driver_sql(
+                "INSERT INTO projects (id, owner_id, name, description, created_at, updated_at) "
+                "VALUES (1, 1, 'Bot', '', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+            )
+            conn.exec_driver_sql(
+                "INSERT INTO prompt_versions (id, project_id, version, content, created_at) "
+                "VALUES (1, 1, 1, 'Be kind.', CURRENT_TIMESTAMP)"
+            )
+        upgrade()
+        with db.engine.connect() as conn:
+            version = conn.exec_driver_sql(
+                "SELECT model, temperature, max_output_tokens FROM prompt_versions"
+            ).one()
+            project = conn.exec_driver_sql(
+                "SELECT candidate_prompt_id, canary_percent FROM projects"
+            ).one()
+        assert tuple(version) == ("gpt-4o-mini", None, 1024)
+        assert tuple(project) == (None, 0)
+        downgrade(revision="base")
+        db.engine.dispose()

@@ -277,7 +277,8 @@ def test_real_responses_match_the_document(api, validator):
     assert api("get", conversation + "/messages", ids, query="?limit=x").status_code == 422
 
     # Turns: attach to a finished one (its stored outcome), stop it (nothing changes).
-    last = api("get", conversation + "/messages", ids).get_json()["data"][-1]
+    everything = api("get", conversation + "/messages", ids).get_json()["data"]
+    last = everything[-1]
     ids["turn_id"] = last["id"]
     turn = "/api/turns/{turn_id}"
     assert api("get", turn + "/events", ids).mimetype == "text/event-stream"
@@ -286,6 +287,17 @@ def test_real_responses_match_the_document(api, validator):
     stopped = api("post", turn + "/stop", ids).get_json()
     assert stopped == {"id": last["id"], "conversation_id": last["conversation_id"],
                        "status": "complete"}  # fmt: skip
+
+    # Feedback on a reply: set with a comment, refused on a user's message, removed.
+    ids["message_id"] = last["id"]
+    feedback = "/api/messages/{message_id}/feedback"
+    rated = api("put", feedback, ids, json={"rating": "up", "comment": "Clear."}).get_json()
+    assert rated["feedback"]["rating"] == "up" and rated["feedback"]["comment"] == "Clear."
+    assert everything[0]["role"] == "user"
+    asked = {**ids, "message_id": everything[0]["id"]}
+    assert api("put", feedback, asked, json={"rating": "down"}).status_code == 422
+    assert api("delete", feedback, ids).status_code == 204
+    assert api("delete", feedback, asked).status_code == 422
 
     # Compare: two versions side by side (each answer a pinned conversation), the preference.
     comparisons = "/api/projects/{project_id}/comparisons"

@@ -21,7 +21,10 @@ import schemathesis
 from flask.testing import FlaskClient
 from hypothesis import HealthCheck, settings
 from schemathesis.core.parameters import ParameterLocation
+from sqlalchemy import select
 
+from app.extensions import db
+from app.models import Message, Role
 from app.openapi import spec
 from tests.factories import (
     make_comparison,
@@ -61,7 +64,18 @@ def seeded(app):
         "file_id": make_file(app, user, project_id, name="notes.txt", content=b"some notes"),
         "comparison_id": make_comparison(app, user, project_id),
     }
+    ids["message_id"] = reply_in(app, ids["conversation_id"])
     return user, ids
+
+
+def reply_in(app, conversation_id: int) -> int:
+    """The id of the conversation's assistant reply (what feedback rates)."""
+    with app.app_context():
+        return db.session.scalar(
+            select(Message.id).where(
+                Message.conversation_id == conversation_id, Message.role == Role.ASSISTANT
+            )
+        )
 
 
 _turn = itertools.count()

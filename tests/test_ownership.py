@@ -36,6 +36,7 @@ def owned(app):
         )
     return {
         "turn_id": turn_id,
+        "message_id": turn_id,  # the owner's reply (feedback)
         "project_id": project_id,
         "version": 1,
         "conversation_id": conversation_id,

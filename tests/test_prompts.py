@@ -180,7 +180,7 @@ def test_saving_through_the_editor(client, logged_in, project_id):
     assert "first" in page
 
     resp = client.post(url, data={"content": "Be brief."}, follow_redirects=True)
-    assert "No changes: version 1 stays active" in resp.get_data(as_text=True)
+    assert "No changes: version 1 already has this text and settings" in resp.get_data(as_text=True)
 
     resp = client.post(url, data={"content": "  "})
     assert resp.status_code == 422
@@ -193,12 +193,12 @@ def test_history_rollback_and_diff_pages(client, logged_in, project_id):
     client.post(url, data={"content": "New line"})
     page = client.get(url).get_data(as_text=True)
     assert "v2" in page and "v1" in page
-    assert "Activate v1" in page
+    assert "Make v1 live" in page
 
     resp = client.post(f"{url}/1/activate", follow_redirects=True)
-    assert "Version 1 is active again" in resp.get_data(as_text=True)
+    assert "Version 1 is live" in resp.get_data(as_text=True)
     shown = client.get(f"{url}/1").get_data(as_text=True)
-    assert "Old line" in shown and "active" in shown
+    assert "Old line" in shown and '<span class="badge">production</span>' in shown
 
     diff = client.get(f"{url}/diff?from=1&to=2").get_data(as_text=True)
     assert '<del class="diff-del">-Old line</del>' in diff

@@ -1,4 +1,4 @@
-"""JSON chat API: send a message (streamed or not), conversations, paged messages."""
+"""JSON chat API: send a message (streamed or not), conversations, paged messages, feedback."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from flask import Blueprint, request
 from flask_login import current_user
 
 from app.api import field, int_arg, json_body
-from app.chat import services, turns
+from app.chat import feedback, services, turns
 from app.chat.serializers import conversation_json, message_json
 from app.chat.streaming import sse_response
 from app.errors import ValidationFailed
@@ -112,6 +112,26 @@ def messages(conversation_id: int):
     )
     html = request.args.get("html") == "1"
     return {"data": [message_json(m, html=html) for m in rows], "has_more": has_more}
+
+
+@bp.put("/messages/<int:message_id>/feedback")
+def rate(message_id: int):
+    """``{rating: "up"|"down"|null, comment?}``: set, change or (null) remove the feedback on a
+    finished reply. A comment left out (or null) is kept; a blank one is removed."""
+    data = json_body()
+    reply = feedback.rate_reply(
+        user=current_user,
+        message_id=message_id,
+        rating=data.get("rating", feedback.MISSING),
+        comment=data.get("comment"),
+    )
+    return message_json(reply)
+
+
+@bp.delete("/messages/<int:message_id>/feedback")
+def unrate(message_id: int):
+    feedback.clear_feedback(user=current_user, message_id=message_id)
+    return "", 204
 
 
 EVENT_ID = re.compile(r"\d{1,20}-\d{1,20}")

@@ -3,6 +3,7 @@ answers and by the events of a turn (which are rendered by the process generatin
 
 from __future__ import annotations
 
+from app.chat.feedback import RATING_NAMES
 from app.chat.render import render_markdown
 from app.models import Role
 
@@ -40,7 +41,21 @@ def message_json(message, *, html: bool = False) -> dict:
         "error": message.error,
         "context_files": message.context_files or [],
         "created_at": message.created_at.isoformat(),
+        "feedback": feedback_json(message),
     }
     if html and message.role == Role.ASSISTANT:
         data["html"] = render_markdown(message.content)
     return data
+
+
+def feedback_json(message) -> dict | None:
+    """The owner's feedback on a reply, or None (always None for a user's message).
+
+    ``rating`` and ``rated_at`` are written together (``app/chat/feedback.py``)."""
+    if message.rating is None:
+        return None
+    return {
+        "rating": RATING_NAMES[message.rating],
+        "comment": message.feedback,
+        "rated_at": message.rated_at.isoformat(),
+    }

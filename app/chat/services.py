@@ -590,16 +590,29 @@ class ChatView:
     conversation: Conversation | None
     messages: list[Message]
     has_more: bool
+    pin: PromptVersion | None = None  # a new chat to be pinned to this version ("New chat with v5")
 
 
 def open_chat(
-    *, user: User, project_id: int, conversation_id: int | None, limit: int = 30
+    *,
+    user: User,
+    project_id: int,
+    conversation_id: int | None,
+    pin: int | None = None,
+    limit: int = 30,
 ) -> ChatView:
-    """What the chat tab shows: the conversation list and the newest page of one conversation."""
+    """What the chat tab shows: the conversation list and the newest page of one conversation,
+    or a new chat (pinned to version ``pin`` when given: an unknown number is a 404)."""
     project = get_project_for(user, project_id)
     conversations = list_conversations(user=user, project_id=project.id)
     if conversation_id is None:
-        return ChatView(project, conversations, None, [], False)
+        pinned = None
+        if pin is not None:
+            try:
+                pinned = _pinned_version(project, pin)
+            except ValidationFailed as exc:
+                raise NotFound(exc.message) from exc
+        return ChatView(project, conversations, None, [], False, pinned)
     conversation = _conversation_in(project, user, conversation_id)
     _, messages, has_more = list_messages(user=user, conversation_id=conversation.id, limit=limit)
     return ChatView(project, conversations, conversation, messages, has_more)

@@ -118,11 +118,9 @@ def release(project_id: int):
 
 @bp.put("/canary")
 def canary(project_id: int):
-    data = json_body()
-    # The service checks the number, after ownership: another user's project is 404 first.
-    project = services.set_canary(
-        user=current_user, project_id=project_id, percent=data.get("percent")
-    )
+    # The value is checked by the service, after ownership (another user's project: 404).
+    percent = json_body().get("percent")
+    project = services.set_canary(user=current_user, project_id=project_id, percent=percent)
     return release_json(project)
 
 

@@ -1,16 +1,18 @@
-"""Prompt pages: editor + history (the project's Prompt tab), one version, rollback, diff."""
+"""Prompt pages: editor + history (the project's Prompt tab), one version, rollback, diff, and
+the prompt lab's release controls (candidate, canary, promote, discard)."""
 
 from __future__ import annotations
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
+from app import catalog
 from app.auth.forms import ConfirmForm
-from app.errors import AppError
+from app.errors import AppError, Conflict, ValidationFailed
 from app.forms import apply_errors
 from app.prompts import services
-from app.prompts.forms import PromptForm
-from app.prompts.versions import DEFAULT_SYSTEM_PROMPT, active_version
+from app.prompts.forms import CanaryForm, PromptForm
+from app.prompts.versions import DEFAULT_SYSTEM_PROMPT, settings_of
 
 bp = Blueprint("prompts", __name__, url_prefix="/projects/<int:project_id>/prompts")
 
@@ -21,38 +23,80 @@ def require_login():
     return None
 
 
+def _model_choices(current: str) -> list[tuple[str, str]]:
+    choices = [(c.name, c.name) for c in catalog.choices()]
+    if current not in {name for name, _ in choices}:
+        choices.append((current, f"{current} (no longer offered)"))
+    return choices
+
+
+def _editor(project) -> PromptForm:
+    """The editor, filled from what is being worked on: the candidate, else production."""
+    active, candidate = services.release_of(project)
+    base = candidate or active
+    settings = settings_of(base)
+    form = PromptForm(
+        data={
+            "content": base.content if base else DEFAULT_SYSTEM_PROMPT,
+            "model": settings.model,
+            "temperature": settings.temperature,
+            "max_output_tokens": settings.max_output_tokens,
+        }
+    )
+    form.model.choices = _model_choices(settings.model)
+    return form
+
+
+def _tab(project, versions, form, status: int = 200, canary: CanaryForm | None = None):
+    active, candidate = services.release_of(project)
+    return render_template(
+        "prompts/index.html",
+        project=project,
+        versions=versions,
+        active=active,
+        candidate=candidate,
+        default_prompt=DEFAULT_SYSTEM_PROMPT,
+        form=form,
+        canary=canary or CanaryForm(data={"percent": project.canary_percent}),
+        counts=services.reply_counts(project.id),
+        confirm=ConfirmForm(),
+    ), status
+
+
 @bp.route("", methods=["GET", "POST"])
 def index(project_id: int):
     project, versions = services.list_versions(user=current_user, project_id=project_id)
-    current = active_version(project)
-    form = PromptForm(data={"content": current.content if current else DEFAULT_SYSTEM_PROMPT})
+    form = _editor(project)
     if form.validate_on_submit():
+        as_candidate = bool(form.save_candidate.data)
         try:
             result = services.create_version(
                 user=current_user,
                 project_id=project.id,
                 content=form.content.data,
                 note=form.note.data,
+                activate=not as_candidate,
+                candidate=as_candidate,
+                model=form.model.data,
+                temperature=form.temperature.data,
+                max_output_tokens=form.max_output_tokens.data,
             )
         except AppError as exc:
             apply_errors(form, exc)
         else:
-            if result.created:
-                flash(f"Saved as version {result.version.version}; it is now active.", "success")
+            number = result.version.version
+            if not result.created:
+                flash(f"No changes: version {number} already has this text and settings.", "info")
+            elif as_candidate:
+                flash(
+                    f"Saved as version {number}, the candidate. Try it in a pinned chat, compare "
+                    "it, or give it a canary share; production is unchanged.",
+                    "success",
+                )
             else:
-                flash(f"No changes: version {result.version.version} stays active.", "info")
+                flash(f"Saved as version {number}; it is now live.", "success")
             return redirect(url_for("prompts.index", project_id=project.id))
-    counts = services.reply_counts(project.id)
-    return render_template(
-        "prompts/index.html",
-        project=project,
-        versions=versions,
-        active=current,
-        default_prompt=DEFAULT_SYSTEM_PROMPT,
-        form=form,
-        counts=counts,
-        confirm=ConfirmForm(),
-    ), (422 if form.errors or form.form_errors else 200)
+    return _tab(project, versions, form, 422 if form.errors or form.form_errors else 200)
 
 
 @bp.get("/<int:version>")
@@ -72,8 +116,60 @@ def show(project_id: int, version: int):
 def activate(project_id: int, version: int):
     # CSRF was checked for every cookie-authenticated POST before this view runs.
     services.activate_version(user=current_user, project_id=project_id, number=version)
-    flash(f"Version {version} is active again.", "success")
+    flash(f"Version {version} is live.", "success")
     return redirect(url_for("prompts.index", project_id=project_id))
+
+
+@bp.post("/<int:version>/candidate")
+def make_candidate(project_id: int, version: int):
+    try:
+        services.make_candidate(user=current_user, project_id=project_id, number=version)
+    except ValidationFailed as exc:  # (NotFound stays a 404)
+        flash(exc.message, "error")
+    else:
+        flash(f"Version {version} is the candidate; production is unchanged.", "success")
+    return redirect(url_for("prompts.index", project_id=project_id))
+
+
+@bp.post("/candidate/promote")
+def promote(project_id: int):
+    try:
+        found = services.promote_candidate(user=current_user, project_id=project_id)
+    except Conflict as exc:  # nothing to promote (NotFound stays a 404)
+        flash(exc.message, "error")
+    else:
+        flash(f"Version {found.version} is promoted: it is now live.", "success")
+    return redirect(url_for("prompts.index", project_id=project_id))
+
+
+@bp.post("/candidate/discard")
+def discard(project_id: int):
+    services.discard_candidate(user=current_user, project_id=project_id)
+    flash("The candidate is discarded; its version stays in the history.", "info")
+    return redirect(url_for("prompts.index", project_id=project_id))
+
+
+@bp.post("/canary")
+def canary(project_id: int):
+    project, versions = services.list_versions(user=current_user, project_id=project_id)
+    form = CanaryForm()
+    if form.validate_on_submit():
+        try:
+            project = services.set_canary(
+                user=current_user, project_id=project_id, percent=form.percent.data
+            )
+        except AppError as exc:
+            apply_errors(form, exc)
+        else:
+            share = project.canary_percent
+            flash(
+                f"{share} % of new conversations now go to the candidate."
+                if share
+                else "The canary is off: new conversations get production.",
+                "success",
+            )
+            return redirect(url_for("prompts.index", project_id=project_id))
+    return _tab(project, versions, _editor(project), 422, canary=form)
 
 
 @bp.get("/diff")
@@ -85,6 +181,7 @@ def diff(project_id: int):
         to_number=request.args.get("to"),
     )
     project, versions = services.list_versions(user=current_user, project_id=project_id)
+    active, candidate = services.release_of(project)
     return render_template(
         "prompts/diff.html",
         project=project,
@@ -93,7 +190,8 @@ def diff(project_id: int):
         b=result.b,
         diff=result.text,
         settings_changes=result.settings_changes,
-        active=active_version(project),
+        active=active,
+        candidate=candidate,
         counts=services.reply_counts(project.id),
         confirm=ConfirmForm(),
     )

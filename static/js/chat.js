@@ -1,11 +1,13 @@
 // The chat tab: send with fetch, stream the reply over SSE, Stop (button or Esc), Retry and
 // Regenerate, auto-scroll that pauses while the reader is scrolled up, "load earlier messages",
-// a live region announcing replies, and the conversation list kept in step.
+// a live region announcing replies, the conversation list kept in step, and feedback on replies.
 //
 // Endpoints: POST /api/projects/<id>/chat (a message), POST /api/conversations/<id>/regenerate
 // (answer the last message again), GET /api/turns/<id>/events (attach again), POST
-// /api/turns/<id>/stop, GET /api/conversations/<id>/messages?before=&html=1.
+// /api/turns/<id>/stop, GET /api/conversations/<id>/messages?before=&html=1, PUT/DELETE
+// /api/messages/<id>/feedback (feedback.js).
 import { jsonHeaders } from "./csrf.js";
+import { initFeedback } from "./feedback.js";
 import { readEvents } from "./sse.js";
 import { initConversations } from "./conversations.js";
 import {
@@ -57,6 +59,7 @@ function init(root) {
 
   decorate(list);
   foldEarlierAnswers(list);
+  initFeedback(list, announce);
   addRegenerate();
   scroll();
   input.focus();
@@ -108,6 +111,8 @@ function init(root) {
     scroll();
     input.value = "";
     const body = { message: text, conversation_id: conversationId ? Number(conversationId) : null };
+    // "New chat with v5": the first message pins the new conversation to that version.
+    if (!conversationId && root.dataset.pinVersion) body.version = Number(root.dataset.pinVersion);
     run(`/api/projects/${projectId}/chat`, body, { pending, typed: text });
   }
 
@@ -260,10 +265,12 @@ function init(root) {
     const c = data.conversation;
     conversationId = String(c.id);
     root.dataset.conversationId = conversationId;
+    root.dataset.pinVersion = "";
     title.textContent = c.title;
     conversations.upsert(c);
     const url = new URL(window.location.href);
     url.searchParams.set("c", conversationId);
+    url.searchParams.delete("version");
     history.replaceState(null, "", url);
     if (pending) pending.dataset.id = data.user_message.id;
   }

@@ -5,8 +5,9 @@
 // replies on the server), GET /api/turns/<turn_id>/events (each column reads its reply; a lost
 // connection resumes from its last event id), POST /api/turns/<turn_id>/stop (Stop both),
 // PUT /api/comparisons/<id>/preference. A page opened on ?c=<id> whose replies are still being
-// written attaches to them the same way.
+// written attaches to them the same way. Each answer has the chat's feedback bar (feedback.js).
 import { jsonHeaders } from "./csrf.js";
+import { initFeedback } from "./feedback.js";
 import { readEvents } from "./sse.js";
 import { assistantBubble, decorate, finish, markNotStored, plainText, showFailure } from "./messages.js";
 import { relativeTime } from "./ui.js";
@@ -52,6 +53,7 @@ function init() {
     b.addEventListener("click", () => choose(b.dataset.choice));
   });
   decorate(result);
+  initFeedback(result, announce); // 👍/👎 on each answer, as in the chat
   result.dataset.ready = "true"; // handlers are bound (the browser tests wait for this)
   attachToRunning();
 

@@ -182,6 +182,12 @@ export function initConversations({ onRenamed, onDeleted, announce }) {
       a.href = `${pageUrl}?c=${conversation.id}`;
       a.textContent = conversation.title;
       li.append(a);
+      if (conversation.pinned_version && ["pinned", "candidate"].includes(conversation.arm)) {
+        const badge = document.createElement("span");
+        badge.className = `badge pin pin-${conversation.arm === "candidate" ? "canary" : "pinned"}`;
+        badge.textContent = `v${conversation.pinned_version}`;
+        li.append(badge);
+      }
       addTools(li);
     }
     list.querySelectorAll(":scope > li").forEach((other) => {

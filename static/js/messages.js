@@ -1,5 +1,6 @@
-// Chat bubbles: build them, finish them with the server's stored message, copy buttons, and the
-// folding of earlier answers. Pure DOM helpers with no network; chat.js decides when.
+// Chat bubbles: build them, finish them with the server's stored message, copy buttons, the
+// feedback bar (👍/👎 and a comment; feedback.js sends it), and the folding of earlier answers.
+// Pure DOM helpers with no network; chat.js decides when.
 //
 // Safety: user text and streamed text are only ever set with textContent. The one innerHTML is
 // the server's rendered Markdown (markdown-it without raw HTML, then nh3), in finish().
@@ -92,12 +93,103 @@ export function finish(bubble, m) {
   bubble.querySelector(".msg-body").innerHTML = m.html ?? ""; // sanitised by nh3 on the server
   info(bubble).textContent = metaText(m);
   if (m.error) setError(bubble, m.error);
+  bubble.querySelector(":scope > .msg-meta > .feedback")?.remove();
+  if (m.role === "assistant" && !LIVE.includes(m.status)) {
+    info(bubble).after(feedbackBar(m));
+  }
   decorate(bubble);
+}
+
+const LIVE = ["streaming", "stopping"]; // a reply still being written cannot be rated yet
+
+const SVG = "http://www.w3.org/2000/svg";
+
+// The template's ``thumb`` macro: 👍 drawn as an icon (no emoji font needed); 👎 is it turned.
+function thumb() {
+  const svg = document.createElementNS(SVG, "svg");
+  const attrs = {
+    class: "thumb", viewBox: "0 0 24 24", width: "16", height: "16", "aria-hidden": "true",
+    focusable: "false", fill: "none", stroke: "currentColor", "stroke-width": "1.8",
+    "stroke-linejoin": "round",
+  };
+  Object.entries(attrs).forEach(([k, v]) => svg.setAttribute(k, v));
+  for (const d of ["M2 10h4v11H2z", "M6 10l4.5-8A2.5 2.5 0 0 1 13 4.5V9h5.6a2 2 0 0 1 2 2.3l-1.3 8A2 2 0 0 1 17.3 21H6z"]) {
+    const path = document.createElementNS(SVG, "path");
+    path.setAttribute("d", d);
+    svg.append(path);
+  }
+  return svg;
+}
+
+function voteButton(vote, label) {
+  const b = button("feedback-vote", label, "");
+  b.append(thumb());
+  b.dataset.vote = vote;
+  b.setAttribute("aria-pressed", "false");
+  b.title = label;
+  return b;
+}
+
+/** The footer's feedback bar for a finished reply: the same markup as the template's
+ * ``feedback_bar`` macro (templates/chat/_message.html). */
+export function feedbackBar(m) {
+  const bar = document.createElement("div");
+  bar.className = "feedback";
+  const quote = document.createElement("q");
+  quote.className = "feedback-comment";
+  const note = document.createElement("details");
+  note.className = "feedback-note";
+  const summary = document.createElement("summary");
+  const form = document.createElement("form");
+  form.className = "feedback-form";
+  form.noValidate = true;
+  const label = document.createElement("label");
+  label.className = "visually-hidden";
+  label.htmlFor = `feedback-${m.id}`;
+  label.textContent = "Comment on this reply";
+  const text = document.createElement("textarea");
+  text.id = `feedback-${m.id}`;
+  text.name = "comment";
+  text.rows = 2;
+  text.maxLength = 2000;
+  text.placeholder = "What was good or bad? (optional)";
+  const save = button("button small", null, "Save");
+  save.type = "submit";
+  form.append(label, text, save);
+  note.append(summary, form);
+  const error = document.createElement("p");
+  error.className = "error feedback-error";
+  error.setAttribute("role", "alert");
+  error.hidden = true;
+  bar.append(
+    voteButton("up", "Good reply"), voteButton("down", "Bad reply"), quote, note, error,
+  );
+  showFeedback(bar, m.feedback);
+  return bar;
+}
+
+/** Show a reply's feedback (``{rating, comment}`` or null) in its bar. */
+export function showFeedback(bar, feedback) {
+  const rating = feedback?.rating ?? "";
+  const comment = feedback?.comment ?? "";
+  bar.dataset.rating = rating;
+  bar.querySelectorAll(".feedback-vote").forEach((b) => {
+    b.setAttribute("aria-pressed", String(b.dataset.vote === rating));
+  });
+  const quote = bar.querySelector(".feedback-comment");
+  quote.textContent = comment;
+  quote.hidden = !comment;
+  const note = bar.querySelector(".feedback-note");
+  note.hidden = !rating; // a comment goes with a rating
+  if (!rating) note.open = false;
+  note.querySelector("summary").textContent = comment ? "Edit comment" : "Add a comment";
+  note.querySelector("textarea").value = comment;
 }
 
 /** The reply reached the browser but not yet the database: the server keeps it and writes it
  * when the database is back. Say so, quietly. */
 export function markNotStored(bubble) {
+  bubble.querySelector(".feedback")?.remove(); // not rateable until it is stored
   const note = document.createElement("p");
   note.className = "msg-notice";
   note.setAttribute("role", "status");

@@ -1,7 +1,8 @@
 """The Compare tab in real Chromium against the fake provider: two versions (one under another
-model) answer one message, both columns stream at the same time, "Left is better" is stored and
-shown again after a reload, each column opens its pinned conversation; a refused comparison
-says why beside its side; the page fits a 375 px screen with the columns stacked."""
+model) answer one message, both columns stream at the same time, "Left is better" (and a 👍 on
+one answer) is stored and shown again after a reload, each column opens its pinned
+conversation; a refused comparison says why beside its side; the page fits a 375 px screen
+with the columns stacked."""
 
 import pytest
 from playwright.sync_api import expect
@@ -115,6 +116,10 @@ def test_compare_two_versions_stream_together_and_keep_the_preference(
     expect(left_better).to_have_attribute("aria-pressed", "true")
     expect(item.locator(".cmp-choice")).to_have_text("Left better")
     assert page.get_by_role("button", name="Tie").get_attribute("aria-pressed") == "false"
+    # Each answer is a reply like any other: it takes 👍/👎 here too.
+    thumbs_up = page.locator("#cmp-left .feedback-vote[data-vote=up]")
+    thumbs_up.click()
+    expect(thumbs_up).to_have_attribute("aria-pressed", "true")
     page.evaluate("window.scrollTo(0, 0)")  # the sticky top bar at the top of the image
     shot(page, "compare", full_page=True)
 
@@ -127,6 +132,9 @@ def test_compare_two_versions_stream_together_and_keep_the_preference(
     assert item.locator(".cmp-choice").inner_text() == "Left better"
     assert item.locator("a").get_attribute("aria-current") == "page"
     assert page.locator(".cmp-column .msg-assistant[data-status=complete]").count() == 2
+    expect(page.locator("#cmp-left .feedback-vote[data-vote=up]")).to_have_attribute(
+        "aria-pressed", "true"
+    )
     # The pickers start on what was compared.
     assert page.input_value("#right-version") == "1"
     assert page.input_value("#right-model") == "gpt-4o"

@@ -13,7 +13,7 @@ def save(page, content, note):
     page.fill("#content", content)
     page.fill("#note", note)
     with page.expect_navigation():  # POST, then the redirect back to the tab
-        page.click("text=Save new version")
+        page.click("text=Save and make live")
 
 
 def test_edit_twice_history_diff_and_roll_back(app, live_server, page, shot):
@@ -27,11 +27,11 @@ def test_edit_twice_history_diff_and_roll_back(app, live_server, page, shot):
     assert page.input_value("#content") == "You are terse."
 
     save(page, "You are terse.\nAnswer in English.", "English only")
-    assert page.is_visible("text=Saved as version 2; it is now active.")
+    assert page.is_visible("text=Saved as version 2; it is now live.")
     save(page, "You are terse and kind.\nAnswer in English.\nCite sources.", "Kinder, with sources")
-    assert page.is_visible("text=Saved as version 3; it is now active.")
+    assert page.is_visible("text=Saved as version 3; it is now live.")
     save(page, "You are terse and kind.\nAnswer in English.\nCite sources.", "")
-    assert page.is_visible("text=No changes: version 3 stays active.")
+    assert page.is_visible("text=No changes: version 3 already has this text and settings.")
 
     items = page.locator(".history-item")
     assert items.count() == 3
@@ -40,7 +40,7 @@ def test_edit_twice_history_diff_and_roll_back(app, live_server, page, shot):
         "v2",
         "v1",
     ]
-    assert items.nth(0).locator(".badge").inner_text() == "active"
+    assert items.nth(0).locator(".badge").inner_text() == "production"
     assert items.nth(0).locator(".note").inner_text() == "Kinder, with sources"
     assert items.nth(1).locator(".note").inner_text() == "English only"
 
@@ -62,10 +62,10 @@ def test_edit_twice_history_diff_and_roll_back(app, live_server, page, shot):
     page.click("text=Show diff")
     expect(page.locator("#diff-title")).to_have_text("Changes from v1 to v3")
 
-    # Roll back to v1: nothing is renumbered, v1 becomes active again.
-    page.locator(".history-item", has_text="v1").get_by_role("button", name="Activate v1").click()
+    # Roll back to v1: nothing is renumbered, v1 is live again.
+    page.locator(".history-item", has_text="v1").get_by_role("button", name="Make v1 live").click()
     page.wait_for_url(f"{live_server}/projects/{project_id}/prompts")
-    assert page.is_visible("text=Version 1 is active again.")
+    assert page.is_visible("text=Version 1 is live.")
     active = page.locator(".history-item.is-active")
     assert active.locator(".history-main strong").inner_text() == "v1"
     assert page.locator(".history-item").count() == 3
