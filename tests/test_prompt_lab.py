@@ -385,6 +385,7 @@ def test_the_editor_saves_settings_live_or_as_candidate(client, logged_in, proje
     assert "Saved as version 2, the candidate" in page
     assert "gpt-4o · temperature 0.5 · 300 tokens max" in page
     assert 'id="chat-candidate"' in page and f"/projects/{project_id}?version=2" in page
+    assert f"/projects/{project_id}/compare?left=2&amp;right=1" in page
 
     live = {**form, "content": "Live now.", "temperature": "", "save_live": "Save and make live"}
     del live["save_candidate"]

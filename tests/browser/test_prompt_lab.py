@@ -51,6 +51,12 @@ def test_candidate_with_another_model_pinned_chat_canary_and_promotion(
     assert page.input_value("#model") == "gpt-4o"
     assert page.input_value("#temperature") == "0.4"
 
+    # Compare it with production: the Compare tab opens with both versions chosen.
+    page.click("#compare-candidate")
+    page.wait_for_url(f"**/projects/{project_id}/compare?left=2&right=1")
+    assert (page.input_value("#left-version"), page.input_value("#right-version")) == ("2", "1")
+    page.go_back()
+
     # Try it: a new chat pinned to v2 (production is untouched).
     page.click("#chat-candidate")
     page.wait_for_url(f"**/projects/{project_id}?version=2")
