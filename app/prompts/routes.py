@@ -8,11 +8,13 @@ from flask_login import current_user, login_required
 from app.auth.forms import ConfirmForm
 from app.errors import AppError
 from app.forms import apply_errors
-from app.prompts import services
+from app.prompts import charts, metrics, services
 from app.prompts.forms import PromptForm
 from app.prompts.versions import DEFAULT_SYSTEM_PROMPT, active_version
 
 bp = Blueprint("prompts", __name__, url_prefix="/projects/<int:project_id>/prompts")
+bp.add_app_template_global(charts.sparkline, "sparkline")
+bp.add_app_template_global(charts.metric_value, "metric_value")
 
 
 @bp.before_request
@@ -43,6 +45,7 @@ def index(project_id: int):
                 flash(f"No changes: version {result.version.version} stays active.", "info")
             return redirect(url_for("prompts.index", project_id=project.id))
     counts = services.reply_counts(project.id)
+    window = metrics.page_window(request.args.get("window"))  # unknown: the default, 7 d
     return render_template(
         "prompts/index.html",
         project=project,
@@ -52,6 +55,8 @@ def index(project_id: int):
         form=form,
         counts=counts,
         confirm=ConfirmForm(),
+        metrics=services.metrics_for(user=current_user, project_id=project.id, window=window),
+        window=window,
     ), (422 if form.errors or form.form_errors else 200)
 
 
