@@ -122,10 +122,9 @@ def release(project_id: int):
 @bp.put("/canary")
 def canary(project_id: int):
     data = json_body()
+    # The service checks the number, after ownership: another user's project is 404 first.
     project = services.set_canary(
-        user=current_user,
-        project_id=project_id,
-        percent=field(data, "percent", required=True, kind=int),
+        user=current_user, project_id=project_id, percent=data.get("percent")
     )
     return release_json(project)
 
