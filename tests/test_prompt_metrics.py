@@ -369,7 +369,7 @@ def test_line_chart_draws_segments_around_gaps_and_describes_itself():
     svg = str(charts.sparkline(values, label="Median TTFT per hour", unit="ms"))
     assert svg.startswith("<svg ") and svg.endswith("</svg>")
     (path,) = re.findall(r'<path d="([^"]+)"', svg)
-    assert path == "M2.0 15.3 L17.3 2.0 M48.0 8.7 L63.3 22.0"  # two segments, 0 at the bottom
+    assert path == "M2.0 14.0 L14.7 2.0 M40.0 8.0 L52.7 20.0"  # two segments, 0 at the bottom
     assert svg.count("<circle") == 1  # the lone last point
     summary = "Median TTFT per hour: lowest 0 ms, highest 3 ms, latest 1 ms"
     assert f'aria-label="{summary}"' in svg and f"<title>{summary}</title>" in svg

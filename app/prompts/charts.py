@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from markupsafe import Markup, escape
 
-WIDTH, HEIGHT, PAD = 96, 24, 2
+WIDTH, HEIGHT, PAD = 80, 22, 2
 
 
 def metric_value(value: float | None, unit: str = "") -> str:
