@@ -39,13 +39,14 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
+    Float,
     Integer,
     Select,
     Subquery,
     case,
     cast,
-    extract,
     func,
+    null,
     or_,
     select,
 )
@@ -205,7 +206,9 @@ def bucket_of(column: ColumnElement, seconds: int, dialect: str) -> ColumnElemen
     """SQL for ``bucket_index``: whole ``seconds`` since ``EPOCH_MONDAY``, UTC, on either
     database (SQLite stores UTC text that ``strftime('%s')`` reads; PostgreSQL ``timestamptz``)."""
     if dialect == "postgresql":
-        return cast(func.floor((extract("epoch", column) - EPOCH_MONDAY) / seconds), BigInteger)
+        # date_part is double precision; extract() would be numeric, 2x slower on 100k rows.
+        epoch = func.date_part("epoch", column, type_=Float)
+        return cast(func.floor((epoch - EPOCH_MONDAY) / seconds), BigInteger)
     return (cast(func.strftime("%s", column), Integer) - EPOCH_MONDAY) // seconds
 
 
@@ -225,11 +228,17 @@ def _overridden(project_id: int) -> Select:
 def _replies(
     project_id: int, version_ids: list[int], since: datetime | None, bucket: int | None = None
 ) -> Subquery:
-    """The counted replies, one row each, with the columns the aggregates read."""
+    """The counted replies, one row each, with the columns the aggregates read: with a
+    ``bucket`` size, its bucket instead of the time (fewer bytes to sort per row)."""
     complete = Message.status == MessageStatus.COMPLETE
+    when = (
+        Message.created_at
+        if bucket is None
+        else bucket_of(Message.created_at, bucket, _dialect()).label("bucket")
+    )
     columns = [
         Message.prompt_version_id.label("version_id"),
-        Message.created_at,
+        when,
         Message.status,
         Message.rating,
         Message.fallback,
@@ -238,8 +247,6 @@ def _replies(
         case((complete, Message.ttft_ms)).label("ttft"),
         case((complete, Message.total_ms)).label("total"),
     ]
-    if bucket is not None:
-        columns.append(bucket_of(Message.created_at, bucket, _dialect()).label("bucket"))
     where = [
         Message.prompt_version_id.in_(version_ids),
         Message.role == Role.ASSISTANT,
@@ -296,7 +303,7 @@ def _tallies(rows: Subquery, keys: list[str]) -> dict[tuple, Tally]:
         func.count(c.tokens_in),
         func.count(c.tokens_out),
         *medians,
-        func.min(c.created_at),
+        func.min(c.created_at) if "created_at" in c else null(),
     ).group_by(*group)
     found = {}
     for row in db.session.execute(stmt):
