@@ -243,6 +243,8 @@ def test_a_project_without_traffic_shows_production_with_nothing(app):
     assert list(rows) == [1] and rows[1].is_active and not result.has_traffic
     assert rows[1].figures.replies == 0 and rows[1].figures.median_ttft_ms is None
     assert rows[1].series["replies"] == [0] * 8
+    result, rows = metrics_at(app, project_id, "all")  # no reply ever: no buckets at all
+    assert result.buckets == [] and rows[1].series["replies"] == []
 
 
 # --- the API -----------------------------------------------------------------------------------

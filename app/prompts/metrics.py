@@ -206,7 +206,7 @@ def bucket_of(column: ColumnElement, seconds: int, dialect: str) -> ColumnElemen
     """SQL for ``bucket_index``: whole ``seconds`` since ``EPOCH_MONDAY``, UTC, on either
     database (SQLite stores UTC text that ``strftime('%s')`` reads; PostgreSQL ``timestamptz``)."""
     if dialect == "postgresql":
-        # date_part is double precision; extract() would be numeric, 2x slower on 100k rows.
+        # date_part is double precision; extract() is numeric, whose arithmetic costs far more.
         epoch = func.date_part("epoch", column, type_=Float)
         return cast(func.floor((epoch - EPOCH_MONDAY) / seconds), BigInteger)
     return (cast(func.strftime("%s", column), Integer) - EPOCH_MONDAY) // seconds
@@ -363,7 +363,10 @@ def version_metrics(project: Project, window: str, *, now: datetime | None = Non
     first = min((t.first_at for t in totals.values() if t.first_at), default=None)
     seconds = bucket_seconds(window, first, now)
     start = since or first
-    indexes = range(bucket_index(start, seconds), bucket_index(now, seconds) + 1) if start else []
+    if start is None:  # "all" and no reply ever: no buckets
+        indexes = range(0)
+    else:
+        indexes = range(bucket_index(start, seconds), bucket_index(now, seconds) + 1)
     by_bucket: dict[int, dict[int, Tally]] = {}
     if totals:
         rows = _replies(project.id, list(totals), since, bucket=seconds)
