@@ -69,7 +69,8 @@ screenshots: install browser-deps  ## refresh docs/screenshots/ from the browser
 	env -u TEST_DATABASE_URL SCREENSHOTS=1 $(BIN)/python -m pytest -q -p no:cacheprovider -m browser
 
 # Benchmarks, on demand only (docs/benchmarks.md): fake provider capacity, streams through the
-# platform vs straight to the fake provider, endpoint rates and memory, then the load test.
+# platform vs straight to the fake provider, endpoint rates and memory, then the load test, and
+# per-version metrics with 100k replies on SQLite and PostgreSQL (database BENCH_METRICS_DB).
 # PostgreSQL from BENCH_PG (default postgresql://postgres@127.0.0.1:5432), database BENCH_DB.
 bench: install
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'

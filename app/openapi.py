@@ -186,6 +186,27 @@ _FILE_FIELDS = {
     "download_url": {**STR, "description": "The page route that downloads it by name."},
 }
 
+_RATE: Schema = {"type": "number", "minimum": 0, "maximum": 1}
+_COUNT: Schema = {**INT, "minimum": 0}
+_AMOUNT: Schema = {"type": "number", "minimum": 0}
+# (name, schema, description) of each per-version metric; the series repeat all but the counts.
+_METRIC_FIGURES: list[tuple[str, Schema, str]] = [
+    ("replies", _COUNT, "Assistant replies counted."),
+    ("thumbs_up", _COUNT, "Replies rated 👍."),
+    ("thumbs_down", _COUNT, "Replies rated 👎."),
+    ("up_rate", nullable(_RATE), "👍 / rated replies; null: none rated."),
+    ("error_rate", nullable(_RATE), "`error` + `interrupted` / replies (`incomplete`, mostly "
+     "a Stop, is not an error)."),
+    ("fallback_rate", nullable(_RATE), "Answered by a fallback provider / replies."),
+    ("median_ttft_ms", nullable(_AMOUNT), "Median time to first token of `complete` replies; "
+     "an even count gives the mean of the middle two."),
+    ("median_total_ms", nullable(_AMOUNT), "Median total time of `complete` replies."),
+    ("mean_tokens_in", nullable(_AMOUNT), "Over the replies that report usage."),
+    ("mean_tokens_out", nullable(_AMOUNT), "Over the replies that report usage."),
+    ("cost_usd", nullable(_AMOUNT), "Estimated: tokens × the version's model price in the "
+     "server's `MODELS`; null: that model has no price."),
+]  # fmt: skip
+
 SCHEMAS: dict[str, Schema] = {
     "Error": obj(
         {
@@ -254,6 +275,44 @@ SCHEMAS: dict[str, Schema] = {
             "output_per_million": nullable({"type": "number", "minimum": 0}),
             "default": {**BOOL, "description": "The model new versions start with."},
         }
+    ),
+    "PromptMetrics": obj(
+        {
+            "window": {"enum": ["24h", "7d", "all"]},
+            "since": {**nullable(TIME), "description": "Start of the window; null: all time."},
+            "bucket_seconds": {
+                "enum": [3600, 86400, 604800],
+                "description": "Series buckets: hours (24h), days (7d; all), weeks (all, once "
+                "traffic spans more than 60 days), UTC, weeks from Monday.",
+            },
+            "buckets": {
+                "type": "array",
+                "items": TIME,
+                "description": "Start of each bucket, oldest first; every series has a value "
+                "per bucket.",
+            },
+            "data": {"type": "array", "items": ref("VersionMetrics")},
+        }
+    ),
+    "VersionMetrics": obj(
+        {
+            "version": {**INT, "minimum": 1},
+            "is_active": {**BOOL, "description": "Production."},
+            "is_candidate": BOOL,
+            "model": {**STR, "description": "The version's model; it prices the replies."},
+            **{name: {**schema, "description": text} for name, schema, text in _METRIC_FIGURES},
+            "series": obj(
+                {
+                    name: {"type": "array", "items": nullable(schema)}
+                    for name, schema, _ in _METRIC_FIGURES
+                    if name not in ("thumbs_up", "thumbs_down")
+                },
+                description="Each metric per bucket (`buckets`); an empty bucket has 0 "
+                "replies and null rates, medians and means.",
+            ),
+        },
+        description="Replies that ended (not `streaming`/`stopping`), in the window, of "
+        "conversations not overriding the version's model.",
     ),
     "Release": obj(
         {
@@ -892,6 +951,28 @@ def _operations() -> dict[str, dict[str, dict]]:
                 tag="prompts",
                 description="Moves the project's pointer; nothing is renumbered.",
                 responses={200: ok("The now active version.", ref("PromptVersion"))},
+            )
+        },
+        "/api/projects/{project_id}/prompts/metrics": {
+            "get": op(
+                "getPromptMetrics",
+                "Per-version metrics from real traffic",
+                tag="prompts",
+                description="For each version with replies in the window (production and the "
+                "candidate always, first): replies, 👍 rate, error and fallback rates, median "
+                "time to first token and total time, mean tokens, estimated cost, and each as a "
+                "series over time. SQL aggregates over the stored replies.",
+                query={
+                    "window": (
+                        {"enum": ["24h", "7d", "all"], "default": "7d"},
+                        False,
+                        "The time window (default `7d`).",
+                    )
+                },
+                responses={
+                    200: ok("The metrics.", ref("PromptMetrics")),
+                    422: error(422, "`window` is not `24h`, `7d` or `all`."),
+                },
             )
         },
         "/api/projects/{project_id}/prompts/diff": {

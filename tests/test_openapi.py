@@ -266,6 +266,10 @@ def test_real_responses_match_the_document(api, validator):
     assert api("post", "/api/chat", json={**again, "regenerate": True}).status_code == 200
     assert api("post", "/api/chat", json={"message": "x", "projectId": 999}).status_code == 404
     assert api("get", "/api/projects/{project_id}/conversations", ids).status_code == 200
+    metrics = api("get", path + "/metrics", ids, query="?window=24h").get_json()
+    assert {row["version"]: row["replies"] for row in metrics["data"]} == {2: 3, 3: 1}
+    assert api("get", path + "/metrics", ids).get_json()["window"] == "7d"
+    assert api("get", path + "/metrics", ids, query="?window=1y").status_code == 422
     conversation = "/api/conversations/{conversation_id}"
     regenerate = conversation + "/regenerate"
     assert api("post", regenerate, ids).status_code == 200  # no body at all

@@ -1,7 +1,9 @@
 """JSON prompt-version API under ``/api/projects/<id>/prompts``: versions with their model
-settings, the candidate, the canary, and rollback."""
+settings, the candidate, the canary, rollback, and per-version metrics."""
 
 from __future__ import annotations
+
+from dataclasses import asdict
 
 from flask import Blueprint, request
 from flask_login import current_user
@@ -9,6 +11,7 @@ from flask_login import current_user
 from app import catalog
 from app.api import field, json_body
 from app.prompts import services
+from app.prompts.metrics import Metrics
 
 bp = Blueprint("prompts", __name__, url_prefix="/<int:project_id>/prompts")
 models_bp = Blueprint("models", __name__)
@@ -149,3 +152,31 @@ def diff(project_id: int):
         "diff": result.text,
         "settings": [{"name": c.name, "from": c.old, "to": c.new} for c in result.settings_changes],
     }
+
+
+def metrics_json(result: Metrics) -> dict:
+    return {
+        "window": result.window,
+        "since": result.since.isoformat() if result.since else None,
+        "bucket_seconds": result.bucket_seconds,
+        "buckets": [start.isoformat() for start in result.buckets],
+        "data": [
+            {
+                "version": row.version.version,
+                "is_active": row.is_active,
+                "is_candidate": row.is_candidate,
+                "model": row.version.model,
+                **asdict(row.figures),
+                "series": row.series,
+            }
+            for row in result.versions
+        ],
+    }
+
+
+@bp.get("/metrics")
+def metrics(project_id: int):
+    result = services.metrics_for(
+        user=current_user, project_id=project_id, window=request.args.get("window")
+    )
+    return metrics_json(result)

@@ -10,11 +10,13 @@ from app import catalog
 from app.auth.forms import ConfirmForm
 from app.errors import AppError, Conflict, ValidationFailed
 from app.forms import apply_errors
-from app.prompts import services
+from app.prompts import charts, metrics, services
 from app.prompts.forms import CanaryForm, PromptForm
 from app.prompts.versions import DEFAULT_SYSTEM_PROMPT, settings_of
 
 bp = Blueprint("prompts", __name__, url_prefix="/projects/<int:project_id>/prompts")
+bp.add_app_template_global(charts.sparkline, "sparkline")
+bp.add_app_template_global(charts.metric_value, "metric_value")
 
 
 @bp.before_request
@@ -49,6 +51,7 @@ def _editor(project) -> PromptForm:
 
 def _tab(project, versions, form, status: int = 200, canary: CanaryForm | None = None):
     active, candidate = services.release_of(project)
+    window = metrics.page_window(request.args.get("window"))  # unknown: the default, 7 d
     return render_template(
         "prompts/index.html",
         project=project,
@@ -60,6 +63,8 @@ def _tab(project, versions, form, status: int = 200, canary: CanaryForm | None =
         canary=canary or CanaryForm(data={"percent": project.canary_percent}),
         counts=services.reply_counts(project.id),
         confirm=ConfirmForm(),
+        metrics=services.metrics_for(user=current_user, project_id=project.id, window=window),
+        window=window,
     ), status
 
 

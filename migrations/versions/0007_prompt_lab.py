@@ -41,7 +41,8 @@ def upgrade():
         batch_op.add_column(sa.Column('feedback', sa.Text(), nullable=True))
         batch_op.add_column(sa.Column('rated_at', sa.DateTime(timezone=True), nullable=True))
         batch_op.drop_index(batch_op.f('ix_messages_prompt_version_id'))
-        batch_op.create_index('ix_messages_version_created', ['prompt_version_id', 'created_at'], unique=False)
+        # Covering: every column the per-version metrics read (app/models/chat.py).
+        batch_op.create_index('ix_messages_version_created', ['prompt_version_id', 'created_at', 'role', 'status', 'conversation_id', 'rating', 'fallback', 'tokens_in', 'tokens_out', 'ttft_ms', 'total_ms'], unique=False)
 
     op.create_table('comparisons',
     sa.Column('id', sa.Integer(), nullable=False),

@@ -69,3 +69,15 @@ def test_chat_keeps_answering_while_ten_pdf_bombs_are_extracted():
     assert [u["answer"] for u in report["bombs"]["uploads"]] == [201] * 10
     for row in report["bombs"]["quiet"] + report["bombs"]["bombs"]:
         assert row["errors"] == 0, row
+
+
+def test_metrics_with_100k_replies_read_the_covering_index():
+    from tests.bench.metrics import main
+
+    report = main(["--out", str(OUT / "metrics.json")])
+    for run in report["runs"]:
+        assert run["messages_in_table"] == 400_000  # two projects: 100k replies + 100k asks each
+        for window, found in run["statements"].items():
+            assert found["plans"], window
+            for plan in found["plans"]:
+                assert any("ix_messages_version_created" in line for line in plan["plan"]), plan
