@@ -18,7 +18,7 @@ class PromptForm(FlaskForm):
     temperature = FloatField(
         "Temperature (optional)",
         validators=[Optional()],
-        render_kw={"inputmode": "decimal", "placeholder": "provider default", "step": "0.1"},
+        render_kw={"inputmode": "decimal", "placeholder": "default", "step": "0.1"},
     )
     max_output_tokens = IntegerField(
         "Max output tokens", validators=[Optional()], render_kw={"inputmode": "numeric"}
