@@ -607,6 +607,19 @@ class FakeProviderServer:
     def openrouter_base_url(self) -> str:
         return self.url + "/api/v1"
 
+    def app_config(self, *, openai: bool = True, openrouter: bool = True, **extra) -> dict:
+        """App settings that send chat to this server: both providers (or the ones asked for)
+        with test keys and this server's URLs, then ``extra`` settings on top."""
+        config: dict = {
+            "OPENAI_BASE_URL": self.openai_base_url,
+            "OPENROUTER_BASE_URL": self.openrouter_base_url,
+        }
+        if openai:
+            config["OPENAI_API_KEY"] = "test-openai-key"
+        if openrouter:
+            config["OPENROUTER_API_KEY"] = "test-openrouter-key"
+        return {**config, **extra}
+
     # -- scripting and inspection ---------------------------------------------------------------
 
     def reset(self) -> None:

@@ -23,15 +23,11 @@ def _reset(fake):
 
 @pytest.fixture
 def config_overrides(fake):
-    return {
-        "OPENAI_API_KEY": "test-openai-key",
-        "OPENROUTER_API_KEY": "test-openrouter-key",
-        "OPENAI_BASE_URL": fake.openai_base_url,
-        "OPENROUTER_BASE_URL": fake.openrouter_base_url,
-        "OPENROUTER_REFERER": "https://prompthub.example",
-        "LLM_TIMEOUT_SECONDS": 0.6,
-        "LLM_RETRY_MAX_WAIT_SECONDS": 0.3,
-    }
+    return fake.app_config(
+        OPENROUTER_REFERER="https://prompthub.example",
+        LLM_TIMEOUT_SECONDS=0.6,
+        LLM_RETRY_MAX_WAIT_SECONDS=0.3,
+    )
 
 
 @pytest.fixture

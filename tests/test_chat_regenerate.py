@@ -16,11 +16,7 @@ def _reset(fake):
 
 @pytest.fixture
 def config_overrides(fake):
-    return {
-        "OPENAI_API_KEY": "test-openai-key",
-        "OPENAI_BASE_URL": fake.openai_base_url,
-        "LLM_TIMEOUT_SECONDS": 2,
-    }
+    return fake.app_config(openrouter=False, LLM_TIMEOUT_SECONDS=2)
 
 
 @pytest.fixture

@@ -30,12 +30,9 @@ def _reset(fake):
 
 @pytest.fixture
 def config_overrides(fake):
-    return {
-        "OPENAI_API_KEY": "test-openai-key",
-        "OPENAI_BASE_URL": fake.openai_base_url,
-        "CHAT_CHECKPOINT_SECONDS": 0.1,
-        "CHAT_HEARTBEAT_SECONDS": 0.2,
-    }
+    return fake.app_config(
+        openrouter=False, CHAT_CHECKPOINT_SECONDS=0.1, CHAT_HEARTBEAT_SECONDS=0.2
+    )
 
 
 @pytest.fixture
@@ -313,14 +310,13 @@ def test_deleting_a_sides_conversation_keeps_the_comparison(app, client, owner, 
 class TestRateLimit:
     @pytest.fixture(params=["memory://", REDIS])
     def config_overrides(self, request, fake):
-        return {
-            "OPENAI_API_KEY": "test-openai-key",
-            "OPENAI_BASE_URL": fake.openai_base_url,
-            "RATELIMIT_ENABLED": True,
-            "RATELIMIT_STORAGE_URI": request.param,
-            "RATELIMIT_KEY_PREFIX": f"test-{uuid.uuid4().hex}",
-            "RATELIMIT_CHAT": "3 per minute",
-        }
+        return fake.app_config(
+            openrouter=False,
+            RATELIMIT_ENABLED=True,
+            RATELIMIT_STORAGE_URI=request.param,
+            RATELIMIT_KEY_PREFIX=f"test-{uuid.uuid4().hex}",
+            RATELIMIT_CHAT="3 per minute",
+        )
 
     def test_a_comparison_counts_twice_against_the_chat_limit(self, app, client, owner, fake):
         pid = make_project(app, owner, system_prompt=V1)

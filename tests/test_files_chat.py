@@ -17,12 +17,7 @@ def _reset(fake):
 
 @pytest.fixture
 def config_overrides(fake):
-    return {
-        "OPENAI_BASE_URL": fake.openai_base_url,
-        "OPENROUTER_API_KEY": "test-openrouter-key",
-        "OPENROUTER_BASE_URL": fake.openrouter_base_url,
-        "LLM_RETRY_MAX_WAIT_SECONDS": 0.1,
-    }
+    return fake.app_config(openai=False, LLM_RETRY_MAX_WAIT_SECONDS=0.1)
 
 
 @pytest.fixture

@@ -5,6 +5,8 @@ provider, so the settings are checked in the request bodies each provider receiv
 from __future__ import annotations
 
 import json
+import tempfile
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -33,15 +35,11 @@ def _reset(fake):
 
 @pytest.fixture
 def config_overrides(fake):
-    return {
-        "OPENAI_API_KEY": "test-openai-key",
-        "OPENROUTER_API_KEY": "test-openrouter-key",
-        "OPENAI_BASE_URL": fake.openai_base_url,
-        "OPENROUTER_BASE_URL": fake.openrouter_base_url,
-        "LLM_TIMEOUT_SECONDS": 2.0,
-        "LLM_RETRY_MAX_WAIT_SECONDS": 0.3,
-        "MODELS": load_config_models(MODELS),
-    }
+    return fake.app_config(
+        LLM_TIMEOUT_SECONDS=2.0,
+        LLM_RETRY_MAX_WAIT_SECONDS=0.3,
+        MODELS=load_config_models(MODELS),
+    )
 
 
 def load_config_models(models: list[dict]) -> tuple:
@@ -50,9 +48,6 @@ def load_config_models(models: list[dict]) -> tuple:
 
 
 def load_config_from(env: dict, tmp=None) -> dict:
-    import tempfile
-    from pathlib import Path
-
     return load_config(Path(tmp or tempfile.mkdtemp()), {"SECRET_KEY": "x" * 40}, env)
 
 

@@ -25,12 +25,9 @@ def _reset(fake):
 
 @pytest.fixture
 def config_overrides(fake):
-    return {
-        "OPENAI_API_KEY": "test-openai-key",
-        "OPENAI_BASE_URL": fake.openai_base_url,
-        "CHAT_CHECKPOINT_SECONDS": 0.05,
-        "CHAT_STREAM_COALESCE_MS": 0,
-    }
+    return fake.app_config(
+        openrouter=False, CHAT_CHECKPOINT_SECONDS=0.05, CHAT_STREAM_COALESCE_MS=0
+    )
 
 
 @pytest.fixture

@@ -32,13 +32,12 @@ def _reset(fake):
 
 @pytest.fixture(params=["memory", "redis"])
 def config_overrides(request, fake):
-    settings = {
-        "OPENAI_API_KEY": "test-openai-key",
-        "OPENAI_BASE_URL": fake.openai_base_url,
-        "CHAT_HEARTBEAT_SECONDS": 0.2,
-        "CHAT_RESUME_POLL_SECONDS": 0.05,
-        "CHAT_CHECKPOINT_SECONDS": 0.1,
-    }
+    settings = fake.app_config(
+        openrouter=False,
+        CHAT_HEARTBEAT_SECONDS=0.2,
+        CHAT_RESUME_POLL_SECONDS=0.05,
+        CHAT_CHECKPOINT_SECONDS=0.1,
+    )
     if request.param == "redis":
         settings |= {"REDIS_URL": REDIS, "REDIS_KEY_PREFIX": f"test-{uuid.uuid4().hex[:10]}:"}
     return settings

@@ -59,13 +59,7 @@ def horizontal_overflow(page) -> int:
 
 def fake_settings(fake) -> dict:
     """App settings that send chat to the fake provider server (both providers configured)."""
-    return {
-        "OPENAI_API_KEY": "test-openai-key",
-        "OPENROUTER_API_KEY": "test-openrouter-key",
-        "OPENAI_BASE_URL": fake.openai_base_url,
-        "OPENROUTER_BASE_URL": fake.openrouter_base_url,
-        "LLM_TIMEOUT_SECONDS": 5,
-    }
+    return fake.app_config(LLM_TIMEOUT_SECONDS=5)
 
 
 UNLABELLED = """[...document.querySelectorAll('input:not([type=hidden]), textarea, select')]
