@@ -23,7 +23,6 @@ class ModelChoice:
     openrouter: str | None
     input_per_million: float | None = None  # USD per million input tokens
     output_per_million: float | None = None
-    listed: bool = True  # False: a stored name the allowlist no longer has
 
     @property
     def provider_ids(self) -> dict[str, str | None]:
@@ -62,4 +61,16 @@ def resolve(name: str | None) -> ModelChoice:
     for entry in current_app.config["MODELS"]:
         if entry["name"] == name:
             return ModelChoice(**entry)
-    return ModelChoice(name=name, openai=name, openrouter=to_openrouter_model(name), listed=False)
+    return ModelChoice(name=name, openai=name, openrouter=to_openrouter_model(name))
+
+
+def listed_name(value: object) -> str | None:
+    """``value`` as a name the allowlist has (stripped), or None when it is not one."""
+    if isinstance(value, str) and is_listed(value.strip()):
+        return value.strip()
+    return None
+
+
+def not_offered() -> str:
+    """What a request naming another model is told (a field error)."""
+    return "Choose one of the models offered: " + ", ".join(names()) + "."

@@ -51,6 +51,7 @@ from app.prompts.versions import (
     DEFAULT_SYSTEM_PROMPT,
     active_version,
     canary_bucket,
+    find_version,
     settings_of,
 )
 from app.providers.base import Cancel, ChatRequest, ChatTurn, ProviderError
@@ -274,12 +275,8 @@ def start_turn(
         text = clean_message(message)
         if conversation_id is None:
             pinned = _pinned_version(project, version)
-            if model is not None and not catalog.is_listed(model):
-                raise ValidationFailed(
-                    fields={
-                        "model": "Choose one of the models offered: " + ", ".join(catalog.names())
-                    }
-                )
+            if model is not None and catalog.listed_name(model) != model:
+                raise ValidationFailed(fields={"model": catalog.not_offered()})
             conversation = Conversation(
                 project_id=project.id,
                 title=_title_from(text),
@@ -341,11 +338,7 @@ def start_turn(
 def _pinned_version(project: Project, number: int | None) -> PromptVersion | None:
     if number is None:
         return None
-    found = db.session.scalar(
-        select(PromptVersion).where(
-            PromptVersion.project_id == project.id, PromptVersion.version == number
-        )
-    )
+    found = find_version(project.id, number)
     if found is None:
         raise ValidationFailed(
             f"This project has no version {number}.",

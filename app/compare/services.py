@@ -26,6 +26,7 @@ from app.extensions import db
 from app.models import Choice, Comparison, Message, Project, PromptVersion, User
 from app.models.base import MAX_DB_INT, utcnow
 from app.projects.services import get_project_for
+from app.prompts.versions import find_version
 
 SIDES = ("left", "right")
 LIST_DEFAULT = 20
@@ -145,14 +146,6 @@ def _replies(ids: set[int]) -> dict[int, Message]:
 # --- starting ----------------------------------------------------------------------------------
 
 
-def _version_in(project: Project, number: int) -> PromptVersion | None:
-    return db.session.scalar(
-        select(PromptVersion).where(
-            PromptVersion.project_id == project.id, PromptVersion.version == number
-        )
-    )
-
-
 def _side(project: Project, name: str, raw: object, errors: dict[str, str]) -> Side | None:
     """Validate one side (``{version, model?}``), adding what is wrong to ``errors``."""
     if not isinstance(raw, dict):
@@ -165,16 +158,14 @@ def _side(project: Project, name: str, raw: object, errors: dict[str, str]) -> S
     elif isinstance(number, bool) or not isinstance(number, int) or not 1 <= number <= MAX_DB_INT:
         errors[f"{name}.version"] = "Give a version number (1, 2, 3 …)."
     else:
-        version = _version_in(project, number)
+        version = find_version(project.id, number)
         if version is None:
             errors[f"{name}.version"] = f"This project has no version {number}."
     if model is not None:
-        if not isinstance(model, str) or not catalog.is_listed(model.strip()):
-            errors[f"{name}.model"] = "Choose one of the models offered: " + ", ".join(
-                catalog.names()
-            )
+        if catalog.listed_name(model) is None:
+            errors[f"{name}.model"] = catalog.not_offered()
             return None
-        model = model.strip()
+        model = catalog.listed_name(model)
     if version is None:
         return None
     effective = model or version.model

@@ -31,6 +31,7 @@ from app.prompts.versions import (
     clean_content,
     clean_note,
     clean_settings,
+    find_version,
     point_at,
     point_candidate_at,
     settings_of,
@@ -125,11 +126,7 @@ def list_versions(*, user: User, project_id: int) -> tuple[Project, list[PromptV
 
 def get_version(*, user: User, project_id: int, number: int) -> PromptVersion:
     project = get_project_for(user, project_id)
-    version = db.session.scalar(
-        select(PromptVersion).where(
-            PromptVersion.project_id == project.id, PromptVersion.version == number
-        )
-    )
+    version = find_version(project.id, number)
     if version is None:
         raise NotFound(f"Version {number} does not exist.")
     return version

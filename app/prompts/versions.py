@@ -83,10 +83,10 @@ def clean_settings(
     errors: dict[str, str] = {}
     if model is None:
         model = base.model
-    elif not isinstance(model, str) or not catalog.is_listed(model.strip()):
-        errors["model"] = "Choose one of the models offered: " + ", ".join(catalog.names()) + "."
+    elif catalog.listed_name(model) is None:
+        errors["model"] = catalog.not_offered()
     else:
-        model = model.strip()
+        model = catalog.listed_name(model)
     if temperature is not None:
         if isinstance(temperature, bool) or not isinstance(temperature, int | float):
             errors["temperature"] = "Give a number from 0 to 2, or leave it empty."
@@ -106,6 +106,15 @@ def clean_settings(
     if errors:
         raise ValidationFailed(fields=errors)
     return Settings(model, temperature, max_output_tokens)  # type: ignore[arg-type]
+
+
+def find_version(project_id: int, number: int) -> PromptVersion | None:
+    """Version ``number`` of a project (the caller has checked ownership), or None."""
+    return db.session.scalar(
+        select(PromptVersion).where(
+            PromptVersion.project_id == project_id, PromptVersion.version == number
+        )
+    )
 
 
 def active_version(project: Project) -> PromptVersion | None:
