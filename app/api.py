@@ -8,6 +8,7 @@ the whole app, not only to this prefix.
 from __future__ import annotations
 
 import re
+from functools import cache
 from typing import Any
 
 from flask import Blueprint, Response, current_app, request
@@ -21,15 +22,18 @@ from app.errors import (
     ValidationFailed,
 )
 from app.models.base import MAX_DB_INT, db_int
+from app.openapi import body_schema, spec_json
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
 
 def json_body() -> dict[str, Any]:
-    """The request's JSON object, or a 415/413/400 ``AppError``.
+    """The request's JSON object, or a 415/413/400/422 ``AppError``.
 
     The body is capped before it is read (``MAX_JSON_KB``, chunked or not: a 413 from
-    ``app/edge.py``) and its nesting is checked before it is parsed."""
+    ``app/edge.py``) and its nesting is checked before it is parsed. A field the operation does
+    not take (per its OpenAPI body, nested objects included) is a 422 naming it: a misspelt or
+    unsupported field is never silently dropped."""
     if not request.is_json:
         raise UnsupportedMediaType()
     try:
@@ -44,7 +48,34 @@ def json_body() -> dict[str, Any]:
         bad = _path_to(data, pattern)
         if bad is not None:
             raise ValidationFailed(fields={bad: message})
+    rule = request.url_rule
+    unknown = _unknown_fields(data, body_schema(path_template(rule.rule), request.method) or {})
+    if unknown:
+        raise ValidationFailed(
+            f"Unknown field{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)}.",
+            fields=dict.fromkeys(unknown, "This field is not part of this request."),
+        )
     return data
+
+
+@cache
+def path_template(rule: str) -> str:
+    """``/api/projects/<int:project_id>`` → ``/api/projects/{project_id}`` (OpenAPI's form)."""
+    return re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule)
+
+
+def _unknown_fields(data: dict[str, Any], schema: dict[str, Any], path: str = "") -> list[str]:
+    """Dotted names of the fields in ``data`` the body ``schema`` does not list, nested objects
+    included. An operation without a documented body takes no fields."""
+    known = schema.get("properties", {})
+    unknown = []
+    for key, value in data.items():
+        name = f"{path}.{key}" if path else str(key)
+        if key not in known:
+            unknown.append(name)
+        elif isinstance(value, dict) and "properties" in known[key]:
+            unknown += _unknown_fields(value, known[key], name)
+    return unknown
 
 
 # Characters no text column can hold; either would be a 500 at the first write. NUL: PostgreSQL
@@ -114,6 +145,19 @@ def field(data: dict[str, Any], name: str, *, required: bool = False, kind: type
     return value
 
 
+def id_field(data: dict[str, Any], name: str, *, required: bool = False) -> int | None:
+    """An id given as a whole number or as a string of digits (``"12"``), else a 422."""
+    value = data.get(name)
+    if isinstance(value, str):
+        number = db_int(value)
+        if number is None or number < 1:
+            raise ValidationFailed(
+                fields={name: f"Must be an id: a whole number up to {MAX_DB_INT}."}
+            )
+        return number
+    return field(data, name, required=required, kind=int)
+
+
 def int_arg(name: str, default: int | None = None) -> int | None:
     """A whole-number query argument (absent or empty: ``default``), else a 422."""
     raw = request.args.get(name)
@@ -146,6 +190,4 @@ def require_login():
 @public
 def openapi():
     """The OpenAPI 3.1 document of this API (``app/openapi.py``)."""
-    from app.openapi import spec_json
-
     return Response(spec_json(), mimetype="application/json")

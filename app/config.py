@@ -218,6 +218,8 @@ def load_config(
         # non-ASCII character (up to 12 bytes), so the longest prompt needs ~12 * PROMPT_MAX_CHARS.
         "MAX_FORM_KB": _int(env, "MAX_FORM_KB", 512),
         "PROMPT_MAX_CHARS": _int(env, "PROMPT_MAX_CHARS", 32_000),
+        # Prompt versions kept per process for chat (PostgreSQL only; 0: off).
+        "PROMPT_CACHE_SIZE": _int(env, "PROMPT_CACHE_SIZE", 256),
         # LLM providers: OpenAI Responses first, OpenRouter as fallback; neither key → offline.
         "OPENAI_API_KEY": _str(env, "OPENAI_API_KEY"),
         "OPENAI_BASE_URL": _str(env, "OPENAI_BASE_URL", "https://api.openai.com/v1"),

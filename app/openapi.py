@@ -3,8 +3,9 @@
 Built once, as plain Python data, from a few helpers: ``obj`` (a closed object: every listed
 property required unless marked optional), ``nullable``, and ``op`` (one operation; it adds the
 errors every operation of its kind can answer, so no operation can forget them). Response
-schemas are exact (``additionalProperties: false``, nullability as type arrays); request bodies
-stay open because the API ignores fields it does not know.
+schemas are exact (``additionalProperties: false``, nullability as type arrays), and so are
+request bodies: ``app.api.json_body`` refuses a field the operation's body does not list (422
+naming it), reading the list from this document (``body_schema``), so the two cannot drift.
 
 What keeps it true: ``tests/test_openapi.py`` checks that every ``/api`` rule and method in
 ``app.url_map`` is documented and every documented operation is routed, that the document is
@@ -58,12 +59,10 @@ def obj(required: dict[str, Schema], optional: dict[str, Schema] | None = None, 
 
 
 def body_of(required: dict[str, Schema], optional: dict[str, Schema] | None = None, **extra):
-    """A request body object: unknown fields are ignored by the API, so it stays open, and
+    """A request body object: closed like every object (an unknown field is a 422), and
     ``null`` means "not given" for every optional field."""
     optional = {name: nullable(s) for name, s in (optional or {}).items()}
-    schema = obj(required, optional, **extra)
-    del schema["additionalProperties"]
-    return schema
+    return obj(required, optional, **extra)
 
 
 def list_of(name: str) -> Schema:
@@ -687,6 +686,34 @@ def _chat_body(project: dict[str, Schema], conversation: str) -> Schema:
     return schema
 
 
+_ID_OR_DIGITS = {
+    "anyOf": [ID, {**STR, "pattern": "^[0-9]{1,10}$"}],
+    "description": "An id, as a number or a string of digits.",
+}
+
+_DESIGN_CHAT_DESCRIPTION = """\
+One chat per project, as a client that keeps "the project's chat" expects: without
+`conversationId` the message continues the project's chat, its most recently active
+conversation that is not pinned to a version (a new one when it has none), so the model sees
+the earlier turns. `"newConversation": true` starts a new conversation instead; `version` (a
+pinned try) always starts one. `conversationId` names a conversation of the project. Ids may be
+numbers or strings of digits. The answer's `conversation_id` says which conversation was used.
+Otherwise the same as `POST /api/projects/{project_id}/chat`.
+
+"""
+
+
+def _design_chat_body() -> Schema:
+    schema = _chat_body({"projectId": _ID_OR_DIGITS}, "conversationId")
+    schema["properties"]["conversationId"] = nullable(_ID_OR_DIGITS)
+    schema["anyOf"][1]["properties"]["conversationId"] = _ID_OR_DIGITS
+    schema["properties"]["newConversation"] = {
+        **nullable(BOOL),
+        "description": "Start a new conversation instead of continuing the project's chat.",
+    }
+    return schema
+
+
 _COMPARE_SIDE = body_of(
     {"version": {**ID, "description": "A prompt version number of the project."}},
     {
@@ -818,10 +845,25 @@ def _operations() -> dict[str, dict[str, dict]]:
             ),
             "patch": op(
                 "updateProject",
-                "Rename or describe a project",
+                "Rename or describe a project, or edit its system prompt",
                 tag="projects",
-                description="Absent or null fields are left as they are.",
-                body=body_of({}, {"name": STR, "description": STR}),
+                description="Absent or null fields are left as they are. A `system_prompt` "
+                "that differs from the active version's text is saved as a new version and "
+                "made active, with the active version's model settings and the note "
+                '"Edited with the project"; the same text saves nothing. (The prompts API '
+                "offers the rest: notes, settings, candidates.)",
+                body=body_of(
+                    {},
+                    {
+                        "name": STR,
+                        "description": STR,
+                        "system_prompt": {
+                            **STR,
+                            "description": "The new active prompt text (at most "
+                            "`PROMPT_MAX_CHARS`).",
+                        },
+                    },
+                ),
                 responses={200: ok("The project.", ref("ProjectDetail"))},
             ),
             "delete": op(
@@ -1008,9 +1050,8 @@ def _operations() -> dict[str, dict[str, dict]]:
                 "Chat (project in the body)",
                 tag="chat",
                 rate_limited=True,
-                description="The same as `POST /api/projects/{project_id}/chat`, with camelCase "
-                "fields.\n\n" + _STREAM_DESCRIPTION,
-                body=_chat_body({"projectId": ID}, "conversationId"),
+                description=_DESIGN_CHAT_DESCRIPTION + _STREAM_DESCRIPTION,
+                body=_design_chat_body(),
                 responses={200: _CHAT_REPLY, 404: error(404), 502: error(502)},
             )
         },
@@ -1405,6 +1446,27 @@ def _build() -> dict:
 def spec() -> dict:
     """The document (a copy: callers may change it freely)."""
     return copy.deepcopy(_build())
+
+
+def body_schema(path: str, method: str) -> Schema | None:
+    """The JSON request body of an operation (``/api/projects/{project_id}``, ``patch``), or
+    None when it takes none. The schema is shared: do not change it."""
+    return _bodies().get((path, method.lower()))
+
+
+@cache
+def _bodies() -> dict[tuple[str, str], Schema]:
+    found = {}
+    for path, item in _build()["paths"].items():
+        for method, operation in item.items():
+            content = (
+                operation.get("requestBody", {}).get("content", {})
+                if method != "parameters"
+                else {}
+            )
+            if "application/json" in content:
+                found[(path, method)] = content["application/json"]["schema"]
+    return found
 
 
 @cache

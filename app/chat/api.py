@@ -7,7 +7,7 @@ import re
 from flask import Blueprint, request
 from flask_login import current_user
 
-from app.api import field, int_arg, json_body
+from app.api import field, id_field, int_arg, json_body
 from app.chat import feedback, services, turns
 from app.chat.serializers import conversation_json, message_json
 from app.chat.streaming import sse_response
@@ -24,7 +24,7 @@ def _wants_stream(data: dict) -> bool:
     return stream
 
 
-def _chat(project_id: int, data: dict, conversation_id: int | None):
+def _chat(project_id: int, data: dict, conversation_id: int | None, *, latest: bool = False):
     turn = services.start_turn(
         user=current_user,
         project_id=project_id,
@@ -32,6 +32,7 @@ def _chat(project_id: int, data: dict, conversation_id: int | None):
         conversation_id=conversation_id,
         regenerate=bool(field(data, "regenerate", kind=bool)),
         version=field(data, "version", kind=int),
+        latest=latest,
     )
     return _answer(turn, data)
 
@@ -58,12 +59,19 @@ def project_chat(project_id: int):
 @bp.post("/chat")
 @chat_per_user
 def chat():
-    """The seed-000 shape: ``{projectId, message, conversationId?, stream?}``."""
+    """The design's shape, one chat per project: ``{projectId, message}`` continues the
+    project's chat (its latest conversation that is not pinned to a version);
+    ``newConversation: true`` starts another, ``conversationId`` names one. Ids may arrive as
+    numeric strings, as a JavaScript client reading them from a URL sends them."""
     data = json_body()
-    project_id = field(data, "projectId", kind=int)
-    if project_id is None:
-        raise ValidationFailed(fields={"projectId": "This field is required."})
-    return _chat(project_id, data, field(data, "conversationId", kind=int))
+    project_id = id_field(data, "projectId", required=True)
+    conversation_id = id_field(data, "conversationId")
+    new = bool(field(data, "newConversation", kind=bool))
+    if new and conversation_id is not None:
+        raise ValidationFailed(
+            fields={"newConversation": "Send either newConversation or conversationId."}
+        )
+    return _chat(project_id, data, conversation_id, latest=not new)
 
 
 @bp.get("/projects/<int:project_id>/conversations")

@@ -53,6 +53,7 @@ from app.prompts.versions import (
     canary_bucket,
     find_version,
     settings_of,
+    version_by_id,
 )
 from app.providers.base import Cancel, ChatRequest, ChatTurn, ProviderError
 from app.providers.chain import ChainEnd, Committed
@@ -246,19 +247,24 @@ def start_turn(
     regenerate: bool = False,
     version: int | None = None,
     model: str | None = None,
+    latest: bool = False,
 ) -> Turn:
     """Store the user's message (or pick the last one, to regenerate) and prepare the call.
 
     A new conversation is pinned to ``version`` (a number in this project) when one is given,
     with ``model`` overriding the version's model (Compare); otherwise, while a canary runs, it
     is sent to the candidate or kept on production by its ``canary_bucket``, and the choice is
-    recorded (``conversations.arm``)."""
+    recorded (``conversations.arm``). With ``latest`` and no ``conversation_id`` (and no
+    ``version``), the message continues the project's chat: its most recently active
+    conversation that is not pinned, or a new one if it has none."""
     project = get_project_for(user, project_id)
     if (version is not None or model is not None) and (regenerate or conversation_id):
         raise ValidationFailed(
             "A version is chosen when a conversation starts.",
             fields={"version": "Only a new conversation can be pinned."},
         )
+    if latest and conversation_id is None and version is None and model is None:
+        conversation_id = _latest_conversation_id(project)
     if regenerate:
         if conversation_id is None:
             raise ValidationFailed(fields={"conversation_id": "Say which conversation."})
@@ -321,6 +327,8 @@ def start_turn(
     with _kept_loaded():
         db.session.commit()  # the user's message is safe before any provider is called
     db.session.expunge(reply)  # from here on it changes only through guarded UPDATEs
+    if serving is not None:  # never changes: keep it loaded past later commits (rendering)
+        db.session.expunge(serving)
     return Turn(
         conversation_id=conversation.id,
         user_message_id=user_message.id,
@@ -332,6 +340,18 @@ def start_turn(
         user_message=user_message,
         prompt_version=serving,
         reply=reply,
+    )
+
+
+def _latest_conversation_id(project: Project) -> int | None:
+    """The project's chat for a client that keeps one conversation per project: the most
+    recently active conversation that is not pinned to a version (those are tries of a version
+    or a comparison, not the project's chat)."""
+    return db.session.scalar(
+        select(Conversation.id)
+        .where(Conversation.project_id == project.id, Conversation.arm.is_distinct_from(Arm.PINNED))
+        .order_by(Conversation.updated_at.desc(), Conversation.id.desc())
+        .limit(1)
     )
 
 
@@ -363,7 +383,7 @@ def _assign_canary(project: Project, conversation: Conversation) -> None:
 def _serving_version(project: Project, conversation: Conversation) -> PromptVersion | None:
     """The version that answers in this conversation: its pinned one, else production."""
     if conversation.prompt_version_id is not None:
-        pinned = db.session.get(PromptVersion, conversation.prompt_version_id)
+        pinned = version_by_id(conversation.prompt_version_id)
         if pinned is not None:
             return pinned
     return active_version(project)

@@ -59,6 +59,7 @@ def update(project_id: int):
         project_id=project_id,
         name=field(data, "name"),
         description=field(data, "description"),
+        system_prompt=field(data, "system_prompt"),
     )
     return project_json(project, with_prompt=True)
 

@@ -12,7 +12,8 @@ from app.errors import AppError
 from app.forms import apply_errors
 from app.models.base import db_int
 from app.projects import services
-from app.projects.forms import NewProjectForm, ProjectForm
+from app.projects.forms import EditProjectForm, NewProjectForm
+from app.prompts.versions import active_version
 
 bp = Blueprint("projects", __name__)
 
@@ -27,6 +28,26 @@ def require_login():
 def index():
     cards = services.project_cards(user=current_user)
     return render_template("projects/index.html", cards=cards)
+
+
+# The pages a design names by feature rather than by project: they open that tab of the most
+# recently active project, or the dashboard when there is none yet.
+@bp.get("/chat")
+def chat_landing():
+    return _latest_project_tab("projects.detail", "Create a project to start chatting.")
+
+
+@bp.get("/upload")
+def upload_landing():
+    return _latest_project_tab("files.index", "Create a project to upload files into it.")
+
+
+def _latest_project_tab(endpoint: str, hint: str):
+    project = services.latest_project(user=current_user)
+    if project is None:
+        flash(hint, "info")
+        return redirect(url_for("projects.index"))
+    return redirect(url_for(endpoint, project_id=project.id))
 
 
 @bp.route("/projects/create", methods=["GET", "POST"])
@@ -72,19 +93,33 @@ def detail(project_id: int):
 @bp.route("/projects/<int:project_id>/update", methods=["GET", "POST"])
 def update(project_id: int):
     project = services.get_project_for(current_user, project_id)
-    form = ProjectForm(obj=project)
+    form = EditProjectForm(obj=project)
+    production = active_version(project)
+    if not form.is_submitted():
+        form.system_prompt.data = production.content if production else ""
+        form.prompt_base.data = production.version if production else 0
     if form.validate_on_submit():
+        before = project.active_prompt_id
         try:
             services.update_project(
                 user=current_user,
                 project_id=project.id,
                 name=form.name.data,
                 description=form.description.data,
+                system_prompt=form.system_prompt.data,
+                prompt_base=form.prompt_base.data,
             )
         except AppError as exc:
             apply_errors(form, exc)
+            # Saving again means "over what is live now" (the error said what changed).
+            form.prompt_base.data = production.version if production else 0
+            form.prompt_base.raw_data = None  # render the new base, not the submitted one
         else:
-            flash("Project saved.", "success")
+            saved = active_version(project)
+            if project.active_prompt_id != before and saved is not None:
+                flash(f"Project saved; the prompt is now version {saved.version}.", "success")
+            else:
+                flash("Project saved.", "success")
             return redirect(url_for("projects.detail", project_id=project.id))
     return render_template("projects/form.html", form=form, project=project), (
         422 if form.errors else 200

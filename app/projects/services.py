@@ -12,7 +12,13 @@ from sqlalchemy import func, select
 from app.errors import NotFound, ValidationFailed
 from app.extensions import db
 from app.models import Conversation, Project, PromptVersion, StoredFile, User
-from app.prompts.versions import add_version, clean_content
+from app.prompts.versions import (
+    active_version,
+    add_version,
+    clean_content,
+    find_version,
+    settings_of,
+)
 
 NAME_MAX = 120
 DESCRIPTION_MAX = 2000
@@ -97,6 +103,12 @@ def project_cards(*, user: User) -> list[ProjectCard]:
     return cards
 
 
+def latest_project(*, user: User) -> Project | None:
+    """The user's most recently active project (as the dashboard orders them), or None."""
+    cards = project_cards(user=user)
+    return cards[0].project if cards else None
+
+
 def get_project_for(user: User, project_id: int) -> Project:
     project = db.session.scalar(
         select(Project).where(Project.id == project_id, Project.owner_id == user.id)
@@ -115,7 +127,7 @@ def create_project(
 ) -> Project:
     """Create a project; a non-blank ``system_prompt`` becomes its active version 1."""
     values = _clean(name, description, partial=False)
-    prompt = clean_content(system_prompt) if (system_prompt or "").strip() else None
+    prompt = _clean_prompt(system_prompt) if (system_prompt or "").strip() else None
     project = Project(owner_id=user.id, **values)
     db.session.add(project)
     db.session.flush()
@@ -126,13 +138,83 @@ def create_project(
 
 
 def update_project(
-    *, user: User, project_id: int, name: str | None = None, description: str | None = None
+    *,
+    user: User,
+    project_id: int,
+    name: str | None = None,
+    description: str | None = None,
+    system_prompt: str | None = None,
+    prompt_base: int | None = None,
 ) -> Project:
+    """Change the name and description; a ``system_prompt`` that differs from production's
+    text becomes a new production version (the model settings carried over), one that does not
+    changes nothing. ``prompt_base`` is the version number the edit form was opened on (0: none):
+    a text left as it was then is unchanged even if production moved on meanwhile, and a changed
+    text over a production that moved on is refused, so an old form never silently reverts a
+    newer version."""
     project = get_project_for(user, project_id)
-    for key, value in _clean(name, description, partial=True).items():
+    errors: dict[str, str] = {}
+    values: dict[str, str] = {}
+    prompt = None
+    try:
+        values = _clean(name, description, partial=True)
+    except ValidationFailed as exc:
+        errors.update(exc.fields or {})
+    if system_prompt is not None:
+        try:
+            prompt = _changed_prompt(project, system_prompt, prompt_base)
+        except ValidationFailed as exc:
+            errors.update(exc.fields or {})
+    if errors:
+        raise ValidationFailed(fields=errors)
+    for key, value in values.items():
         setattr(project, key, value)
+    if prompt is not None:
+        current = active_version(project)
+        add_version(
+            project,
+            author=user,
+            content=prompt,
+            note=EDITED_NOTE,
+            activate=True,
+            settings=settings_of(current),
+        )
     db.session.commit()
     return project
+
+
+EDITED_NOTE = "Edited with the project"
+
+
+def _clean_prompt(text: str | None) -> str:
+    try:
+        return clean_content(text)
+    except ValidationFailed as exc:  # the field is called system_prompt here
+        raise ValidationFailed(fields={"system_prompt": exc.fields["content"]}) from None
+
+
+def _changed_prompt(project: Project, text: str, base: int | None) -> str | None:
+    """The text to save as a new version, or None when there is nothing to save."""
+    current = active_version(project)
+    if not text.strip() and current is None:
+        return None  # no prompt before, none now: the built-in default keeps answering
+    text = _clean_prompt(text)
+    if base is not None:
+        opened = find_version(project.id, base) if base else None
+        if text == (opened.content if opened else ""):
+            return None
+        now = current.version if current else 0
+        if now != base:
+            raise ValidationFailed(
+                fields={
+                    "system_prompt": f"The prompt was changed elsewhere (production is now "
+                    f"version {now}) since this form was opened. Your text is kept: check it "
+                    "against the Prompt tab and save again to make it the next version."
+                }
+            )
+    if current is not None and current.content == text:
+        return None
+    return text
 
 
 # What other features keep outside the database for a project: each hook is called with the

@@ -8,10 +8,14 @@ same transaction as the project.
 from __future__ import annotations
 
 import hashlib
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from flask import current_app
-from sqlalchemy import func, select, update
+from sqlalchemy import func, inspect, select, update
+from sqlalchemy.orm import make_transient_to_detached
+from sqlalchemy.orm.util import identity_key
 
 from app import catalog
 from app.errors import ValidationFailed
@@ -118,15 +122,77 @@ def find_version(project_id: int, number: int) -> PromptVersion | None:
 
 
 def active_version(project: Project) -> PromptVersion | None:
-    if project.active_prompt_id is None:
-        return None
-    return db.session.get(PromptVersion, project.active_prompt_id)
+    return version_by_id(project.active_prompt_id)
 
 
 def candidate_version(project: Project) -> PromptVersion | None:
-    if project.candidate_prompt_id is None:
+    return version_by_id(project.candidate_prompt_id)
+
+
+def version_by_id(version_id: int | None) -> PromptVersion | None:
+    """A version by id (the caller has checked ownership), from this process's cache when it
+    is there: no statement on a hit.
+
+    The cache cannot go stale: a version is never changed once saved (new text or settings
+    make a new version), and which version a project serves is its pointer, read with the
+    project on every turn, so promoting, rolling back or editing simply names another id. It is
+    per app and per process, bounded (``PROMPT_CACHE_SIZE`` versions, least recently used
+    dropped; 0 turns it off), and holds column values, never a session's instance. It is off
+    on SQLite, which gives a new row the id of a deleted one when that was the highest (delete
+    the newest project, make another: its first version could take an id another process
+    still has cached); PostgreSQL's sequences never hand out an id twice."""
+    if version_id is None:
         return None
-    return db.session.get(PromptVersion, project.candidate_prompt_id)
+    session = db.session()
+    held = session.identity_map.get(identity_key(PromptVersion, version_id))
+    if held is not None:
+        return held
+    cache = _cache()
+    values = cache.get(version_id) if cache is not None else None
+    if values is None:
+        version = session.get(PromptVersion, version_id)
+        if version is not None and cache is not None:
+            cache.put(version_id, {key: getattr(version, key) for key in _COLUMNS})
+        return version
+    version = PromptVersion(**values)
+    make_transient_to_detached(version)  # as if loaded: clean, with its identity
+    session.add(version)
+    return version
+
+
+_COLUMNS = tuple(column.key for column in inspect(PromptVersion).column_attrs)
+
+
+class _LRU:
+    def __init__(self, size: int):
+        self.size = size
+        self._items: OrderedDict[int, dict] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: int) -> dict | None:
+        with self._lock:
+            values = self._items.get(key)
+            if values is not None:
+                self._items.move_to_end(key)
+            return values
+
+    def put(self, key: int, values: dict) -> None:
+        with self._lock:
+            self._items[key] = values
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+
+def _cache() -> _LRU | None:
+    cache = current_app.extensions.get("prompt_versions")
+    if cache is None:
+        size = current_app.config["PROMPT_CACHE_SIZE"]
+        reuses_ids = db.engine.dialect.name == "sqlite"
+        cache = current_app.extensions.setdefault(
+            "prompt_versions", _LRU(size) if size > 0 and not reuses_ids else False
+        )
+    return cache or None
 
 
 def canary_bucket(conversation_id: int, candidate_id: int) -> int:

@@ -71,3 +71,26 @@ def test_edit_twice_history_diff_and_roll_back(app, live_server, page, shot):
     assert page.locator(".history-item").count() == 3
     assert page.input_value("#content") == "You are terse."
     assert page.problems == []
+
+
+def test_the_prompt_is_edited_with_the_project(app, live_server, page, shot):
+    owner = make_user(app, email="ada@example.com", name="Ada")
+    project_id = make_project(app, owner, name="Support bot", system_prompt="You are terse.")
+    login(page, live_server, owner)
+    page.goto(f"{live_server}/projects/{project_id}")
+    page.click("text=Edit")
+    page.wait_for_url(f"{live_server}/projects/{project_id}/update")
+    expect(page.get_by_label("System prompt")).to_have_value("You are terse.")
+    page.get_by_label("Description (optional)").fill("Answers questions about our product.")
+    page.get_by_label("System prompt").fill("You are terse.\nAlways answer in English.")
+    shot(page, "project-edit", full_page=True)
+    with page.expect_navigation():
+        page.click("button:has-text('Save')")
+    expect(page.locator(".flashes")).to_contain_text("the prompt is now version 2")
+
+    page.click("nav.tabs >> text=Prompt")
+    items = page.locator(".history-item")
+    expect(items).to_have_count(2)
+    expect(items.nth(0).locator(".note")).to_have_text("Edited with the project")
+    expect(items.nth(0).locator(".badge")).to_have_text("production")
+    assert page.input_value("#content") == "You are terse.\nAlways answer in English."
