@@ -362,7 +362,10 @@ def test_the_design_pages_need_a_login(client, page):
     ("page", "hint"),
     [("/chat", "Create a project to start chatting."), ("/upload", "Create a project to upload")],
 )
-def test_without_projects_the_design_pages_land_on_the_dashboard(client, auth, app, page, hint):
+def test_without_projects_the_design_pages_land_on_the_dashboard(
+    client, auth, app, page, hint, project_id
+):
+    # Another user's project exists (``project_id``, Ada's): never a landing for this user.
     make_user(app, email="new@example.com")
     auth.login(email="new@example.com")
     resp = client.get(page)

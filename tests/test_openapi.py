@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import io
 import json
-import re
 import uuid
 
 import pytest
@@ -23,6 +22,7 @@ from openapi_spec_validator import OpenAPIV31SpecValidator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
+from app.api import path_template
 from app.limits import limiter
 from app.openapi import SSE_EVENTS, spec
 from tests.factories import make_user
@@ -33,17 +33,12 @@ METHODS = {"get", "post", "put", "patch", "delete"}
 DOC_URI = "urn:prompthub:openapi"
 
 
-def template(rule: str) -> str:
-    """``/api/projects/<int:project_id>`` → ``/api/projects/{project_id}``."""
-    return re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule)
-
-
 def routed_operations(app) -> dict[tuple[str, str], str]:
     found = {}
     for rule in app.url_map.iter_rules():
         if rule.rule == "/api" or rule.rule.startswith("/api/"):
             for method in (rule.methods or set()) - {"HEAD", "OPTIONS"}:
-                found[(method.lower(), template(rule.rule))] = rule.endpoint
+                found[(method.lower(), path_template(rule.rule))] = rule.endpoint
     return found
 
 
