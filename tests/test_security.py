@@ -71,10 +71,14 @@ def ticker():
         now = time.perf_counter(); gaps.append(now - last); last = now
 with app.app_context():
     t = gevent.spawn(ticker); gevent.sleep(0.05)
+    started = time.perf_counter()
     hashed = hash_password("correct horse battery")
+    hashing = time.perf_counter() - started
+    started = time.perf_counter()
     assert verify_password("correct horse battery", hashed)
+    verifying = time.perf_counter() - started
     stop = True; t.join()
-print(max(gaps))
+print(max(gaps), min(hashing, verifying))
 """
 
 
@@ -86,7 +90,11 @@ def test_bcrypt_does_not_freeze_a_gevent_worker():
     out = subprocess.run(
         [sys.executable, "-c", GEVENT_PROBE], capture_output=True, text=True, check=True
     )
-    assert float(out.stdout.strip().splitlines()[-1]) < 0.15  # one bcrypt at cost 12: ~0.25 s
+    longest_gap, shortest_bcrypt = map(float, out.stdout.strip().splitlines()[-1].split())
+    # Blocking, the ticker would wait a whole bcrypt (~0.25 s at cost 12, more on a busy
+    # machine); off the hub it keeps ticking every 10 ms. Relative, so a loaded machine that
+    # slows both does not fail it.
+    assert longest_gap < shortest_bcrypt / 2
 
 
 @pytest.fixture
