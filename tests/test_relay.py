@@ -67,7 +67,12 @@ def test_after_the_first_text_the_relay_waits_one_window_before_reading_again():
 def test_events_other_than_text_split_the_joined_pieces():
     end = ChainEnd(meta=None, fallback=False)
     source = queued(TextDelta("a"), TextDelta("b"), end, TextDelta("c"), relay.END)
-    assert run(source, coalesce=0) == [relay.Text("ab"), end, relay.Text("c")]
+    assert run(source) == [relay.Text("ab"), end, relay.Text("c")]
+
+
+def test_without_coalescing_every_piece_is_its_own_text_even_when_they_queued_up():
+    source = queued(TextDelta("a"), TextDelta("b"), TextDelta("c"), relay.END)
+    assert run(source, coalesce=0) == [relay.Text("a"), relay.Text("b"), relay.Text("c")]
 
 
 def test_empty_text_is_dropped():

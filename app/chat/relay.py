@@ -6,7 +6,9 @@ relays them never blocks in a provider read: while the model is silent it can st
 (``Cancel``). ``relay`` reads that queue and yields:
 
 - ``Text``: reply text. The first piece is passed on at once; after it, pieces arriving within
-  one ``coalesce`` window are joined into one (less work per token on a CPU-bound relay);
+  one ``coalesce`` window are joined into one (less work per token on a CPU-bound relay).
+  ``coalesce`` 0 passes every provider piece on as its own ``Text``, however far behind the
+  reader is;
 - ``Idle``: nothing arrived for ``heartbeat`` seconds;
 - the chain's ``Committed`` (who answers, just before the first text) and ``ChainEnd``;
 - ``Failure``: the chain's ``ProviderError``, after which nothing follows.
@@ -103,7 +105,7 @@ def relay(
             continue
         if isinstance(item, TextDelta) and item.text:
             chunk = [item.text]
-            while True:  # join what is already waiting
+            while coalesce:  # join what is already waiting
                 try:
                     nxt = source.get_nowait()
                 except queue.Empty:
