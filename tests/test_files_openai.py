@@ -157,7 +157,7 @@ def test_page_retry_reports_a_second_failure(app, client, owner, project_id, fak
     client.post(f"/projects/{project_id}/files/{file_id}/sync")
     html = files_page(client, project_id)
     assert (
-        "The copy of a.txt failed again. OpenAI is limiting requests right now; retry the copy "
+        "The copy of a.txt to OpenAI failed. OpenAI is limiting requests right now; retry the copy "
         "in a minute. OpenAI said: Slow down"
     ) in html
     assert ">Retry the copy</button>" in retry_form(html, project_id, file_id)

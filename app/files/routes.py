@@ -95,7 +95,7 @@ def sync(project_id: int, file_id: int):
         if file.sync_status == SyncStatus.SYNCED:
             flash(f"{file.name} is copied to OpenAI.", "success")
         else:
-            flash(f"The copy of {file.name} failed again. {file.sync_error}", "error")
+            flash(f"The copy of {file.name} to OpenAI failed. {file.sync_error}", "error")
     return redirect(url_for("files.index", project_id=project_id))
 
 
