@@ -60,18 +60,17 @@ def _str(env: Mapping[str, str], key: str, default: str | None = None) -> str | 
 
 
 def _extensions(raw: str | None) -> tuple[str, ...]:
-    from app.files.storage import DEFAULT_ALLOWED
+    """``UPLOAD_ALLOWED_EXTENSIONS``; the rules live with the types (``parse_extensions``)."""
+    from app.files.storage import DEFAULT_ALLOWED, parse_extensions
 
-    if raw is None or not raw.strip():
-        return DEFAULT_ALLOWED
-    chosen = {"." + part.strip().lower().lstrip(".") for part in raw.split(",") if part.strip()}
-    unknown = chosen - set(DEFAULT_ALLOWED)
-    if unknown:
+    try:
+        return parse_extensions(raw)
+    except ValueError as exc:
         raise ConfigError(
-            "UPLOAD_ALLOWED_EXTENSIONS has types PromptHub cannot check: "
-            f"{', '.join(sorted(unknown))} (known: {' '.join(DEFAULT_ALLOWED)})"
-        )
-    return tuple(sorted(chosen))
+            f"UPLOAD_ALLOWED_EXTENSIONS: {exc}. Built-in types: {' '.join(DEFAULT_ALLOWED)}; "
+            "write builtin for all of them, and add other types with their dot, e.g. "
+            "builtin,.docx,.zip"
+        ) from exc
 
 
 # Models a prompt version may choose, with a price per million tokens for cost estimates (USD,
@@ -267,7 +266,9 @@ def load_config(
         "UPLOAD_DIR": _str(env, "UPLOAD_DIR", str(instance_path / "uploads")),
         "MAX_UPLOAD_MB": _int(env, "MAX_UPLOAD_MB", 20),
         "UPLOAD_ALLOWED_EXTENSIONS": _extensions(env.get("UPLOAD_ALLOWED_EXTENSIONS")),
-        "OPENAI_FILE_PURPOSE": _str(env, "OPENAI_FILE_PURPOSE", "user_data"),
+        # Sent as "purpose" with every OpenAI Files copy; the design names "assistants" (file
+        # search and code interpreter take such files), docs/providers.md.
+        "OPENAI_FILE_PURPOSE": _str(env, "OPENAI_FILE_PURPOSE", "assistants"),
         "CHAT_FILES_MAX_CHARS": _int(env, "CHAT_FILES_MAX_CHARS", 24_000),
         # PDF text is extracted after the upload returns, in a child process with these limits
         # (app/files/extraction.py); EXTRACT_WORKERS children at most per web process.

@@ -163,7 +163,8 @@ _FILE_FIELDS = {
                 "upload answers, in a sandboxed process); `ok`: text extracted (the file may be "
                 "used in chat); `empty`: a text type that yielded nothing (a scanned PDF?); "
                 "`failed`: extraction raised; `too_complex`: extraction passed its CPU, memory "
-                "or time limit; `none`: a type without text (images).",
+                "or time limit; `none`: a type without text (images, and types added with "
+                "`UPLOAD_ALLOWED_EXTENSIONS`, kept as they are).",
             },
             "chars": {**INT, "minimum": 0},
             "pages": nullable(INT),
@@ -175,11 +176,26 @@ _FILE_FIELDS = {
         {
             "status": {
                 "enum": ["local", "synced", "failed"],
-                "description": "The OpenAI Files copy: `local` (no key when uploaded), "
-                "`synced`, `failed` (not synced; `POST …/sync` retries).",
+                "description": "PromptHub's state of the OpenAI Files copy: `local` (no "
+                "`OPENAI_API_KEY` when uploaded), `synced` (OpenAI holds a copy), `failed` "
+                "(the copy failed, the upload itself did not; `error` says why and "
+                "`POST …/sync` retries).",
             },
-            "file_id": nullable(STR),
-            "error": nullable(STR),
+            "file_id": {
+                **nullable(STR),
+                "description": "OpenAI's id of the copy (`file-…`, also `file.id`); null "
+                "without a copy.",
+            },
+            "error": {
+                **nullable(STR),
+                "description": "Why the last copy failed, in words for a person, then the "
+                "reason OpenAI (or the connection) gave; null unless `status` is `failed`.",
+            },
+            "file": {
+                **nullable(ref("OpenAIFile")),
+                "description": "OpenAI's file object for the copy, as OpenAI answered the "
+                "upload; null without a copy (`status` `local` or `failed`).",
+            },
         }
     ),
     "download_url": {**STR, "description": "The page route that downloads it by name."},
@@ -479,6 +495,35 @@ SCHEMAS: dict[str, Schema] = {
         }
     ),
     "File": obj(_FILE_FIELDS),
+    "OpenAIFile": obj(
+        {
+            "id": {**STR, "description": "OpenAI's file id (`file-…`)."},
+            "bytes": {**nullable(INT), "description": "Size OpenAI stored, in bytes."},
+            "created_at": {
+                **nullable(INT),
+                "description": "When OpenAI created the copy, in Unix seconds (as OpenAI "
+                "sends it; not an ISO time like PromptHub's own `created_at`).",
+            },
+            "expires_at": {
+                **nullable(INT),
+                "description": "When OpenAI deletes the copy by itself, in Unix seconds; null: "
+                "kept until deleted (every purpose but `batch`).",
+            },
+            "purpose": {
+                **nullable(STR),
+                "description": "The purpose OpenAI recorded (`OPENAI_FILE_PURPOSE`, "
+                "`assistants` by default).",
+            },
+            "status": {
+                **nullable(STR),
+                "description": "OpenAI's own (deprecated) status of the file: `uploaded`, "
+                "`processed` or `error`.",
+            },
+        },
+        description="What OpenAI answered about its copy (its `OpenAIFile` object, the fields "
+        "PromptHub keeps). Every field but `id` is null for a copy made before PromptHub kept "
+        "OpenAI's answer, or when OpenAI left the field out.",
+    ),
     "FileUploaded": obj(
         {
             **_FILE_FIELDS,
@@ -1279,9 +1324,14 @@ def _operations() -> dict[str, dict[str, dict]]:
                 tag="files",
                 rate_limited=True,
                 description="Multipart, exactly one file in the field `file`, at most "
-                "`MAX_UPLOAD_MB` (20 MB). The type comes from the name's extension and must "
-                "match the bytes (a `.png` must be a PNG, text must be UTF-8). The same "
-                "bytes twice are stored once; a taken name becomes `name (2).ext`.",
+                "`MAX_UPLOAD_MB` (20 MB). The type comes from the name's extension, which "
+                "`UPLOAD_ALLOWED_EXTENSIONS` must allow. A built-in type must match its bytes "
+                "(a `.png` must be a PNG, text must be UTF-8); a type the operator added "
+                "(`.docx`, `.zip`, …) is kept as it is, as `application/octet-stream`, "
+                "without text. The same bytes twice are stored once; a taken name becomes "
+                "`name (2).ext`. With `OPENAI_API_KEY` set the file is also copied to OpenAI "
+                "Files before the answer; a failed copy still answers 201, with "
+                "`openai.status` `failed`.",
                 body_content={
                     "multipart/form-data": {
                         "schema": {
@@ -1312,7 +1362,7 @@ def _operations() -> dict[str, dict[str, dict]]:
                     415: error(
                         415,
                         "`file_type_not_allowed`: the type is not allowed, or "
-                        "the bytes do not match the extension.",
+                        "the bytes do not match a built-in type's extension.",
                     ),  # fmt: skip
                     422: error(
                         422,
@@ -1333,7 +1383,8 @@ def _operations() -> dict[str, dict[str, dict]]:
                 "updateFile",
                 "Use a file in chat, or stop",
                 tag="files",
-                description="Only files with extracted text (`text.status` `ok`) can be used.",
+                description="Only files with extracted text (`text.status` `ok`) can be "
+                "used; others (images, added types, …) answer 422 `file_has_no_text`.",
                 body=body_of({"use_in_chat": BOOL}),
                 responses={
                     200: ok("The file.", ref("File")),

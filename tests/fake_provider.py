@@ -48,6 +48,9 @@ DEFAULT_OPENAI_KEY = "test-openai-key"
 DEFAULT_OPENROUTER_KEY = "test-openrouter-key"
 DEFAULT_TEXT = "Hello from the fake model."
 ENDPOINTS = ("responses", "chat", "files")
+# The purposes POST /v1/files accepts (CreateFileRequest.purpose in OpenAI's OpenAPI document).
+UPLOAD_PURPOSES = ("assistants", "batch", "fine-tune", "vision", "user_data", "evals")
+BATCH_EXPIRY_SECONDS = 30 * 24 * 3600
 LIVE_MODELS = {
     "gpt-4o-mini": "gpt-4o-mini-2024-07-18",
     "gpt-4o": "gpt-4o-2024-08-06",
@@ -933,15 +936,26 @@ class FakeProviderServer:
                     "code": "missing_required_parameter",
                 }
             }
+        if purpose not in UPLOAD_PURPOSES:  # CreateFileRequest.purpose is an enum
+            return 400, {
+                "error": {
+                    "message": f"'{purpose}' is not one of {list(UPLOAD_PURPOSES)} - 'purpose'",
+                    "type": "invalid_request_error",
+                    "param": "purpose",
+                    "code": None,
+                }
+            }
         alphabet = "ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789"
+        created = int(time.time())
         stored = {
             "object": "file",
             "id": "file-" + "".join(secrets.choice(alphabet) for _ in range(22)),
             "purpose": purpose,
             "filename": upload["filename"] or "upload",
             "bytes": upload["size"],
-            "created_at": int(time.time()),
-            "expires_at": None,
+            "created_at": created,
+            # FileExpirationAfter: batch files expire after 30 days, others are kept.
+            "expires_at": created + BATCH_EXPIRY_SECONDS if purpose == "batch" else None,
             "status": "processed",
             "status_details": None,
             "content": upload["content"],

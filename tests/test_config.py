@@ -3,6 +3,7 @@ from pathlib import Path
 import pytest
 
 from app.config import ConfigError, load_config, normalise_database_url
+from app.files.storage import DEFAULT_ALLOWED
 
 
 def test_production_refuses_to_start_without_a_secret(tmp_path):
@@ -71,3 +72,68 @@ def test_gunicorn_workers_leave_out_the_migration_commands():
     namespace: dict = {}
     exec((Path(__file__).parents[1] / "gunicorn.conf.py").read_text(), namespace)
     assert "DB_MIGRATE_COMMANDS=false" in namespace["raw_env"]
+
+
+# --- UPLOAD_ALLOWED_EXTENSIONS and OPENAI_FILE_PURPOSE -------------------------------------------
+
+
+def upload_types(raw: str | None) -> tuple[str, ...]:
+    env = {"SECRET_KEY": "x" * 40}
+    if raw is not None:
+        env["UPLOAD_ALLOWED_EXTENSIONS"] = raw
+    return load_config(Path("/nonexistent"), env=env)["UPLOAD_ALLOWED_EXTENSIONS"]
+
+
+def test_the_file_copy_purpose_defaults_to_assistants(tmp_path):
+    cfg = load_config(tmp_path, env={"SECRET_KEY": "x" * 40})
+    assert cfg["OPENAI_FILE_PURPOSE"] == "assistants"
+    env = {"SECRET_KEY": "x" * 40, "OPENAI_FILE_PURPOSE": "user_data"}
+    assert load_config(tmp_path, env=env)["OPENAI_FILE_PURPOSE"] == "user_data"
+
+
+@pytest.mark.parametrize("raw", [None, "", "  ", "builtin", "BuiltIn"])
+def test_empty_or_builtin_allows_every_builtin_type(raw):
+    assert upload_types(raw) == DEFAULT_ALLOWED
+
+
+@pytest.mark.parametrize(
+    ("raw", "allowed"),
+    [
+        ("txt,md", (".md", ".txt")),  # as before: a list of built-in types restricts
+        (" .TXT , md ,", (".md", ".txt")),
+        (".docx", (".docx",)),  # an added type alone
+        ("md,.docx,.ZIP,.x_y-1", (".docx", ".md", ".x_y-1", ".zip")),
+    ],
+)
+def test_a_list_is_exactly_the_allowed_set(raw, allowed):
+    assert upload_types(raw) == allowed
+
+
+def test_builtin_plus_added_types_adds_to_the_builtin_ones():
+    expected = tuple(sorted((*DEFAULT_ALLOWED, ".docx", ".xlsx")))
+    assert upload_types("builtin,.docx,.xlsx") == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "why"),
+    [
+        ("exe", "'exe' is not a built-in type; to keep such files as they are, write the "
+         "extension with its dot (.exe)"),
+        ("md,pdff", "'pdff' is not a built-in type"),
+        ("../uploads", "'../uploads' looks like a path, not an extension"),
+        ("/etc/passwd", "'/etc/passwd' looks like a path"),
+        (".tar.gz", "'.tar.gz': only the last part of a name is its type (write .gz)"),
+        (".docx .xlsx", "'.docx .xlsx': separate the types with commas"),
+        (".", "'.' is not an extension (a dot, then up to 15 letters, digits, _ or -)"),
+        ("*", "'*' is not an extension"),
+        (".d$cx", "'.d$cx' is not an extension"),
+        (".abcdefghijklmnop", "'.abcdefghijklmnop' is not an extension"),
+        (",,", "it lists no type (leave it empty for the built-in types)"),
+    ],
+)  # fmt: skip
+def test_bad_upload_types_are_refused_at_start(raw, why):
+    with pytest.raises(ConfigError) as info:
+        upload_types(raw)
+    message = str(info.value)
+    assert message.startswith(f"UPLOAD_ALLOWED_EXTENSIONS: {why}")
+    assert message.endswith("add other types with their dot, e.g. builtin,.docx,.zip")

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import io
+import zipfile
 from pathlib import Path
 
 import pytest
 
 from app.extensions import db
+from app.files.storage import parse_extensions
 from app.models import StoredFile
 from tests.factories import make_project, wait_extracted
 from tests.pdfs import blank_pdf, text_pdf
@@ -263,6 +265,135 @@ def test_allowed_types_are_configurable(app, client, owner, project_id):
     app.config["UPLOAD_ALLOWED_EXTENSIONS"] = (".md",)
     assert upload(client, owner, project_id, "a.md", b"# hi").status_code == 201
     assert upload(client, owner, project_id, "a.txt", b"hi").status_code == 415
+
+
+# --- types added with UPLOAD_ALLOWED_EXTENSIONS ----------------------------------------------
+
+
+def docx_bytes() -> bytes:
+    """A real (tiny) .docx-like zip, with bytes no text check would pass (NULs)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("[Content_Types].xml", "<Types/>")
+        archive.writestr("word/document.xml", "<w:document>Refunds: 30 days</w:document>")
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def added(app):
+    """The built-in types plus .docx and .zip, parsed as the setting would be."""
+    app.config["UPLOAD_ALLOWED_EXTENSIONS"] = parse_extensions("builtin,.docx,.zip")
+
+
+def test_an_added_type_is_stored_as_it_is_without_text(app, client, owner, project_id, added):
+    content = docx_bytes()
+    resp = upload(client, owner, project_id, "Report.DOCX", content)
+    assert resp.status_code == 201, resp.get_json()
+    body = resp.get_json()
+    assert body["name"] == "Report.docx"
+    assert body["content_type"] == "application/octet-stream"
+    assert body["size"] == len(content)
+    assert body["sha256"] == hashlib.sha256(content).hexdigest()
+    assert body["text"] == {
+        "status": "none",
+        "chars": 0,
+        "pages": None,
+        "note": "No text is read from this type; the file is kept as it is.",
+    }
+    (row,) = rows(app)
+    assert (folder(app, project_id) / row.stored_name).read_bytes() == content
+    listed = client.get(f"/api/projects/{project_id}/files", headers=owner.headers).get_json()
+    assert [(f["name"], f["content_type"]) for f in listed["data"]] == [
+        ("Report.docx", "application/octet-stream")
+    ]
+
+
+def test_an_added_type_downloads_byte_identical_as_an_opaque_attachment(
+    app, client, owner, project_id, added
+):
+    content = b"PK\x03\x04" + bytes(range(256)) * 4  # any bytes at all: nothing is checked
+    file_id = upload(client, owner, project_id, "bundle.zip", content).get_json()["id"]
+    api = fetch(
+        client, f"/api/projects/{project_id}/files/{file_id}/download", headers=owner.headers
+    )
+    login(client, owner)
+    page = fetch(client, f"/projects/{project_id}/files/bundle.zip")
+    for resp in (api, page):
+        assert resp.status_code == 200
+        assert resp.data == content
+        assert resp.headers["Content-Disposition"] == "attachment; filename=bundle.zip"
+        assert resp.headers["Content-Type"] == "application/octet-stream"
+        assert resp.headers["X-Content-Type-Options"] == "nosniff"
+        assert "sandbox" in resp.headers["Content-Security-Policy"]
+
+
+def test_an_added_type_is_never_used_in_chat(app, client, owner, project_id, added):
+    file_id = upload(client, owner, project_id, "report.docx", docx_bytes()).get_json()["id"]
+    resp = client.patch(
+        f"/api/projects/{project_id}/files/{file_id}",
+        json={"use_in_chat": True},
+        headers=owner.headers,
+    )
+    assert resp.status_code == 422
+    error = resp.get_json()["error"]
+    assert error["code"] == "file_has_no_text"
+    assert error["message"] == (
+        "report.docx cannot be used in chat: No text is read from this type; the file is "
+        "kept as it is."
+    )
+    login(client, owner)
+    client.post(f"/projects/{project_id}/files/{file_id}/chat", data={"use": "1"})
+    html = files_page(client, project_id)
+    assert "report.docx cannot be used in chat" in html  # the page's flash
+    assert f'action="/projects/{project_id}/files/{file_id}/chat"' not in html  # not offered
+    assert "No text for chat" in html
+    assert rows(app)[0].use_in_chat is False
+
+
+def test_an_added_type_uploads_through_the_page_form(app, client, owner, project_id, added):
+    login(client, owner)
+    html = files_page(client, project_id)
+    assert "Also .docx, .zip, kept as they are (no text for chat)." in html
+    assert ".docx" in html.split('accept="', 1)[1].split('"', 1)[0]
+    resp = client.post(
+        f"/projects/{project_id}/files",
+        data={"file": [(io.BytesIO(docx_bytes()), "plan.docx"), (io.BytesIO(b"MZ"), "x.exe")]},
+        content_type="multipart/form-data",
+    )
+    assert resp.status_code == 302
+    html = files_page(client, project_id)
+    assert "Uploaded plan.docx." in html
+    assert "x.exe: .exe is not an allowed file type." in html
+    assert [r.name for r in rows(app)] == ["plan.docx"]
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "why"),
+    [
+        ("setup.exe", b"MZ\x90\x00binary", ".exe is not an allowed file type."),
+        ("notes.txt", docx_bytes(), "A .txt file must be UTF-8 text; this one is binary."),
+        ("photo.png", b"<svg onload=alert(1)>", "The content is not a .png file."),
+    ],
+)
+def test_with_added_types_others_are_still_refused_and_built_ins_still_checked(
+    app, client, owner, project_id, added, name, content, why
+):
+    resp = upload(client, owner, project_id, name, content)
+    assert resp.status_code == 415
+    assert resp.get_json()["error"] == {
+        "code": "file_type_not_allowed",
+        "message": f"{name}: {why}",
+        "fields": {"file": why},
+    }
+    assert rows(app) == [] and on_disk(app, project_id) == []
+
+
+def test_only_added_types_can_be_allowed(app, client, owner, project_id):
+    app.config["UPLOAD_ALLOWED_EXTENSIONS"] = parse_extensions(".docx")
+    assert upload(client, owner, project_id, "a.docx", docx_bytes()).status_code == 201
+    assert upload(client, owner, project_id, "a.txt", b"hi").status_code == 415
+    login(client, owner)
+    assert "Types: .docx, kept as they are (no text for chat)." in files_page(client, project_id)
 
 
 def test_empty_file_is_422(app, client, owner, project_id):

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from app.files.storage import parse_extensions
 from tests.factories import make_project
-from tests.test_files import files_page, login, on_disk, upload
+from tests.test_files import docx_bytes, files_page, login, on_disk, upload
 
 
 @pytest.fixture(autouse=True)
@@ -34,7 +35,7 @@ def test_upload_is_mirrored_with_the_right_multipart_fields(app, client, owner, 
     (call,) = fake.calls("files")
     assert call.method == "POST" and call.path == "/v1/files"
     assert call.headers["Authorization"] == "Bearer test-openai-key"
-    assert call.form == {"purpose": "user_data"}
+    assert call.form == {"purpose": "assistants"}  # the default, as the design says
     sent = call.files["file"]
     assert sent["filename"] == "returns.md"
     assert sent["content"] == content
@@ -42,10 +43,61 @@ def test_upload_is_mirrored_with_the_right_multipart_fields(app, client, owner, 
     assert fake.files[body["openai"]["file_id"]]["content"] == content
 
 
+def test_the_file_json_carries_openais_file_object(app, client, owner, project_id, fake):
+    """What OpenAI answered is kept: the upload, the file and the list all show it."""
+    body = upload(client, owner, project_id, "returns.md", b"30 days.").get_json()
+    remote = fake.files[body["openai"]["file_id"]]
+    expected = {
+        "id": remote["id"],
+        "bytes": 8,
+        "created_at": remote["created_at"],
+        "expires_at": None,
+        "purpose": "assistants",
+        "status": "processed",
+    }
+    assert {k: remote[k] for k in expected} == expected  # the fake answered what we keep
+    assert body["openai"]["file"] == expected
+    one = client.get(f"/api/projects/{project_id}/files/{body['id']}", headers=owner.headers)
+    assert one.get_json()["openai"]["file"] == expected
+    listed = client.get(f"/api/projects/{project_id}/files", headers=owner.headers).get_json()
+    assert [f["openai"]["file"] for f in listed["data"]] == [expected]
+
+
 def test_purpose_is_configurable(app, client, owner, project_id, fake):
-    app.config["OPENAI_FILE_PURPOSE"] = "assistants"
-    upload(client, owner, project_id, "a.txt", b"alpha")
-    assert fake.calls("files")[0].form == {"purpose": "assistants"}
+    app.config["OPENAI_FILE_PURPOSE"] = "batch"
+    body = upload(client, owner, project_id, "a.jsonl", b'{"a": 1}\n').get_json()
+    assert fake.calls("files")[0].form == {"purpose": "batch"}
+    remote = body["openai"]["file"]
+    assert remote["purpose"] == "batch"
+    assert remote["expires_at"] == remote["created_at"] + 30 * 24 * 3600
+
+
+def test_an_added_type_is_mirrored_as_it_is(app, client, owner, project_id, fake):
+    app.config["UPLOAD_ALLOWED_EXTENSIONS"] = parse_extensions("builtin,.docx")
+    content = docx_bytes()
+    body = upload(client, owner, project_id, "plan.docx", content).get_json()
+    (call,) = fake.calls("files")
+    assert call.form == {"purpose": "assistants"}
+    assert call.files["file"] == {
+        "filename": "plan.docx",
+        "content_type": "application/octet-stream",
+        "size": len(content),
+        "content": content,
+    }
+    assert body["openai"]["status"] == "synced"
+    assert body["openai"]["file"]["bytes"] == len(content)
+    assert body["openai"]["file"]["purpose"] == "assistants"
+
+
+def test_a_purpose_openai_refuses_fails_the_copy_not_the_upload(
+    app, client, owner, project_id, fake
+):
+    app.config["OPENAI_FILE_PURPOSE"] = "everything"
+    resp = upload(client, owner, project_id, "a.txt", b"alpha")
+    assert resp.status_code == 201
+    openai = resp.get_json()["openai"]
+    assert (openai["status"], openai["file_id"], openai["file"]) == ("failed", None, None)
+    assert openai["error"].startswith("OpenAI refused this file. OpenAI said: 'everything' is")
 
 
 def test_a_failed_mirror_keeps_the_local_file_and_retry_syncs_it(
@@ -57,17 +109,45 @@ def test_a_failed_mirror_keeps_the_local_file_and_retry_syncs_it(
     body = resp.get_json()
     assert body["openai"]["status"] == "failed"
     assert body["openai"]["file_id"] is None
-    assert "The server had an error while processing" in body["openai"]["error"]
+    assert body["openai"]["file"] is None
+    assert body["openai"]["error"] == (
+        "OpenAI had a problem on its side; retry the copy later. "
+        "OpenAI said: The server had an error while processing"
+    )
     assert len(on_disk(app, project_id)) == 1
-    login(client, owner)
-    assert "not synced" in files_page(client, project_id)
 
     retried = client.post(
         f"/api/projects/{project_id}/files/{body['id']}/sync", headers=owner.headers
     ).get_json()
     assert retried["openai"]["status"] == "synced"
     assert retried["openai"]["file_id"] in fake.files
+    assert retried["openai"]["file"]["id"] == retried["openai"]["file_id"]
     assert retried["openai"]["error"] is None
+
+
+def retry_form(html: str, project_id: int, file_id: int) -> str:
+    """The row's retry form (action and button), or "" when the page offers none."""
+    action = f'action="/projects/{project_id}/files/{file_id}/sync"'
+    start = html.find(action)
+    return html[start : html.find("</form>", start)] if start >= 0 else ""
+
+
+def test_the_files_tab_says_why_a_copy_failed_and_retries_it(app, client, owner, project_id, fake):
+    fake.script("files", {"status": 401, "error": "invalid_api_key"})
+    file_id = upload(client, owner, project_id, "a.txt", b"alpha").get_json()["id"]
+    login(client, owner)
+    html = files_page(client, project_id)
+    assert "Copy failed" in html
+    assert "OpenAI did not accept the API key (check OPENAI_API_KEY and OPENAI_BASE_URL)." in html
+    assert ">Retry the copy</button>" in retry_form(html, project_id, file_id)
+
+    client.post(f"/projects/{project_id}/files/{file_id}/sync")
+    html = files_page(client, project_id)
+    assert "a.txt is copied to OpenAI." in html
+    assert "Copy failed" not in html and retry_form(html, project_id, file_id) == ""
+    assert ">copied</span>" in html
+    (remote,) = fake.files.values()
+    assert remote["content"] == b"alpha" and remote["purpose"] == "assistants"
 
 
 def test_page_retry_reports_a_second_failure(app, client, owner, project_id, fake):
@@ -75,7 +155,12 @@ def test_page_retry_reports_a_second_failure(app, client, owner, project_id, fak
     file_id = upload(client, owner, project_id, "a.txt", b"alpha").get_json()["id"]
     login(client, owner)
     client.post(f"/projects/{project_id}/files/{file_id}/sync")
-    assert "still not synced: OpenAI: Slow down" in files_page(client, project_id)
+    html = files_page(client, project_id)
+    assert (
+        "The copy of a.txt to OpenAI failed. OpenAI is limiting requests right now; retry the copy "
+        "in a minute. OpenAI said: Slow down"
+    ) in html
+    assert ">Retry the copy</button>" in retry_form(html, project_id, file_id)
 
 
 def test_unreachable_openai_is_recorded_not_raised(app, client, owner, project_id):
@@ -84,7 +169,9 @@ def test_unreachable_openai_is_recorded_not_raised(app, client, owner, project_i
     app.config["OPENAI_BASE_URL"] = closed_port_url() + "/v1"
     body = upload(client, owner, project_id, "a.txt", b"alpha").get_json()
     assert body["openai"]["status"] == "failed"
-    assert "could not connect" in body["openai"]["error"]
+    assert body["openai"]["error"].startswith(
+        "PromptHub could not reach OpenAI; retry the copy. Details: could not connect"
+    )
 
 
 def test_deleting_a_file_deletes_the_remote_copy(app, client, owner, project_id, fake):
@@ -125,3 +212,47 @@ def test_without_a_key_files_stay_local_and_sync_says_why(app, client, owner, pr
     resp = client.post(f"/api/projects/{project_id}/files/{body['id']}/sync", headers=owner.headers)
     assert resp.status_code == 409
     assert resp.get_json()["error"]["code"] == "sync_unavailable"
+
+
+def test_a_file_uploaded_without_a_key_can_be_copied_from_the_page_later(
+    app, client, owner, project_id, fake
+):
+    from app.chat.llm import close_client
+
+    key = app.config["OPENAI_API_KEY"]
+    app.config["OPENAI_API_KEY"] = None
+    close_client(app)
+    file_id = upload(client, owner, project_id, "a.txt", b"alpha").get_json()["id"]
+    app.config["OPENAI_API_KEY"] = key
+    close_client(app)
+    login(client, owner)
+    html = files_page(client, project_id)
+    assert "Not copied: uploaded before an OpenAI key was set." in html
+    assert ">Copy to OpenAI</button>" in retry_form(html, project_id, file_id)
+
+    client.post(f"/projects/{project_id}/files/{file_id}/sync")
+    assert "a.txt is copied to OpenAI." in files_page(client, project_id)
+    assert [c.method for c in fake.calls("files")] == ["POST"]
+
+
+# --- OpenAI's answer, read by the adapter ------------------------------------------------------
+
+
+def test_an_answer_with_fields_missing_or_odd_still_counts_as_a_copy():
+    """OpenAI's own example omits ``status``; a field of the wrong type is dropped, not fatal."""
+    from app.providers.openai_files import RemoteFile
+
+    remote = RemoteFile.from_body(
+        {"id": "file-abc123", "object": "file", "bytes": "120000", "created_at": 1677610602,
+         "filename": "salesOverview.pdf", "purpose": "assistants"}
+    )  # fmt: skip
+    assert remote == RemoteFile(id="file-abc123", created_at=1677610602, purpose="assistants")
+
+
+@pytest.mark.parametrize("body", [{}, {"id": ""}, {"id": 7}])
+def test_an_answer_without_an_id_is_malformed(body):
+    from app.providers.base import ProviderMalformed
+    from app.providers.openai_files import RemoteFile
+
+    with pytest.raises(ProviderMalformed, match="no id"):
+        RemoteFile.from_body(body)

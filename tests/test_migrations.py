@@ -8,6 +8,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from flask_migrate import downgrade, upgrade
+from sqlalchemy import inspect as sa_inspect
 
 from app import create_app
 from app.extensions import db
@@ -86,5 +87,76 @@ def test_existing_versions_get_the_default_settings(scratch_url):
             ).one()
         assert tuple(version) == ("gpt-4o-mini", None, 1024)
         assert tuple(project) == (None, 0)
+        downgrade(revision="base")
+        db.engine.dispose()
+
+
+@pytest.mark.parametrize(
+    "scratch_url",
+    ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)],
+    indirect=True,
+)
+def test_existing_files_keep_their_copy_and_get_no_openai_answer(scratch_url):
+    """Migration 0008 on a database with files: a copied file keeps its OpenAI id, the new
+    columns (OpenAI's answer, not kept before) are null, and the API says so; downgrading
+    drops them and keeps the rest."""
+    app = create_app(base_config(scratch_url))
+    with app.app_context():
+        upgrade(revision="0007")
+        with db.engine.begin() as conn:
+            conn.exec_driver_sql(
+                "INSERT INTO users (id, email, password_hash, token_version, created_at) "
+                "VALUES (1, 'a@example.com', 'x', 0, CURRENT_TIMESTAMP)"
+            )
+            conn.exec_driver_sql(
+                "INSERT INTO projects (id, owner_id, name, description, created_at, updated_at,"
+                " canary_percent) VALUES (1, 1, 'Bot', '', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP,"
+                " 0)"
+            )
+            columns = (
+                "INSERT INTO files (id, project_id, name, stored_name, size, content_type, "
+                "sha256, text_status, text_chars, use_in_chat, openai_file_id, sync_status, "
+                "created_at) VALUES "
+            )
+            conn.exec_driver_sql(
+                columns + "(1, 1, 'a.txt', 's1', 5, 'text/plain', 'h1', 'ok', 5, false, "
+                "'file-old', 'synced', CURRENT_TIMESTAMP)"
+            )
+            conn.exec_driver_sql(
+                columns + "(2, 1, 'b.txt', 's2', 5, 'text/plain', 'h2', 'ok', 5, false, "
+                "NULL, 'failed', CURRENT_TIMESTAMP)"
+            )
+        upgrade()
+        with db.engine.connect() as conn:
+            stored = conn.exec_driver_sql(
+                "SELECT id, openai_file_id, sync_status, openai_bytes, openai_created_at,"
+                " openai_expires_at, openai_purpose, openai_status FROM files ORDER BY id"
+            ).all()
+        assert [tuple(r) for r in stored] == [
+            (1, "file-old", "synced", None, None, None, None, None),
+            (2, None, "failed", None, None, None, None, None),
+        ]
+        with app.test_request_context():
+            from app.files.api import file_json
+            from app.models import StoredFile
+
+            old, failed = (file_json(db.session.get(StoredFile, i))["openai"] for i in (1, 2))
+        assert old["file"] == {
+            "id": "file-old",
+            "bytes": None,
+            "created_at": None,
+            "expires_at": None,
+            "purpose": None,
+            "status": None,
+        }
+        assert failed["file"] is None
+        db.session.remove()
+
+        downgrade(revision="0007")
+        with db.engine.connect() as conn:
+            columns = {c["name"] for c in sa_inspect(conn).get_columns("files")}
+            kept = conn.exec_driver_sql("SELECT openai_file_id FROM files ORDER BY id").all()
+        assert not {c for c in columns if c.startswith("openai_") and c != "openai_file_id"}
+        assert [r[0] for r in kept] == ["file-old", None]
         downgrade(revision="base")
         db.engine.dispose()

@@ -399,3 +399,25 @@ class TestWhenRateLimited:
         assert api("post", "/api/auth/login", json=body).status_code == 401
         limited = api("post", "/api/auth/login", json=body)  # headers checked too
         assert limited.status_code == 429
+
+
+class TestWithTheOpenAIFilesCopy:
+    @pytest.fixture
+    def config_overrides(self, fake):
+        fake.reset()
+        return fake.app_config(openrouter=False)
+
+    def test_copied_and_failed_files_match_the_document(self, app, api, fake):
+        api.headers = make_user(app).headers
+        project = api("post", "/api/projects", json={"name": "Bot"}).get_json()
+        ids = {"project_id": project["id"]}
+        copied = upload(api, ids, "notes.txt", b"some notes").get_json()
+        assert copied["openai"]["file"]["id"] == copied["openai"]["file_id"]
+        fake.script("files", {"status": 500})
+        failed = upload(api, ids, "other.txt", b"other notes").get_json()
+        assert failed["openai"]["status"] == "failed" and failed["openai"]["file"] is None
+        files = "/api/projects/{project_id}/files"
+        listed = api("get", files, ids).get_json()["data"]
+        assert [f["openai"]["status"] for f in listed] == ["failed", "synced"]
+        retried = api("post", files + "/{file_id}/sync", {**ids, "file_id": failed["id"]})
+        assert retried.get_json()["openai"]["file"]["purpose"] == "assistants"

@@ -35,8 +35,23 @@ def file_json(file) -> dict:
             "status": file.sync_status,
             "file_id": file.openai_file_id,
             "error": file.sync_error,
+            "file": openai_file_json(file),
         },
         "download_url": url_for("files.download", project_id=file.project_id, filename=file.name),
+    }
+
+
+def openai_file_json(file) -> dict | None:
+    """OpenAI's file object for the copy, as OpenAI answered the upload; None without a copy."""
+    if not file.openai_file_id:
+        return None
+    return {
+        "id": file.openai_file_id,
+        "bytes": file.openai_bytes,
+        "created_at": file.openai_created_at,
+        "expires_at": file.openai_expires_at,
+        "purpose": file.openai_purpose,
+        "status": file.openai_status,
     }
 
 

@@ -8,12 +8,14 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.files.storage import NO_TEXT_TYPES
+from app.files.storage import NO_TEXT_TYPES, OPAQUE
 from app.models import TextStatus
 
 log = logging.getLogger(__name__)
 
 MAX_TEXT_CHARS = 2_000_000  # what we keep of one file; the chat budget is far smaller
+NO_TEXT_NOTE = "No text to extract from this type."
+OPAQUE_NOTE = "No text is read from this type; the file is kept as it is."
 
 
 @dataclass(frozen=True)
@@ -37,7 +39,7 @@ def extract(path: Path, kind: str, content_type: str) -> Extracted:
     """Text that is safe to read inline (bounded and linear in the file's size)."""
     if kind == "text" and content_type not in NO_TEXT_TYPES:
         return _text(path)
-    return Extracted(TextStatus.NONE, note="No text to extract from this type.")
+    return Extracted(TextStatus.NONE, note=OPAQUE_NOTE if kind == OPAQUE else NO_TEXT_NOTE)
 
 
 def _text(path: Path) -> Extracted:

@@ -36,6 +36,7 @@ def index(project_id: int):
         project=get_project_for(current_user, project_id),
         files=files,
         limit_mb=services.upload_limit_mb(),
+        types=services.upload_types(),
         mirror=llm.openai_files().configured,
         confirm=ConfirmForm(),
     )
@@ -94,7 +95,7 @@ def sync(project_id: int, file_id: int):
         if file.sync_status == SyncStatus.SYNCED:
             flash(f"{file.name} is copied to OpenAI.", "success")
         else:
-            flash(f"{file.name} is still not synced: {file.sync_error}", "error")
+            flash(f"The copy of {file.name} to OpenAI failed. {file.sync_error}", "error")
     return redirect(url_for("files.index", project_id=project_id))
 
 

@@ -10,7 +10,10 @@ refuse empty, wrong or duplicate content → rename to the generated name → re
 is marked ``pending``) → insert the row. If anything after the rename fails, the file is removed
 again. After the commit a PDF is queued for the extraction sandbox (``extraction.py``), so the
 request never waits on a parser. The OpenAI mirror runs after the row is committed; its failure
-only marks the row "not synced".
+only marks the row ``failed`` with a reason a person can act on, and the upload still succeeds.
+
+Mirror states (ARCHITECTURE.md, "OpenAI Files mirror"): local → synced | failed (``sync_file``,
+at upload or on a retry); failed → synced | failed (a retry). ``synced`` is final.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from app.files.extraction import extractor
 from app.models import Project, StoredFile, SyncStatus, TextStatus, User
 from app.projects.services import get_project_for, on_project_delete
 from app.providers.base import ProviderError
+from app.providers.openai_files import RemoteFile
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +99,23 @@ def upload_limit_mb() -> int:
     return current_app.config["MAX_UPLOAD_MB"]
 
 
+@dataclass(frozen=True)
+class UploadTypes:
+    builtin: list[str]  # allowed built-in types: checked against their bytes, text for chat
+    added: list[str]  # types the operator added: kept as they are
+    all_builtin: bool
+
+
+def upload_types() -> UploadTypes:
+    allowed = current_app.config["UPLOAD_ALLOWED_EXTENSIONS"]
+    builtin = [ext for ext in allowed if ext in storage.BUILTIN_TYPES]
+    return UploadTypes(
+        builtin=builtin,
+        added=storage.added_types(allowed),
+        all_builtin=set(builtin) == set(storage.DEFAULT_ALLOWED),
+    )
+
+
 # --- upload ----------------------------------------------------------------------------------
 
 
@@ -125,7 +146,9 @@ def store_upload(project: Project, *, filename: str | None, stream: BinaryIO) ->
                 f"{name} is empty.", code="file_empty", fields={"file": "The file is empty."}
             )
         try:
-            content_type, kind = storage.detect(name, staged.head)
+            content_type, kind = storage.detect(
+                name, staged.head, allowed=config["UPLOAD_ALLOWED_EXTENSIONS"]
+            )
         except storage.TypeRejected as exc:
             raise _type_error(name, exc) from None
         existing = _by_hash(project_id, staged.sha256)
@@ -290,26 +313,61 @@ def sync_file(file: StoredFile) -> StoredFile:
         raise Conflict("Set OPENAI_API_KEY to copy files to OpenAI.", code="sync_unavailable")
     file_id, path, name, content_type = file.id, file_path(file), file.name, file.content_type
     db.session.rollback()  # nothing pending; no connection is held while OpenAI answers
-    values: dict
     try:
-        body = client.upload(
+        remote = client.upload(
             path,
             filename=name,
             content_type=content_type,
             purpose=current_app.config["OPENAI_FILE_PURPOSE"],
         )
     except ProviderError as exc:
-        log.warning("OpenAI file upload failed for file %s: %s", file_id, exc.message)
-        values = {"sync_status": SyncStatus.FAILED, "sync_error": f"OpenAI: {exc.message}"}
+        log.warning("OpenAI file upload failed for file %s: %r", file_id, exc)
+        values = {"sync_status": SyncStatus.FAILED, "sync_error": sync_failure(exc)}
+        values.update(_remote_values(None))
     else:
-        values = {
-            "sync_status": SyncStatus.SYNCED,
-            "sync_error": None,
-            "openai_file_id": body["id"],
-        }
+        values = {"sync_status": SyncStatus.SYNCED, "sync_error": None}
+        values.update(_remote_values(remote))
     db.session.execute(update(StoredFile).where(StoredFile.id == file_id).values(**values))
     db.session.commit()
     return db.session.get(StoredFile, file_id)
+
+
+def _remote_values(remote: RemoteFile | None) -> dict:
+    return {
+        "openai_file_id": remote.id if remote else None,
+        "openai_bytes": remote.bytes if remote else None,
+        "openai_created_at": remote.created_at if remote else None,
+        "openai_expires_at": remote.expires_at if remote else None,
+        "openai_purpose": remote.purpose if remote else None,
+        "openai_status": remote.status if remote else None,
+    }
+
+
+# What went wrong, for the person looking at the Files tab, by the kind of provider error; the
+# provider's own reason follows (``ProviderError.message``).
+_SYNC_FAILURES = {
+    "auth": "OpenAI did not accept the API key (check OPENAI_API_KEY and OPENAI_BASE_URL).",
+    "model_not_found": "OpenAI's Files endpoint was not found (check OPENAI_BASE_URL).",
+    "rate_limited": "OpenAI is limiting requests right now; retry the copy in a minute.",
+    "quota": "The OpenAI account is out of credit or quota.",
+    "bad_request": "OpenAI refused this file.",
+    "content_policy": "OpenAI refused this file.",
+    "unavailable": "OpenAI had a problem on its side; retry the copy later.",
+    "timeout": "OpenAI did not answer in time; retry the copy.",
+    "connection": "PromptHub could not reach OpenAI; retry the copy.",
+    "malformed": "OpenAI's answer could not be read; retry the copy.",
+}
+
+
+# Failures seen on our side of the wire: their message is ours (httpx's), not OpenAI's words.
+_TRANSPORT_KINDS = {"timeout", "connection", "malformed"}
+
+
+def sync_failure(exc: ProviderError) -> str:
+    """A failed copy in words a user can act on, then the reason as it was given."""
+    lead = _SYNC_FAILURES.get(exc.kind, "The copy to OpenAI failed.")
+    source = "Details" if exc.kind in _TRANSPORT_KINDS else "OpenAI said"
+    return f"{lead} {source}: {exc.message}"
 
 
 def retry_sync(*, user: User, project_id: int, file_id: int) -> StoredFile:

@@ -1,5 +1,12 @@
 """Bytes on disk and what they are. No Flask, no database: the service decides, this module does.
 
+Types come in two families. **Built-in** types (``TEXT_TYPES``, ``BINARY_TYPES``) are checked
+against their bytes (text must be UTF-8 without NULs, a ``.png`` must start like a PNG) and may
+give text for chat. **Added** types are extensions an operator lists in
+``UPLOAD_ALLOWED_EXTENSIONS`` that PromptHub does not know (``.docx``, ``.zip``): they are kept
+as opaque bytes (``application/octet-stream``), never sniffed, never read for text
+(``parse_extensions`` says what the setting may hold).
+
 Writing is safe: an upload is copied into a temporary file in the project's own folder while it
 is hashed and counted, and only renamed to its final generated name once it is whole and
 accepted. Anything that goes wrong removes the temporary file, so a failed upload leaves
@@ -75,7 +82,14 @@ BINARY_TYPES = {
     ".gif": "image/gif",
     ".webp": "image/webp",
 }
-DEFAULT_ALLOWED = tuple(sorted({*TEXT_TYPES, *BINARY_TYPES}))
+BUILTIN_TYPES = {**TEXT_TYPES, **BINARY_TYPES}
+DEFAULT_ALLOWED = tuple(sorted(BUILTIN_TYPES))
+# What an added type is stored, served and mirrored as: bytes nobody should interpret.
+OPAQUE_TYPE = "application/octet-stream"
+OPAQUE = "opaque"  # the kind of an added type
+BUILTIN_KEYWORD = "builtin"  # in UPLOAD_ALLOWED_EXTENSIONS: every built-in type
+EXT_MAX = 16  # with the dot; a longer "extension" is part of the name (see clean_name)
+_ADDED_EXT = re.compile(r"\.[a-z0-9][a-z0-9_-]*")
 
 # Markup types we never extract text from for chat: it is code a browser would run, not prose.
 NO_TEXT_TYPES = {"image/svg+xml"}
@@ -132,6 +146,65 @@ def extension(name: str) -> str:
     return os.path.splitext(name)[1].lower()
 
 
+def parse_extensions(raw: str | None) -> tuple[str, ...]:
+    """The allowed extensions from ``UPLOAD_ALLOWED_EXTENSIONS``; ``ValueError`` says what is
+    wrong with every bad entry.
+
+    Empty: every built-in type. Otherwise a comma list that is exactly the allowed set (case
+    does not matter): built-in types by extension, with or without the dot (``md`` or ``.md``);
+    the word ``builtin`` for all of them; and added types, written with their dot (``.docx``),
+    one extension each (the last part of a name: ``.gz``, never ``.tar.gz``), letters, digits,
+    ``_`` and ``-``, at most ``EXT_MAX`` characters. A dotless word that is no built-in type
+    (``exe``, ``pdff``) is refused rather than guessed: adding a type is written on purpose."""
+    if raw is None or not raw.strip():
+        return DEFAULT_ALLOWED
+    chosen: set[str] = set()
+    problems: list[str] = []
+    entries = [part.strip() for part in raw.split(",") if part.strip()]
+    if not entries:
+        raise ValueError("it lists no type (leave it empty for the built-in types)")
+    for entry in entries:
+        lowered = entry.lower()
+        dotted = lowered if lowered.startswith(".") else "." + lowered
+        if lowered == BUILTIN_KEYWORD:
+            chosen.update(DEFAULT_ALLOWED)
+        elif "/" in lowered or "\\" in lowered:
+            problems.append(f"{entry!r} looks like a path, not an extension")
+        elif len(lowered.split()) > 1:
+            problems.append(f"{entry!r}: separate the types with commas")
+        elif dotted in BUILTIN_TYPES:
+            chosen.add(dotted)
+        elif not lowered.startswith("."):
+            problems.append(
+                f"{entry!r} is not a built-in type; to keep such files as they are, write "
+                f"the extension with its dot ({dotted})"
+                if _addable(dotted)
+                else f"{entry!r} is not an extension"
+            )
+        elif lowered.count(".") > 1 and _addable("." + lowered.rsplit(".", 1)[1]):
+            last = "." + lowered.rsplit(".", 1)[1]
+            problems.append(f"{entry!r}: only the last part of a name is its type (write {last})")
+        elif not _addable(lowered):
+            problems.append(
+                f"{entry!r} is not an extension (a dot, then up to {EXT_MAX - 1} letters, "
+                "digits, _ or -)"
+            )
+        else:
+            chosen.add(lowered)
+    if problems:
+        raise ValueError("; ".join(problems))
+    return tuple(sorted(chosen))
+
+
+def _addable(ext: str) -> bool:
+    return len(ext) <= EXT_MAX and _ADDED_EXT.fullmatch(ext) is not None
+
+
+def added_types(allowed: Iterable[str]) -> list[str]:
+    """The allowed extensions that are not built-in: kept as opaque files."""
+    return sorted(ext for ext in allowed if ext not in BUILTIN_TYPES)
+
+
 def check_extension(name: str, allowed: Iterable[str]) -> str:
     ext = extension(name)
     if ext not in allowed:
@@ -140,23 +213,25 @@ def check_extension(name: str, allowed: Iterable[str]) -> str:
     return ext
 
 
-def detect(name: str, head: bytes) -> tuple[str, str]:
+def detect(name: str, head: bytes, *, allowed: Iterable[str]) -> tuple[str, str]:
     """``(content_type, kind)`` from the bytes, checked against the name's extension.
 
-    ``kind`` is ``text``, ``pdf`` or ``image``. A file whose bytes do not match its extension is
-    refused, so a renamed executable or an HTML page called ``.png`` never gets in."""
-    ext = extension(name)
+    ``kind`` is ``text``, ``pdf``, ``image`` or ``opaque``. A built-in type whose bytes do not
+    match its extension is refused, so a renamed executable or an HTML page called ``.png``
+    never gets in. An added type (allowed, not built-in) is not looked at: it is kept as
+    ``application/octet-stream`` and only ever downloaded as an attachment."""
+    ext = check_extension(name, allowed)
+    if ext not in BUILTIN_TYPES:
+        return OPAQUE_TYPE, OPAQUE
     magic = _sniff(head)
     if ext in BINARY_TYPES:
         expected = BINARY_TYPES[ext]
         if magic != expected:
             raise TypeRejected(f"The content is not a {ext} file.")
         return expected, "pdf" if expected == "application/pdf" else "image"
-    if ext in TEXT_TYPES:
-        if magic is not None or not _is_utf8_text(head):
-            raise TypeRejected(f"A {ext} file must be UTF-8 text; this one is binary.")
-        return TEXT_TYPES[ext], "text"  # UTF-8; Werkzeug adds the charset to text/* answers
-    raise TypeRejected(f"{ext or 'files without an extension'} is not an allowed file type.")
+    if magic is not None or not _is_utf8_text(head):
+        raise TypeRejected(f"A {ext} file must be UTF-8 text; this one is binary.")
+    return TEXT_TYPES[ext], "text"  # UTF-8; Werkzeug adds the charset to text/* answers
 
 
 def _sniff(head: bytes) -> str | None:

@@ -28,9 +28,9 @@ class TextStatus(StrEnum):
 
 
 class SyncStatus(StrEnum):
-    LOCAL = "local"  # no OpenAI key when it was uploaded
-    SYNCED = "synced"
-    FAILED = "failed"  # "not synced": a retry is offered
+    LOCAL = "local"  # no OpenAI key when it was uploaded: "Copy to OpenAI" is offered
+    SYNCED = "synced"  # terminal: OpenAI holds a copy (openai_* describe it)
+    FAILED = "failed"  # the copy failed (sync_error says why): "Retry the copy" is offered
 
 
 class StoredFile(CreatedAtMixin, Base):
@@ -64,3 +64,10 @@ class StoredFile(CreatedAtMixin, Base):
     openai_file_id: Mapped[str | None] = mapped_column(String(120))
     sync_status: Mapped[str] = mapped_column(String(16), default=SyncStatus.LOCAL, nullable=False)
     sync_error: Mapped[str | None] = mapped_column(Text)
+    # What OpenAI answered about its copy (its file object), as it sent it: sizes in bytes,
+    # times in Unix seconds. Null when there is no copy, and for copies made before 0008.
+    openai_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    openai_created_at: Mapped[int | None] = mapped_column(BigInteger)
+    openai_expires_at: Mapped[int | None] = mapped_column(BigInteger)
+    openai_purpose: Mapped[str | None] = mapped_column(String(32))
+    openai_status: Mapped[str | None] = mapped_column(String(32))

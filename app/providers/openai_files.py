@@ -1,20 +1,56 @@
 """OpenAI Files API (docs/providers.md, "OpenAI Files"): mirror a project file, delete the mirror.
 
 ``POST {base}/files`` is multipart with ``file`` (name and content type sent) and ``purpose``;
-the answer is an ``OpenAIFile`` whose ``id`` (``file-…``) we keep. ``DELETE {base}/files/{id}``
-removes it; a 404 there means it is already gone. Failures are our usual ``ProviderError``s with
-OpenAI's own reason, so the caller can show it.
+the answer is an ``OpenAIFile``, read into a ``RemoteFile``: its ``id`` (``file-…``) is required,
+the other fields we keep (``bytes``, ``created_at``, ``expires_at``, ``purpose``, ``status``) are
+taken when they have the documented type and are None otherwise, so a field OpenAI drops or
+changes never costs the copy. ``DELETE {base}/files/{id}`` removes it; a 404 there means it is
+already gone. Failures are our usual ``ProviderError``s with OpenAI's own reason, so the caller
+can show it.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from app.providers.base import ProviderMalformed, ProviderSettings, as_dict, transport_error
+from app.providers.base import (
+    ProviderMalformed,
+    ProviderSettings,
+    as_dict,
+    as_int,
+    transport_error,
+)
 from app.providers.openai import NAME, status_error
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """What OpenAI said about the copy it made (its ``OpenAIFile``, the fields we keep)."""
+
+    id: str
+    bytes: int | None = None
+    created_at: int | None = None  # Unix seconds, as OpenAI sent it
+    expires_at: int | None = None  # Unix seconds; None: kept until deleted
+    purpose: str | None = None
+    status: str | None = None  # deprecated by OpenAI: uploaded | processed | error
+
+    @classmethod
+    def from_body(cls, body: dict[str, Any]) -> RemoteFile:
+        file_id = body.get("id")
+        if not isinstance(file_id, str) or not file_id:
+            raise ProviderMalformed(NAME, "the file upload answer has no id")
+        return cls(
+            id=file_id,
+            bytes=as_int(body.get("bytes")),
+            created_at=as_int(body.get("created_at")),
+            expires_at=as_int(body.get("expires_at")),
+            purpose=_text(body.get("purpose")),
+            status=_text(body.get("status")),
+        )
 
 
 class OpenAIFiles:
@@ -30,8 +66,8 @@ class OpenAIFiles:
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.settings.openai_api_key}"}
 
-    def upload(self, path: Path, *, filename: str, content_type: str, purpose: str) -> dict:
-        """Send the file; returns the ``OpenAIFile`` object (``id`` guaranteed)."""
+    def upload(self, path: Path, *, filename: str, content_type: str, purpose: str) -> RemoteFile:
+        """Send the file; returns what OpenAI answered about its copy."""
         try:
             with open(path, "rb") as fh:
                 response = self.client.post(
@@ -44,10 +80,7 @@ class OpenAIFiles:
             raise transport_error(NAME, exc) from exc
         if response.status_code >= 400:
             raise status_error(response)
-        body = _json(response)
-        if not isinstance(body.get("id"), str) or not body["id"]:
-            raise ProviderMalformed(NAME, "the file upload answer has no id")
-        return body
+        return RemoteFile.from_body(_json(response))
 
     def delete(self, file_id: str) -> bool:
         """Delete the remote copy; False when OpenAI no longer has it."""
@@ -67,3 +100,7 @@ def _json(response: httpx.Response) -> dict[str, Any]:
         return as_dict(response.json())
     except (ValueError, UnicodeDecodeError) as exc:
         raise ProviderMalformed(NAME, f"not JSON: {response.text[:200]!r}") from exc
+
+
+def _text(value: Any, limit: int = 32) -> str | None:
+    return value[:limit] if isinstance(value, str) and value else None

@@ -102,5 +102,67 @@ def test_a_pdf_shows_extracting_then_its_outcome_without_a_reload(app, live_serv
     shot(page, "files-extracting", full_page=True)
     page.wait_for_selector("td.text-too_complex >> text=too complex to extract", timeout=20_000)
     assert "1 s of CPU" in page.inner_text("td.text-too_complex")
-    assert page.locator("button", has_text="Use in chat").is_disabled()
+    assert page.inner_text("td.chat-cell") == "No text for chat"  # not offered at all
+    assert page.locator("button", has_text="Use in chat").count() == 0
     assert page.problems == []
+
+
+class TestWithTheOpenAICopy:
+    """OpenAI Files is configured (the fake server) and .docx is an added type."""
+
+    @pytest.fixture
+    def config_overrides(self, fake):
+        from app.files.storage import parse_extensions
+
+        fake.reset()
+        return fake.app_config(
+            openrouter=False, UPLOAD_ALLOWED_EXTENSIONS=parse_extensions("builtin,.docx")
+        )
+
+    def test_a_failed_copy_says_why_and_retry_the_copy_fixes_it(
+        self, app, live_server, page, shot, fake
+    ):
+        owner = make_user(app, email="ada@example.com")
+        project_id = make_project(app, owner, name="Docs bot")
+        login(page, live_server, owner)
+        page.goto(f"{live_server}/projects/{project_id}/files")
+        assert "Also .docx, kept as they are (no text for chat)." in page.inner_text("#upload-help")
+
+        docx = b"PK\x03\x04" + bytes(range(256)) * 8
+        fake.script("files", {"status": 503, "message": "The server is overloaded."})
+        page.set_input_files(
+            "#file-input",
+            [
+                {"name": "plan.docx", "mimeType": "application/octet-stream", "buffer": docx},
+                {"name": "notes.md", "mimeType": "text/markdown", "buffer": b"# Notes\n"},
+            ],
+        )
+        page.click("#upload-button")
+        page.locator(".upload-item.is-done").nth(1).wait_for()
+        assert page.locator(".upload-status").all_inner_texts() == ["Uploaded.", "Uploaded."]
+
+        plan = page.locator("tr", has=page.locator("td.file-name", has_text="plan.docx"))
+        plan.locator("td.sync-failed").wait_for()
+        failed = plan.locator("td.sync-failed").inner_text()
+        assert "Copy failed" in failed
+        assert (
+            "OpenAI had a problem on its side; retry the copy later. "
+            "OpenAI said: The server is overloaded."
+        ) in failed
+        assert plan.locator("td.chat-cell").inner_text() == "No text for chat"
+        assert plan.locator("td.chat-cell button").count() == 0
+        notes = page.locator("tr", has=page.locator("td.file-name", has_text="notes.md"))
+        assert notes.locator("td.sync-synced").inner_text() == "copied"
+        assert notes.locator("button", has_text="Use in chat").is_enabled()
+
+        shot(page, "files-openai", full_page=True)
+
+        plan.locator("button", has_text="Retry the copy").click()
+        page.wait_for_selector("text=plan.docx is copied to OpenAI.")
+        plan = page.locator("tr", has=page.locator("td.file-name", has_text="plan.docx"))
+        assert plan.locator("td.sync-synced").inner_text() == "copied"
+        assert page.locator("button", has_text="Retry the copy").count() == 0
+        copies = {f["filename"]: f for f in fake.files.values()}
+        assert copies["plan.docx"]["content"] == docx
+        assert copies["plan.docx"]["purpose"] == "assistants"
+        assert page.problems == []
