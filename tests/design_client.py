@@ -102,6 +102,13 @@ def ok(resp: httpx.Response, status: int) -> dict[str, Any]:
 
 def run(base_url: str, *, origin: str | None = None, email: str | None = None) -> Transcript:
     client = DesignClient(base_url, origin=origin)
+    try:
+        return _session(client, email)
+    finally:
+        client.http.close()
+
+
+def _session(client: DesignClient, email: str | None) -> Transcript:
     seen = Transcript()
     email = email or f"design-{secrets.token_hex(4)}@example.com"
     password = "correct horse battery"
