@@ -58,6 +58,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     from app import (
         api,
+        cors,
         edge,
         limits,
         maintenance,
@@ -84,6 +85,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     loading.init_app(app)
     limits.init_app(app)  # after loading: per-user limits need the bearer user
     security_headers.init_app(app)
+    cors.init_app(app)  # only /api/, only CORS_ORIGINS; never credentials
     api.init_input_guard(app)
     observability.init_app(app)
     maintenance.init_app(app)

@@ -14,6 +14,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, request
 from flask_login import current_user
 
+from app.cors import is_preflight
 from app.edge import JSONTooDeep
 from app.errors import (
     BadRequest,
@@ -177,7 +178,10 @@ def public(view):
 
 @bp.before_request
 def require_login():
-    """Every API route needs a user unless marked ``@public``: secure by default."""
+    """Every API route needs a user unless marked ``@public``: secure by default. A CORS
+    preflight is let through: browsers never send credentials with it (``app/cors.py``)."""
+    if is_preflight():
+        return None
     view = current_app.view_functions.get(request.endpoint or "")
     if view is not None and getattr(view, "is_public", False):
         return None

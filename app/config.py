@@ -3,15 +3,20 @@
 ``load_config`` runs inside ``create_app`` (never at import time). It merges, lowest first:
 built-in defaults, ``.env`` (python-dotenv), the process environment, then the override mapping
 passed to ``create_app``. Production refuses to start without a real ``SECRET_KEY``; development
-generates one into ``instance/secret_key`` once and reuses it.
+generates one into ``instance/secret_key`` once and reuses it. ``JWT_SECRET`` (optional) signs
+API tokens instead of ``SECRET_KEY``; production refuses a weak one, or one equal to
+``SECRET_KEY``. ``CORS_ORIGINS`` is checked here, overrides included, so a bad entry stops the
+app at start instead of silently never matching.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
+import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -152,6 +157,65 @@ def _models(env: Mapping[str, str]) -> tuple[dict[str, Any], ...]:
     return tuple(entries)
 
 
+# An origin as a browser sends it in ``Origin``: scheme, host, optional port; nothing else.
+_ORIGIN = re.compile(
+    r"(?P<scheme>https?)://(?P<host>\[[0-9a-f:.]+\]|[a-z0-9.-]+)(?::(?P<port>[0-9]{1,5}))?",
+    re.IGNORECASE,
+)
+_HOST_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _origin(entry: str) -> str:
+    """One ``CORS_ORIGINS`` entry in the form browsers send: lower-case, default port dropped
+    (``HTTPS://App.example.com:443`` is ``https://app.example.com``), else ``ConfigError``."""
+    problem = ConfigError(
+        f"CORS_ORIGINS entry {entry!r} is not an origin: write scheme://host[:port], "
+        "e.g. https://app.example.com or http://localhost:3000 (http or https; no path, "
+        "no trailing slash, no wildcard inside a name)"
+    )
+    match = _ORIGIN.fullmatch(entry)
+    if match is None:
+        raise problem
+    scheme, host = match["scheme"].lower(), match["host"].lower()
+    if host.startswith("["):
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            raise problem from None
+    elif not all(_HOST_LABEL.fullmatch(label) for label in host.split(".")):
+        raise problem
+    port = int(match["port"]) if match["port"] else None
+    if port is not None and not 1 <= port <= 65535:
+        raise problem
+    if port is None or port == _DEFAULT_PORTS[scheme]:
+        return f"{scheme}://{host}"
+    return f"{scheme}://{host}:{port}"
+
+
+def cors_origins(raw: str | Iterable[str] | None) -> tuple[str, ...]:
+    """``CORS_ORIGINS`` (a comma list, or any iterable of entries from an override) as exact
+    origins, each once, in the order given; ``("*",)`` for any origin. Empty: no CORS at all.
+
+    ``*`` is allowed, alone: cross-origin requests are authenticated by bearer tokens only
+    (``app/auth/loading.py``), never by cookies, so any origin can do no more than a client that
+    already holds a token could do from anywhere."""
+    entries = raw.split(",") if isinstance(raw, str) else list(raw or ())
+    entries = [str(entry).strip() for entry in entries if str(entry).strip()]
+    if "*" in entries:
+        if len(entries) > 1:
+            raise ConfigError(
+                f"CORS_ORIGINS: '*' (any origin) must be the only entry; got {', '.join(entries)}"
+            )
+        return ("*",)
+    return tuple(dict.fromkeys(_origin(entry) for entry in entries))
+
+
+def _weak(secret: str | None) -> bool:
+    """Not fit to sign anything in production: missing, a known default, or short."""
+    return not secret or secret.lower() in WEAK_SECRETS or len(secret) < 32
+
+
 def normalise_database_url(url: str) -> str:
     """Point plain ``postgres://`` URLs at the psycopg 3 driver we ship."""
     for prefix in ("postgres://", "postgresql://"):
@@ -201,6 +265,12 @@ def load_config(
         "DB_CONNECT_TIMEOUT_SECONDS": _int(env, "DB_CONNECT_TIMEOUT_SECONDS", 5),
         "BCRYPT_ROUNDS": _int(env, "BCRYPT_ROUNDS", 12),
         "JWT_EXPIRES_DAYS": _int(env, "JWT_EXPIRES_DAYS", 7),
+        # Signs and verifies API tokens; unset: SECRET_KEY does. Rotating it revokes every
+        # token, not the browser sessions (SECRET_KEY signs those).
+        "JWT_SECRET": _str(env, "JWT_SECRET"),
+        # Origins whose pages may call /api/ from the browser (bearer tokens only): a comma
+        # list of exact origins, or * for any. Empty: no CORS headers at all (app/cors.py).
+        "CORS_ORIGINS": env.get("CORS_ORIGINS", ""),
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": _bool(env.get("SESSION_COOKIE_SECURE"), production),
@@ -291,6 +361,7 @@ def load_config(
         "TRUST_PROXY": _bool(env.get("TRUST_PROXY"), False),
     }
     cfg.update(overrides)
+    cfg["CORS_ORIGINS"] = cors_origins(cfg["CORS_ORIGINS"])
     # One upload request may carry MAX_UPLOAD_MB of file plus the multipart framing. Only upload
     # views get this cap; other bodies get MAX_JSON_KB or MAX_FORM_KB (app/edge.py).
     cfg.setdefault("MAX_CONTENT_LENGTH", cfg["MAX_UPLOAD_MB"] * 1024 * 1024 + 64 * 1024)
@@ -302,10 +373,25 @@ def load_config(
         cfg["TESTING"] = True
 
     secret = cfg.get("SECRET_KEY")
-    if production and (not secret or secret.lower() in WEAK_SECRETS or len(secret) < 32):
+    generate = '(python -c "import secrets; print(secrets.token_urlsafe(48))")'
+    if production and _weak(secret):
         raise ConfigError(
             "SECRET_KEY must be set to a random value of at least 32 characters in production "
-            '(python -c "import secrets; print(secrets.token_urlsafe(48))")'
+            + generate
+        )
+    jwt_secret = cfg.get("JWT_SECRET") or None
+    cfg["JWT_SECRET"] = jwt_secret
+    if production and jwt_secret is not None and _weak(jwt_secret):
+        raise ConfigError(
+            "JWT_SECRET must be a random value of at least 32 characters in production, "
+            "or unset (API tokens are then signed with SECRET_KEY) " + generate
+        )
+    if production and jwt_secret is not None and jwt_secret == secret:
+        # Equal keys give none of the separation JWT_SECRET is set for: rotating one would
+        # rotate both, and a leak of one is a leak of both. Most likely a copy-paste slip.
+        raise ConfigError(
+            "JWT_SECRET must differ from SECRET_KEY in production "
+            "(or leave it unset to sign API tokens with SECRET_KEY)"
         )
     if not secret:
         cfg["SECRET_KEY"] = _dev_secret(instance_path)

@@ -1463,7 +1463,12 @@ def _build() -> dict:
             "description": "Projects, versioned system prompts, streamed chat and files. "
             "Authenticate with `Authorization: Bearer <token>` from register or login. "
             'Errors are always `{"error": {"code", "message", "fields"?}}`; another '
-            "user's data is always a 404. Integers in paths, queries and bodies are 32-bit.",
+            "user's data is always a 404. Integers in paths, queries and bodies are 32-bit.\n\n"
+            "Browser apps on another origin may call the API when the server lists that origin "
+            "in `CORS_ORIGINS` (CORS: preflights need no authentication, answers are cached "
+            "7200 s; `Retry-After`, `X-RateLimit-*`, `Content-Disposition` and `X-Request-ID` "
+            "are exposed). Such calls must send a bearer token: a cookie never authorises a "
+            "request whose `Origin` is another origin, and credentials are never allowed.",
         },
         "tags": [
             {"name": name}
@@ -1482,7 +1487,14 @@ def _build() -> dict:
         "paths": paths,
         "components": {
             "securitySchemes": {
-                "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+                "bearerAuth": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "bearerFormat": "JWT",
+                    "description": "An HS256 JWT from register or login, valid for "
+                    "`JWT_EXPIRES_DAYS` (7 by default). Revoked by logout-all, and all at once "
+                    "when the server's `JWT_SECRET` changes.",
+                }
             },
             "schemas": SCHEMAS,
             "responses": {

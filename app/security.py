@@ -6,8 +6,10 @@ counts characters, so ``password_problem`` checks UTF-8 bytes and callers turn t
 error instead of a 500. ``verify_password`` does exactly one bcrypt check for every input
 (unknown account, over-long password and all), so login time reveals nothing.
 
-Tokens: HS256 JWTs signed with ``SECRET_KEY`` carrying the user id (``sub``) and the user's
-``token_version`` (``ver``). Bumping the version revokes every token issued before.
+Tokens: HS256 JWTs signed with ``JWT_SECRET`` (``SECRET_KEY`` when it is not set) carrying the
+user id (``sub``) and the user's ``token_version`` (``ver``). Bumping the version revokes every
+token issued before; rotating ``JWT_SECRET`` revokes every token of every user, and leaves the
+browser sessions (signed with ``SECRET_KEY``) alone.
 """
 
 from __future__ import annotations
@@ -102,6 +104,12 @@ class TokenError(Exception):
         self.message = message
 
 
+def signing_key() -> str:
+    """The key API tokens are signed and verified with: ``JWT_SECRET``, else ``SECRET_KEY``."""
+    config = current_app.config
+    return config.get("JWT_SECRET") or config["SECRET_KEY"]
+
+
 def issue_token(user_id: int, token_version: int, *, now: datetime | None = None) -> str:
     now = now or datetime.now(UTC)
     days = current_app.config["JWT_EXPIRES_DAYS"]
@@ -111,7 +119,7 @@ def issue_token(user_id: int, token_version: int, *, now: datetime | None = None
         "iat": int(now.timestamp()),
         "exp": int((now + timedelta(days=days)).timestamp()),
     }
-    return jwt.encode(claims, current_app.config["SECRET_KEY"], algorithm=JWT_ALGORITHM)
+    return jwt.encode(claims, signing_key(), algorithm=JWT_ALGORITHM)
 
 
 def decode_token(token: str) -> tuple[int, int]:
@@ -119,7 +127,7 @@ def decode_token(token: str) -> tuple[int, int]:
     try:
         claims = jwt.decode(
             token,
-            current_app.config["SECRET_KEY"],
+            signing_key(),
             algorithms=[JWT_ALGORITHM],
             options={"require": ["sub", "exp", "iat"]},
         )

@@ -89,6 +89,9 @@ def base_config(database_url: str, **extra) -> dict:
         # Never let a developer's .env reach a real provider from the tests.
         "OPENAI_API_KEY": None,
         "OPENROUTER_API_KEY": None,
+        # Nor its token key or cross-origin settings (tests that need them set them).
+        "JWT_SECRET": None,
+        "CORS_ORIGINS": "",
         "OPENAI_BASE_URL": "http://127.0.0.1:9/v1",
         "OPENROUTER_BASE_URL": "http://127.0.0.1:9/api/v1",
         "OFFLINE_TOKEN_DELAY_MS": 0,

@@ -137,3 +137,85 @@ def test_bad_upload_types_are_refused_at_start(raw, why):
     message = str(info.value)
     assert message.startswith(f"UPLOAD_ALLOWED_EXTENSIONS: {why}")
     assert message.endswith("add other types with their dot, e.g. builtin,.docx,.zip")
+
+
+STRONG = "s" * 48
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        "app.example.com",  # no scheme
+        "https://app.example.com/",  # trailing slash
+        "https://app.example.com/app",  # a path
+        "https://app.example.com?x=1",
+        "ftp://app.example.com",
+        "https://*.example.com",  # no patterns: exact origins only
+        "https://app.example.com.*",
+        "https://user@app.example.com",
+        "https://app.example.com:99999",
+        "https://app..example.com",
+        "https://-app.example.com",
+        "http://[::g]:3000",
+        "null",
+        "https://",
+    ],
+)
+def test_a_bad_cors_origin_is_refused_at_start_naming_it(tmp_path, entry):
+    env = {"SECRET_KEY": STRONG, "CORS_ORIGINS": f"https://ok.example, {entry}"}
+    with pytest.raises(ConfigError, match="CORS_ORIGINS entry") as err:
+        load_config(tmp_path, env=env)
+    assert repr(entry) in str(err.value)
+    assert "scheme://host[:port]" in str(err.value)
+
+
+def test_cors_origins_are_read_as_browsers_send_them(tmp_path):
+    raw = " HTTPS://App.Example.COM:443 , http://localhost:3000,,http://[::1]:8080, https://app.example.com"
+    cfg = load_config(tmp_path, env={"SECRET_KEY": STRONG, "CORS_ORIGINS": raw})
+    assert cfg["CORS_ORIGINS"] == (
+        "https://app.example.com",
+        "http://localhost:3000",
+        "http://[::1]:8080",
+    )
+
+
+def test_cors_is_off_by_default(tmp_path):
+    assert load_config(tmp_path, env={"SECRET_KEY": STRONG})["CORS_ORIGINS"] == ()
+
+
+def test_any_origin_is_a_star_alone(tmp_path):
+    cfg = load_config(tmp_path, env={"SECRET_KEY": STRONG, "CORS_ORIGINS": " * "})
+    assert cfg["CORS_ORIGINS"] == ("*",)
+    with pytest.raises(ConfigError, match=r"'\*' \(any origin\) must be the only entry"):
+        load_config(tmp_path, env={"SECRET_KEY": STRONG, "CORS_ORIGINS": "*, https://a.example"})
+
+
+def test_cors_origins_given_as_an_override_are_checked_too(tmp_path):
+    cfg = load_config(tmp_path, {"CORS_ORIGINS": ["https://A.example:443"]}, env={})
+    assert cfg["CORS_ORIGINS"] == ("https://a.example",)
+    with pytest.raises(ConfigError, match="CORS_ORIGINS entry 'a.example'"):
+        load_config(tmp_path, {"CORS_ORIGINS": ("a.example",)}, env={})
+
+
+@pytest.mark.parametrize("jwt_secret", ["changeme", "Secret", "short-but-not-32-characters"])
+def test_production_refuses_a_weak_jwt_secret(tmp_path, jwt_secret):
+    env = {"APP_ENV": "production", "SECRET_KEY": STRONG, "JWT_SECRET": jwt_secret}
+    with pytest.raises(ConfigError, match="JWT_SECRET must be a random value"):
+        load_config(tmp_path, env=env)
+
+
+def test_production_refuses_a_jwt_secret_equal_to_the_secret_key(tmp_path):
+    env = {"APP_ENV": "production", "SECRET_KEY": STRONG, "JWT_SECRET": STRONG}
+    with pytest.raises(ConfigError, match="JWT_SECRET must differ from SECRET_KEY"):
+        load_config(tmp_path, env=env)
+
+
+def test_production_takes_a_strong_jwt_secret_or_none(tmp_path):
+    env = {"APP_ENV": "production", "SECRET_KEY": STRONG}
+    assert load_config(tmp_path, env=env)["JWT_SECRET"] is None
+    cfg = load_config(tmp_path, env={**env, "JWT_SECRET": "j" * 40})
+    assert cfg["JWT_SECRET"] == "j" * 40
+
+
+def test_development_takes_any_jwt_secret(tmp_path):
+    assert load_config(tmp_path, env={"JWT_SECRET": "dev"})["JWT_SECRET"] == "dev"

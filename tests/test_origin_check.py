@@ -1,6 +1,7 @@
 """Origin check beside the CSRF token: a cookie-authenticated write whose ``Origin`` (or, when
 absent, ``Referer``) names another site is a 403; bearer requests and requests naming neither
-are left to the token rules."""
+are left to the token rules. (A cookie never authorises a request whose ``Origin`` is another
+site at all: tests/test_cors.py.)"""
 
 from __future__ import annotations
 
@@ -69,8 +70,12 @@ def test_cross_origin_login_form_is_refused(app, client):
     assert resp.status_code == 403
 
 
-def test_reads_are_not_checked(logged_in):
+def test_reads_are_not_refused_but_a_foreign_origin_makes_them_anonymous(logged_in):
+    """No 403 for reads; but cookies never authorise a request whose Origin is another site
+    (tests/test_cors.py), so it is a 401, while a foreign Referer alone changes nothing."""
     resp = logged_in.get("/api/projects", headers={"Origin": "https://evil.example"})
+    assert resp.status_code == 401
+    resp = logged_in.get("/api/projects", headers={"Referer": "https://evil.example/page"})
     assert resp.status_code == 200
 
 

@@ -3,7 +3,9 @@ from datetime import UTC, datetime, timedelta
 import jwt
 import pytest
 
+from app.extensions import db
 from app.security import decode_token, hash_password, issue_token, password_problem, pwd_context
+from tests.factories import make_user
 
 OTHER_KEY = "not-our-key-but-long-enough-for-hs256-000"
 
@@ -55,6 +57,77 @@ def test_unsigned_tokens_are_refused(app):
     forged = jwt.encode({"sub": "1", "ver": 0, "iat": 0, "exp": 4102444800}, None, algorithm="none")
     with app.app_context(), pytest.raises(Exception, match="not valid"):
         decode_token(forged)
+
+
+def test_without_jwt_secret_tokens_are_signed_with_the_secret_key(app):
+    with app.app_context():
+        token = issue_token(7, 0)
+    claims = jwt.decode(token, app.config["SECRET_KEY"], algorithms=["HS256"])
+    assert claims["sub"] == "7"
+
+
+class TestJwtSecret:
+    """``JWT_SECRET`` signs API tokens; rotating it revokes tokens, not browser sessions."""
+
+    KEY_A = "jwt-secret-a-0123456789-abcdefghijklmnopqrstuv"
+    KEY_B = "jwt-secret-b-0123456789-abcdefghijklmnopqrstuv"
+
+    @pytest.fixture
+    def config_overrides(self):
+        return {"JWT_SECRET": self.KEY_A}
+
+    def test_tokens_are_signed_with_it_and_not_with_the_secret_key(self, app):
+        with app.app_context():
+            token = issue_token(7, 0)
+            assert decode_token(token) == (7, 0)
+        assert jwt.decode(token, self.KEY_A, algorithms=["HS256"])["sub"] == "7"
+        with pytest.raises(jwt.InvalidSignatureError):
+            jwt.decode(token, app.config["SECRET_KEY"], algorithms=["HS256"])
+        signed_with_secret_key = jwt.encode(
+            {"sub": "7", "ver": 0, "iat": 0, "exp": 4102444800},
+            app.config["SECRET_KEY"],
+            algorithm="HS256",
+        )
+        with app.app_context(), pytest.raises(Exception, match="not valid"):
+            decode_token(signed_with_secret_key)
+
+    def test_rotating_it_revokes_tokens_but_not_sessions(self, app, client, database_url, tmp_path):
+        """Two apps over one database, as before and after a deploy that changed JWT_SECRET
+        (SECRET_KEY unchanged)."""
+        from app import create_app
+        from tests.conftest import CSRFClient, base_config
+
+        user = make_user(app, email="ada@example.com")
+        client.post("/login", data={"email": user.email, "password": user.password})
+        assert client.get("/api/auth/me", headers=user.headers).status_code == 200
+
+        rotated = create_app(
+            base_config(database_url, JWT_SECRET=self.KEY_B, UPLOAD_DIR=str(tmp_path / "up"))
+        )
+        rotated.test_client_class = CSRFClient
+        try:
+            after = rotated.test_client()
+            old_token = after.get("/api/auth/me", headers=user.headers)
+            assert old_token.status_code == 401
+            assert old_token.get_json()["error"]["code"] == "token_invalid"
+            # The browser's session cookie, carried over to the rotated app, still works.
+            after.set_cookie("session", client.get_cookie("session").value)
+            me = after.get("/api/auth/me")
+            assert me.status_code == 200
+            assert me.get_json()["user"]["email"] == "ada@example.com"
+            assert after.get("/").status_code == 200  # and the pages
+            # Logging in again gives a token of the new key, which the old app refuses.
+            login = after.post(
+                "/api/auth/login", json={"email": user.email, "password": user.password}
+            )
+            new_token = {"Authorization": f"Bearer {login.get_json()['token']}"}
+            assert after.get("/api/auth/me", headers=new_token).status_code == 200
+            assert client.get("/api/auth/me", headers=new_token).status_code == 401
+        finally:
+            rotated.extensions["broker"].shutdown()
+            with rotated.app_context():
+                db.session.remove()
+                db.engine.dispose()
 
 
 GEVENT_PROBE = """

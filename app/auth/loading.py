@@ -12,17 +12,28 @@ Rules, applied to the whole app:
   ``cross_origin`` when their ``Origin`` header, or without one their ``Referer``, names another
   origin (scheme, host, port) than the request's own (``TRUST_PROXY``: the forwarded scheme and
   host, through ProxyFix). ``Origin: null`` and an unreadable value count as another origin.
-  Requests naming neither are left to the token alone (old browsers, privacy tools).
+  Requests naming neither are left to the token alone (old browsers, privacy tools). Under
+  ``/api/`` the rule applies to requests that carry a login session (a session cookie naming
+  one, valid or not): an anonymous JSON call (register, login) from another origin is allowed.
+- Cookies never authorise a cross-origin request: when the ``Origin`` header names another
+  origin, the session is not loaded at all, for reads too and whatever ``CORS_ORIGINS`` allows,
+  so such a request is anonymous unless it sends a bearer token (``/api/``: 401). Browsers
+  send ``Origin`` on every cross-origin ``fetch`` and on every non-GET request, never on a
+  same-origin GET or a navigation, so links into the app from other sites still find the user
+  logged in.
+- A CORS preflight (``app/cors.py``) is answered without authentication: its bearer header, if
+  any, is ignored.
 """
 
 from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import Flask, g, redirect, request, url_for
+from flask import Flask, g, redirect, request, session, url_for
 from flask_login import current_user
 
 from app.auth import services
+from app.cors import is_preflight
 from app.errors import Forbidden, Unauthorized, wants_json
 from app.extensions import csrf, login_manager
 from app.security import TokenError
@@ -32,8 +43,9 @@ DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def bearer_token() -> str | None:
-    """The bearer token of an API request ("" when the header is empty), else None."""
-    if not wants_json():
+    """The bearer token of an API request ("" when the header is empty), else None. A preflight
+    has none: it is answered the same for everyone."""
+    if not wants_json() or is_preflight():
         return None
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
@@ -64,10 +76,25 @@ def from_another_origin() -> bool:
     return origin_of(claimed) != origin_of(request.host_url)
 
 
+def origin_header_is_foreign() -> bool:
+    """Whether the request's ``Origin`` header names another origin than its own (``null`` and
+    unreadable values included). The ``Referer`` does not count here: a link followed from
+    another site is a navigation, not a cross-origin request."""
+    claimed = request.headers.get("Origin")
+    return bool(claimed) and origin_of(claimed) != origin_of(request.host_url)
+
+
+def sends_login_session() -> bool:
+    """Whether the request carries a session cookie that names a login session (valid or not)."""
+    return "_user_id" in session
+
+
 @login_manager.user_loader
 def load_session_user(session_id: str):
     if bearer_token() is not None:
         return None  # the token alone decides
+    if origin_header_is_foreign():
+        return None  # cookies never authorise a cross-origin request
     return services.user_for_session_id(session_id)
 
 
@@ -108,13 +135,15 @@ def init_app(app: Flask) -> None:
             return None
         if request.method in SAFE_METHODS:
             return None
-        if wants_json() and not current_user.is_authenticated:
-            return None
-        if from_another_origin():
+        # Pages: every write from another site. API: a write that carries a login session
+        # (the session itself is not loaded for it, see load_session_user).
+        if from_another_origin() and (not wants_json() or sends_login_session()):
             raise Forbidden(
                 "This request came from another site, so it was refused. "
                 "Go back to PromptHub and try again from there.",
                 code="cross_origin",
             )
+        if wants_json() and not current_user.is_authenticated:
+            return None  # anonymous JSON (register, login): no credential to protect
         csrf.protect()
         return None
