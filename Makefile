@@ -10,7 +10,7 @@ export FLASK_APP := app
 export NO_PROXY := 127.0.0.1,localhost,::1
 export no_proxy := $(NO_PROXY)
 
-.PHONY: install run serve test test-sqlite test-postgres lint format migrate upgrade bench browser-deps screenshots clean
+.PHONY: install run serve test test-sqlite test-postgres lint format migrate upgrade bench browser-deps screenshots module-map clean
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -75,6 +75,9 @@ screenshots: install browser-deps  ## refresh docs/screenshots/ from the browser
 bench: install
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m bench tests/bench -s
+
+module-map: install  ## regenerate ARCHITECTURE.md's module map from the docstrings and imports
+	$(BIN)/python -m tests.module_map
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -10,7 +10,6 @@ from typing import Any
 
 from flask import Flask
 from sqlalchemy import event
-from sqlalchemy.engine import Engine
 from werkzeug.exceptions import NotFound
 from werkzeug.routing import IntegerConverter
 
@@ -20,9 +19,9 @@ from app.models.base import MAX_DB_INT
 log = logging.getLogger(__name__)
 
 
-@event.listens_for(Engine, "connect")
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
-    """SQLite: enforce foreign keys (cascades) and wait on locks instead of failing at once."""
+    """SQLite: enforce foreign keys (cascades) and wait on locks instead of failing at once.
+    Listened for on this app's engine only (``create_app``), never on every ``Engine``."""
     if isinstance(dbapi_connection, sqlite3.Connection):
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys=ON")
@@ -76,6 +75,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     edge.init_app(app)
     db.init_app(app)
+    with app.app_context():  # builds the engine (no connection yet) to listen on it
+        if db.engine.dialect.name == "sqlite":
+            event.listen(db.engine, "connect", _sqlite_pragmas)
     if app.config["DB_MIGRATE_COMMANDS"]:
         from flask_migrate import Migrate
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 from flask import Flask, current_app
 
-from app.chat.llm import describe, is_offline
+from app.llm import describe, is_offline
 
 
 def register_cli(app: Flask) -> None:

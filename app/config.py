@@ -23,6 +23,8 @@ from typing import Any
 
 from dotenv import dotenv_values
 
+from app.filetypes import DEFAULT_ALLOWED, parse_extensions
+
 ROOT = Path(__file__).resolve().parent.parent
 ENVIRONMENTS = ("development", "production", "testing")
 # Values that must never reach production as a signing key.
@@ -65,9 +67,7 @@ def _str(env: Mapping[str, str], key: str, default: str | None = None) -> str | 
 
 
 def _extensions(raw: str | None) -> tuple[str, ...]:
-    """``UPLOAD_ALLOWED_EXTENSIONS``; the rules live with the types (``parse_extensions``)."""
-    from app.files.storage import DEFAULT_ALLOWED, parse_extensions
-
+    """``UPLOAD_ALLOWED_EXTENSIONS``; the rules live with the types (``app/filetypes.py``)."""
     try:
         return parse_extensions(raw)
     except ValueError as exc:

@@ -1,10 +1,15 @@
-"""Helpers shared by every HTML route that maps service errors onto WTForms forms."""
+"""Form helpers shared by every feature's HTML routes: ``ConfirmForm`` for buttons, and
+``apply_errors``, which maps a service error onto a WTForms form."""
 
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
 
 from app.errors import AppError
+
+
+class ConfirmForm(FlaskForm):
+    """A bare CSRF-protected form for buttons (log out, delete, promote)."""
 
 
 def apply_errors(form: FlaskForm, exc: AppError) -> None:

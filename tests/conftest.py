@@ -126,7 +126,7 @@ def app(database_url, config_overrides, tmp_path):
             db.session.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
             db.session.commit()
     yield app
-    from app.chat.llm import close_client
+    from app.llm import close_client
 
     # Turns still generating (a test that left its stream) end before the next test's database.
     assert app.extensions["running_turns"].stop_all(), "a turn did not end"

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from app.chat.llm import close_client
 from app.extensions import db
+from app.llm import close_client
 from app.models import Message
 from tests.factories import make_project
 from tests.fake_provider import Scenario, closed_port_url

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from app.config import ConfigError, load_config, normalise_database_url
-from app.files.storage import DEFAULT_ALLOWED
+from app.filetypes import DEFAULT_ALLOWED
 
 
 def test_production_refuses_to_start_without_a_secret(tmp_path):

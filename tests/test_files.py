@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from app.extensions import db
-from app.files.storage import parse_extensions
+from app.filetypes import parse_extensions
 from app.models import StoredFile
 from tests.factories import make_project, wait_extracted
 from tests.pdfs import blank_pdf, text_pdf

@@ -49,7 +49,7 @@ def chat(client, owner, project_id, message="What is the refund window?", **body
 
 
 def use_openai(app):
-    from app.chat.llm import close_client
+    from app.llm import close_client
 
     app.config["OPENAI_API_KEY"] = "test-openai-key"
     close_client(app)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.files.storage import parse_extensions
+from app.filetypes import parse_extensions
 from tests.factories import make_project
 from tests.test_files import docx_bytes, files_page, login, on_disk, upload
 
@@ -203,7 +203,7 @@ def test_deleting_the_project_deletes_remote_copies(app, client, owner, project_
 
 def test_without_a_key_files_stay_local_and_sync_says_why(app, client, owner, project_id, fake):
     app.config["OPENAI_API_KEY"] = None
-    from app.chat.llm import close_client
+    from app.llm import close_client
 
     close_client(app)
     body = upload(client, owner, project_id, "a.txt", b"alpha").get_json()
@@ -217,7 +217,7 @@ def test_without_a_key_files_stay_local_and_sync_says_why(app, client, owner, pr
 def test_a_file_uploaded_without_a_key_can_be_copied_from_the_page_later(
     app, client, owner, project_id, fake
 ):
-    from app.chat.llm import close_client
+    from app.llm import close_client
 
     key = app.config["OPENAI_API_KEY"]
     app.config["OPENAI_API_KEY"] = None

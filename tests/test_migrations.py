@@ -137,7 +137,7 @@ def test_existing_files_keep_their_copy_and_get_no_openai_answer(scratch_url):
             (2, None, "failed", None, None, None, None, None),
         ]
         with app.test_request_context():
-            from app.files.api import file_json
+            from app.files.serializers import file_json
             from app.models import StoredFile
 
             old, failed = (file_json(db.session.get(StoredFile, i))["openai"] for i in (1, 2))

@@ -27,7 +27,3 @@ class LoginForm(FlaskForm):
         "Password", render_kw={"required": True, "autocomplete": "current-password"}
     )
     remember = BooleanField("Keep me logged in for 30 days")
-
-
-class ConfirmForm(FlaskForm):
-    """A bare CSRF-protected form for buttons (log out, delete)."""

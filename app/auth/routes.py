@@ -8,9 +8,9 @@ from flask import Blueprint, flash, redirect, render_template, request, session,
 from flask_login import current_user, login_required, login_user, logout_user
 
 from app.auth import services
-from app.auth.forms import ConfirmForm, LoginForm, RegisterForm
+from app.auth.forms import LoginForm, RegisterForm
 from app.errors import AppError
-from app.forms import apply_errors
+from app.forms import ConfirmForm, apply_errors
 from app.limits import count_login_attempt, login_per_address, register_per_address
 
 bp = Blueprint("auth", __name__)

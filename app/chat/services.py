@@ -31,10 +31,10 @@ from sqlalchemy import delete, select
 
 from app import catalog
 from app.chat import relay, replies
-from app.chat.llm import get_chain
 from app.errors import NotFound, ProviderUnavailable, ValidationFailed
 from app.extensions import db
 from app.files.services import chat_context
+from app.llm import get_chain
 from app.models import (
     Arm,
     Conversation,

@@ -9,9 +9,9 @@ from flask import Blueprint, current_app, render_template, request
 from flask_login import current_user, login_required
 
 from app import catalog
-from app.chat.llm import is_offline
 from app.compare import services
 from app.errors import NotFound
+from app.llm import is_offline
 from app.models.base import db_int
 from app.prompts import services as prompt_services
 

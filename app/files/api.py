@@ -2,72 +2,18 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, request, send_file, url_for
+from flask import Blueprint, request
 from flask_login import current_user
 
 from app.api import field, json_body
 from app.edge import takes_uploads
 from app.errors import ValidationFailed
 from app.files import services
+from app.files.serializers import download_response, file_json
 from app.limits import upload_per_user
 from app.projects.services import get_project_for
 
 bp = Blueprint("files", __name__, url_prefix="/<int:project_id>/files")
-
-
-def file_json(file) -> dict:
-    return {
-        "id": file.id,
-        "project_id": file.project_id,
-        "name": file.name,
-        "size": file.size,
-        "content_type": file.content_type,
-        "sha256": file.sha256,
-        "created_at": file.created_at.isoformat(),
-        "text": {
-            "status": file.text_status,
-            "chars": file.text_chars,
-            "pages": file.text_pages,
-            "note": file.text_note,
-        },
-        "use_in_chat": file.use_in_chat,
-        "openai": {
-            "status": file.sync_status,
-            "file_id": file.openai_file_id,
-            "error": file.sync_error,
-            "file": openai_file_json(file),
-        },
-        "download_url": url_for("files.download", project_id=file.project_id, filename=file.name),
-    }
-
-
-def openai_file_json(file) -> dict | None:
-    """OpenAI's file object for the copy, as OpenAI answered the upload; None without a copy."""
-    if not file.openai_file_id:
-        return None
-    return {
-        "id": file.openai_file_id,
-        "bytes": file.openai_bytes,
-        "created_at": file.openai_created_at,
-        "expires_at": file.openai_expires_at,
-        "purpose": file.openai_purpose,
-        "status": file.openai_status,
-    }
-
-
-def download_response(file):
-    """The bytes as an attachment with their stored type: an uploaded HTML or SVG file is
-    saved by the browser, never rendered in our origin."""
-    resp = send_file(
-        services.file_path(file),
-        mimetype=file.content_type,
-        as_attachment=True,
-        download_name=file.name,
-        max_age=0,
-    )
-    resp.headers["X-Content-Type-Options"] = "nosniff"
-    resp.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
-    return resp
 
 
 @bp.get("")

@@ -5,12 +5,12 @@ from __future__ import annotations
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
-from app.auth.forms import ConfirmForm
-from app.chat import llm
+from app import llm
 from app.edge import takes_uploads
 from app.errors import AppError, Conflict, ValidationFailed
 from app.files import services
-from app.files.api import download_response, file_json
+from app.files.serializers import download_response, file_json
+from app.forms import ConfirmForm
 from app.limits import upload_per_user
 from app.models import SyncStatus
 from app.projects.services import get_project_for

@@ -28,7 +28,7 @@ from flask import current_app
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from app.chat import llm
+from app import filetypes, llm
 from app.errors import (
     Conflict,
     NotFound,
@@ -108,11 +108,11 @@ class UploadTypes:
 
 def upload_types() -> UploadTypes:
     allowed = current_app.config["UPLOAD_ALLOWED_EXTENSIONS"]
-    builtin = [ext for ext in allowed if ext in storage.BUILTIN_TYPES]
+    builtin = [ext for ext in allowed if ext in filetypes.BUILTIN_TYPES]
     return UploadTypes(
         builtin=builtin,
-        added=storage.added_types(allowed),
-        all_builtin=set(builtin) == set(storage.DEFAULT_ALLOWED),
+        added=filetypes.added_types(allowed),
+        all_builtin=set(builtin) == set(filetypes.DEFAULT_ALLOWED),
     )
 
 

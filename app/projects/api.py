@@ -7,7 +7,7 @@ from flask_login import current_user
 
 from app.api import field, json_body
 from app.projects import services
-from app.prompts.api import version_json
+from app.prompts.serializers import version_json
 from app.prompts.versions import DEFAULT_SYSTEM_PROMPT, active_version
 
 bp = Blueprint("projects", __name__, url_prefix="/projects")

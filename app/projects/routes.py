@@ -5,11 +5,10 @@ from __future__ import annotations
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
-from app.auth.forms import ConfirmForm
 from app.chat import services as chat_services
-from app.chat.llm import describe, is_offline
 from app.errors import AppError
-from app.forms import apply_errors
+from app.forms import ConfirmForm, apply_errors
+from app.llm import describe, is_offline
 from app.models.base import db_int
 from app.projects import services
 from app.projects.forms import EditProjectForm, NewProjectForm

@@ -12,6 +12,7 @@ from app import catalog
 from app.api import field, json_body
 from app.prompts import services
 from app.prompts.metrics import Metrics
+from app.prompts.serializers import version_json
 
 bp = Blueprint("prompts", __name__, url_prefix="/<int:project_id>/prompts")
 models_bp = Blueprint("models", __name__)
@@ -33,24 +34,6 @@ def models():
             }
             for c in catalog.choices()
         ]
-    }
-
-
-def version_json(version) -> dict:
-    return {
-        "id": version.id,
-        "project_id": version.project_id,
-        "version": version.version,
-        "content": version.content,
-        "note": version.note,
-        "model": version.model,
-        "temperature": version.temperature,
-        "max_output_tokens": version.max_output_tokens,
-        "is_active": version.is_active,
-        "is_candidate": version.is_candidate,
-        "author_id": version.author_id,
-        "length": len(version.content),
-        "created_at": version.created_at.isoformat(),
     }
 
 

@@ -1,3 +1,6 @@
+"""Prompt tab forms: presentation and parsing only; the rules and their messages live in
+``services`` and ``versions`` (one source for the pages and the API)."""
+
 from flask_wtf import FlaskForm
 from wtforms import FloatField, IntegerField, SelectField, StringField, SubmitField, TextAreaField
 from wtforms.validators import InputRequired, Optional

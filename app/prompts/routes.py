@@ -7,9 +7,8 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
 from app import catalog
-from app.auth.forms import ConfirmForm
 from app.errors import AppError, Conflict, ValidationFailed
-from app.forms import apply_errors
+from app.forms import ConfirmForm, apply_errors
 from app.prompts import charts, metrics, services
 from app.prompts.forms import CanaryForm, PromptForm
 from app.prompts.versions import DEFAULT_SYSTEM_PROMPT, settings_of
@@ -179,24 +178,22 @@ def canary(project_id: int):
 
 @bp.get("/diff")
 def diff(project_id: int):
-    result = services.diff_versions(
+    result, history = services.diff_page(
         user=current_user,
         project_id=project_id,
         from_number=request.args.get("from"),
         to_number=request.args.get("to"),
     )
-    project, versions = services.list_versions(user=current_user, project_id=project_id)
-    active, candidate = services.release_of(project)
     return render_template(
         "prompts/diff.html",
-        project=project,
-        versions=versions,
+        project=history.project,
+        versions=history.versions,
         a=result.a,
         b=result.b,
         diff=result.text,
         settings_changes=result.settings_changes,
-        active=active,
-        candidate=candidate,
-        counts=services.reply_counts(project.id),
+        active=history.active,
+        candidate=history.candidate,
+        counts=history.counts,
         confirm=ConfirmForm(),
     )

@@ -241,6 +241,34 @@ def diff_versions(
     return VersionDiff(a, b, "".join(line + "\n" for line in lines), changes)
 
 
+@dataclass(frozen=True)
+class History:
+    """The Prompt tab's history, shown beside every prompt page: the versions newest first,
+    production and the candidate, and how many replies each version produced."""
+
+    project: Project
+    versions: list[PromptVersion]
+    active: PromptVersion | None
+    candidate: PromptVersion | None
+    counts: dict[int, int]
+
+
+def history_of(*, user: User, project_id: int) -> History:
+    project, versions = list_versions(user=user, project_id=project_id)
+    active, candidate = release_of(project)
+    return History(project, versions, active, candidate, reply_counts(project.id))
+
+
+def diff_page(
+    *, user: User, project_id: int, from_number: int | str | None, to_number: int | str | None
+) -> tuple[VersionDiff, History]:
+    """The diff page: the diff (ownership checked first), and the history beside it."""
+    found = diff_versions(
+        user=user, project_id=project_id, from_number=from_number, to_number=to_number
+    )
+    return found, history_of(user=user, project_id=project_id)
+
+
 def release_of(project: Project) -> tuple[PromptVersion | None, PromptVersion | None]:
     """(production, candidate) of a project the caller owns."""
     return active_version(project), candidate_version(project)

@@ -112,7 +112,7 @@ class TestWithTheOpenAICopy:
 
     @pytest.fixture
     def config_overrides(self, fake):
-        from app.files.storage import parse_extensions
+        from app.filetypes import parse_extensions
 
         fake.reset()
         return fake.app_config(

@@ -1,4 +1,6 @@
-"""The process-wide provider chain and its one shared ``httpx.Client``.
+"""The process-wide provider clients: the chat chain and the OpenAI Files client, sharing one
+``httpx.Client``. Shared by every feature that calls a provider (chat, compare, files), so it
+sits beside them, above ``app/providers/`` (which knows nothing of Flask).
 
 Built lazily on first use (after a gunicorn fork, never before) from the app config, and kept on
 ``app.extensions`` so each process has exactly one pooled client.
