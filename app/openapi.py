@@ -1514,19 +1514,18 @@ def spec() -> dict:
 def body_schema(path: str, method: str) -> Schema | None:
     """The JSON request body of an operation (``/api/projects/{project_id}``, ``patch``), or
     None when it takes none. The schema is shared: do not change it."""
-    return _bodies().get((path, method.lower()))
+    return request_bodies().get((path, method.lower()))
 
 
 @cache
-def _bodies() -> dict[tuple[str, str], Schema]:
+def request_bodies() -> dict[tuple[str, str], Schema]:
+    """Every operation's JSON request body by (path, method)."""
     found = {}
     for path, item in _build()["paths"].items():
         for method, operation in item.items():
-            content = (
-                operation.get("requestBody", {}).get("content", {})
-                if method != "parameters"
-                else {}
-            )
+            if method == "parameters":
+                continue
+            content = operation.get("requestBody", {}).get("content", {})
             if "application/json" in content:
                 found[(path, method)] = content["application/json"]["schema"]
     return found
