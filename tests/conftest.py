@@ -175,6 +175,21 @@ def server_database(tmp_path, pg_url):
     drop_pg_database(url)
 
 
+@pytest.fixture(scope="module")
+def module_server_database(tmp_path_factory):
+    """A database of its own for a real server that a whole module shares (one gunicorn per
+    module): SQLite, or a fresh PostgreSQL database beside the suite's, dropped after the
+    module (after the module's server fixture has stopped its server)."""
+    if not PG_URL:
+        yield f"sqlite:///{tmp_path_factory.mktemp('server') / 'server.db'}"
+        return
+    parts = urlsplit(PG_URL)
+    url = urlunsplit(parts._replace(path=parts.path + "_server"))
+    recreate_pg_database(url)
+    yield url
+    drop_pg_database(url)
+
+
 @pytest.fixture(scope="session")
 def fake():
     """The fake OpenAI/OpenRouter server (tests/fake_provider.py), real HTTP on loopback."""

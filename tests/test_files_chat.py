@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from tests.factories import make_project, wait_extracted
+from tests.filehelp import upload
 from tests.pdfs import text_pdf
-from tests.test_files import upload
 
 
 @pytest.fixture(autouse=True)

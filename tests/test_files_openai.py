@@ -7,7 +7,7 @@ import pytest
 
 from app.files.storage import parse_extensions
 from tests.factories import make_project
-from tests.test_files import docx_bytes, files_page, login, on_disk, upload
+from tests.filehelp import docx_bytes, files_page, login, on_disk, upload
 
 
 @pytest.fixture(autouse=True)
