@@ -15,19 +15,11 @@ from tests.factories import make_project
 from tests.fake_provider import Scenario, closed_port_url
 from tests.sse import parse_sse, read_stream, turn_id_of
 
-
-@pytest.fixture(autouse=True)
-def _reset(fake):
-    fake.reset()
-
-
-@pytest.fixture
-def config_overrides(fake):
-    return fake.app_config(
-        OPENROUTER_REFERER="https://prompthub.example",
-        LLM_TIMEOUT_SECONDS=0.6,
-        LLM_RETRY_MAX_WAIT_SECONDS=0.3,
-    )
+pytestmark = pytest.mark.use_fake(
+    OPENROUTER_REFERER="https://prompthub.example",
+    LLM_TIMEOUT_SECONDS=0.6,
+    LLM_RETRY_MAX_WAIT_SECONDS=0.3,
+)
 
 
 @pytest.fixture
@@ -426,19 +418,33 @@ def test_stop_while_the_model_is_silent_closes_the_upstream_at_once(
         assert (reply.status, reply.content, reply.provider) == ("incomplete", "", None)
 
 
+@pytest.mark.parametrize(
+    "scenario",
+    [
+        # Headers held back until the first token: the Stop takes effect when they arrive (the
+        # first token may come in the same read; then the Stop wins at the commit point).
+        pytest.param(
+            Scenario(ttft_ms=1500, deltas=["w "] * 100, token_delay_ms=20), id="no-headers"
+        ),
+        # Headers and an empty delta at once, then a silent model: the Stop breaks the read.
+        pytest.param(Scenario(deltas=["", "w "], token_delay_ms=1500), id="silent-model"),
+    ],
+)
 def test_a_stopped_call_is_neither_retried_nor_sent_to_the_fallback(
-    app, client, owner, project_id, fake
+    app, client, owner, project_id, fake, scenario
 ):
-    """The OpenAI fake holds its headers back until the first token: a Stop meanwhile takes
-    effect when they arrive. The read it breaks is not a provider failure, so the turn is not
-    retried on OpenAI nor sent to OpenRouter.
+    """A Stop while OpenAI has sent no text yet: the read it breaks is not a provider failure, so
+    the turn is not retried on OpenAI nor sent to OpenRouter. (The read timeout is longer than
+    the model's silence here: with this module's 0.6 s, a Stop later than that under load would
+    find a read timeout, which rightly falls back.)
 
     No waiting for something not to happen: the terminal event is sent only after the provider
     chain has returned (the relay reads the chain to its end before the turn is stored), and the
     chain sends any retry or fallback request, which the fake records on arrival, before it
     returns. So once the stream has ended, every request the turn will ever make is recorded."""
     app.config["CHAT_HEARTBEAT_SECONDS"] = 0.05
-    fake.script("responses", Scenario(ttft_ms=800, deltas=["w "] * 100, token_delay_ms=20))
+    app.config["LLM_TIMEOUT_SECONDS"] = 5
+    fake.script("responses", scenario)
     fake.script("chat", Scenario(deltas=["fallback "] * 100, token_delay_ms=20))
     got = stop_when(client, owner, project_id, "stop me", lambda got: ": keep-alive" in got)
 
