@@ -108,9 +108,23 @@ def database_url(tmp_path, pg_url):
 
 
 @pytest.fixture
-def config_overrides():
-    """Override per test module with extra config (``@pytest.fixture def config_overrides``)."""
-    return {}
+def config_overrides(request):
+    """Extra config for the ``app``: override it in a module or class
+    (``@pytest.fixture def config_overrides``). A module, class or test marked
+    ``use_fake(**settings)`` gets ``fake.app_config(**settings)``: chat goes to the fake provider
+    server, ``openai=False``/``openrouter=False`` leave a provider out, other keys are settings."""
+    marker = request.node.get_closest_marker("use_fake")
+    if marker is None:
+        return {}
+    return request.getfixturevalue("fake").app_config(*marker.args, **marker.kwargs)
+
+
+@pytest.fixture(autouse=True)
+def _reset_the_fake_for_use_fake(request):
+    """Tests marked ``use_fake`` start with a fake that has no scripts and no recordings (also
+    when their module or class overrides ``config_overrides``)."""
+    if request.node.get_closest_marker("use_fake") is not None:
+        request.getfixturevalue("fake").reset()
 
 
 @pytest.fixture
@@ -170,6 +184,21 @@ def server_database(tmp_path, pg_url):
         yield f"sqlite:///{tmp_path / 'server.db'}"
         return
     url = pg_url + "_live"
+    recreate_pg_database(url)
+    yield url
+    drop_pg_database(url)
+
+
+@pytest.fixture(scope="module")
+def module_server_database(tmp_path_factory):
+    """A database of its own for a real server that a whole module shares (one gunicorn per
+    module): SQLite, or a fresh PostgreSQL database beside the suite's, dropped after the
+    module (after the module's server fixture has stopped its server)."""
+    if not PG_URL:
+        yield f"sqlite:///{tmp_path_factory.mktemp('server') / 'server.db'}"
+        return
+    parts = urlsplit(PG_URL)
+    url = urlunsplit(parts._replace(path=parts.path + "_server"))
     recreate_pg_database(url)
     yield url
     drop_pg_database(url)

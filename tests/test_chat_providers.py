@@ -15,19 +15,11 @@ from tests.factories import make_project
 from tests.fake_provider import Scenario, closed_port_url
 from tests.sse import parse_sse, read_stream, turn_id_of
 
-
-@pytest.fixture(autouse=True)
-def _reset(fake):
-    fake.reset()
-
-
-@pytest.fixture
-def config_overrides(fake):
-    return fake.app_config(
-        OPENROUTER_REFERER="https://prompthub.example",
-        LLM_TIMEOUT_SECONDS=0.6,
-        LLM_RETRY_MAX_WAIT_SECONDS=0.3,
-    )
+pytestmark = pytest.mark.use_fake(
+    OPENROUTER_REFERER="https://prompthub.example",
+    LLM_TIMEOUT_SECONDS=0.6,
+    LLM_RETRY_MAX_WAIT_SECONDS=0.3,
+)
 
 
 @pytest.fixture
@@ -135,11 +127,10 @@ def test_history_budget_keeps_the_newest_messages(app, client, owner, project_id
 
 
 def test_streaming_on_openai_stores_metadata(app, client, owner, project_id, fake):
+    app.config["CHAT_STREAM_COALESCE_MS"] = 0  # each provider delta is its own event
     fake.script("responses", Scenario(deltas=["Hel", "lo", " Ada"], keepalive=True))
     events, _ = stream(client, owner, project_id)
-    assert [d["text"] for n, d in events if n == "delta"] == ["Hel", "lo", " Ada"] or "".join(
-        d["text"] for n, d in events if n == "delta"
-    ) == "Hello Ada"
+    assert [d["text"] for n, d in events if n == "delta"] == ["Hel", "lo", " Ada"]
     done = events[-1]
     assert done[0] == "done"
     row = stored(app, done[1]["message"]["id"])
@@ -427,20 +418,45 @@ def test_stop_while_the_model_is_silent_closes_the_upstream_at_once(
         assert (reply.status, reply.content, reply.provider) == ("incomplete", "", None)
 
 
+@pytest.mark.parametrize(
+    "scenario",
+    [
+        # Headers held back until the first token: the Stop takes effect when they arrive (the
+        # first token may come in the same read; then the Stop wins at the commit point).
+        pytest.param(
+            Scenario(ttft_ms=1500, deltas=["w "] * 100, token_delay_ms=20), id="no-headers"
+        ),
+        # Headers and an empty delta at once, then a silent model: the Stop breaks the read.
+        pytest.param(Scenario(deltas=["", "w "], token_delay_ms=1500), id="silent-model"),
+    ],
+)
 def test_a_stopped_call_is_neither_retried_nor_sent_to_the_fallback(
-    app, client, owner, project_id, fake
+    app, client, owner, project_id, fake, scenario
 ):
-    """The OpenAI fake holds its headers back until the first token: a Stop meanwhile takes
-    effect when they arrive. The read it breaks is not a provider failure, so the turn is not
-    retried on OpenAI nor sent to OpenRouter."""
-    app.config["CHAT_HEARTBEAT_SECONDS"] = 0.05
-    fake.script("responses", Scenario(ttft_ms=800, deltas=["w "] * 100, token_delay_ms=20))
-    stop_when(client, owner, project_id, "stop me", lambda got: ": keep-alive" in got)
+    """A Stop while OpenAI has sent no text yet: the read it breaks is not a provider failure, so
+    the turn is not retried on OpenAI nor sent to OpenRouter. (The read timeout is longer than
+    the model's silence here: with this module's 0.6 s, a Stop later than that under load would
+    find a read timeout, which rightly falls back.)
 
+    No waiting for something not to happen: the terminal event is sent only after the provider
+    chain has returned (the relay reads the chain to its end before the turn is stored), and the
+    chain sends any retry or fallback request, which the fake records on arrival, before it
+    returns. So once the stream has ended, every request the turn will ever make is recorded."""
+    app.config["CHAT_HEARTBEAT_SECONDS"] = 0.05
+    app.config["LLM_TIMEOUT_SECONDS"] = 5
+    fake.script("responses", scenario)
+    fake.script("chat", Scenario(deltas=["fallback "] * 100, token_delay_ms=20))
+    got = stop_when(client, owner, project_id, "stop me", lambda got: ": keep-alive" in got)
+
+    events, _ = parse_sse(got)
+    name, data = events[-1]
+    assert (name, data["message"]["status"]) == ("done", "incomplete")
+    assert [n for n, _ in events if n == "delta"] == []
+    assert [(c.endpoint, c.completed) for c in fake.requests] == [("responses", False)]
     assert fake.wait_for_disconnects(1, timeout=5)
-    time.sleep(1.0)  # a retry (0.25 s) or a fallback would have been sent by now
-    assert len(fake.calls("responses")) == 1
-    assert fake.calls("chat") == []
+    with app.app_context():
+        reply = db.session.get(Message, data["message"]["id"])
+        assert (reply.status, reply.content, reply.fallback) == ("incomplete", "", False)
 
 
 def test_closing_the_stream_does_not_stop_the_reply(app, client, owner, project_id, fake):

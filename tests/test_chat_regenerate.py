@@ -8,15 +8,7 @@ from tests.factories import make_project, make_user
 from tests.fake_provider import Scenario
 from tests.sse import parse_sse
 
-
-@pytest.fixture(autouse=True)
-def _reset(fake):
-    fake.reset()
-
-
-@pytest.fixture
-def config_overrides(fake):
-    return fake.app_config(openrouter=False, LLM_TIMEOUT_SECONDS=2)
+pytestmark = pytest.mark.use_fake(openrouter=False, LLM_TIMEOUT_SECONDS=2)
 
 
 @pytest.fixture

@@ -18,21 +18,13 @@ from tests.factories import make_project, make_user
 from tests.fake_provider import Scenario
 from tests.sse import parse_sse
 
+pytestmark = pytest.mark.use_fake(
+    openrouter=False, CHAT_CHECKPOINT_SECONDS=0.1, CHAT_HEARTBEAT_SECONDS=0.2
+)
+
 REDIS = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 V1 = "You are Ada's support bot."
 V2 = "You are Ada's terse support bot."
-
-
-@pytest.fixture(autouse=True)
-def _reset(fake):
-    fake.reset()
-
-
-@pytest.fixture
-def config_overrides(fake):
-    return fake.app_config(
-        openrouter=False, CHAT_CHECKPOINT_SECONDS=0.1, CHAT_HEARTBEAT_SECONDS=0.2
-    )
 
 
 @pytest.fixture

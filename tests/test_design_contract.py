@@ -12,17 +12,9 @@ from app.extensions import db
 from app.models import Conversation, PromptVersion
 from tests.factories import make_project, make_user, make_version
 
+pytestmark = pytest.mark.use_fake()
+
 UNKNOWN = "This field is not part of this request."
-
-
-@pytest.fixture(autouse=True)
-def _reset(fake):
-    fake.reset()
-
-
-@pytest.fixture
-def config_overrides(fake):
-    return fake.app_config()
 
 
 @pytest.fixture

@@ -14,10 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import PG_URL
+from tests.filehelp import multipart
 from tests.servers import free_port, gunicorn, migrate, server_env
-from tests.test_files import multipart
-from tests.test_server_faults import server_database
 
 BIG = 15 * 1024 * 1024
 
@@ -39,19 +37,15 @@ def peak_memory_mb(pid: int) -> float:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tmp_path_factory, module_server_database):
     env = server_env(
-        server_database(tmp_path_factory),
+        module_server_database,
         free_port(),
         UPLOAD_DIR=str(tmp_path_factory.mktemp("uploads")),
     )
     migrate(env)
     with gunicorn(env, tmp_path_factory.mktemp("gunicorn")) as running:
         yield running
-    if PG_URL:
-        from tests.conftest import drop_pg_database
-
-        drop_pg_database(env["DATABASE_URL"])
 
 
 @pytest.fixture(scope="module")

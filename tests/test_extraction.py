@@ -18,9 +18,9 @@ from app.models import StoredFile
 from app.models.base import utcnow
 from tests.factories import make_project, wait_extracted
 from tests.fake_provider import Scenario
+from tests.filehelp import files_page, upload
 from tests.pdfs import bomb_pdf, text_pdf
 from tests.servers import free_port, gunicorn, migrate, new_project, register, server_env
-from tests.test_files import files_page, upload
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import zipfile
 from pathlib import Path
 
 import pytest
@@ -14,66 +13,23 @@ from app.extensions import db
 from app.filetypes import parse_extensions
 from app.models import StoredFile
 from tests.factories import make_project, wait_extracted
+from tests.filehelp import (
+    docx_bytes,
+    fetch,
+    files_page,
+    folder,
+    login,
+    multipart,
+    on_disk,
+    rows,
+    upload,
+)
 from tests.pdfs import blank_pdf, text_pdf
 
 
 @pytest.fixture
 def project_id(app, owner):
     return make_project(app, owner, name="Docs bot")
-
-
-def upload(client, owner, project_id, name, content: bytes, **kw):
-    return client.post(
-        f"/api/projects/{project_id}/files",
-        data={"file": (io.BytesIO(content), name)},
-        headers=owner.headers,
-        content_type="multipart/form-data",
-        **kw,
-    )
-
-
-def multipart(name: str, content: bytes) -> tuple[bytes, str]:
-    """A multipart body built by hand: the test client spools large bodies to a temporary file
-    it never closes."""
-    boundary = "----prompthub-test-boundary"
-    head = (
-        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
-        "Content-Type: application/octet-stream\r\n\r\n"
-    ).encode()
-    body = head + content + f"\r\n--{boundary}--\r\n".encode()
-    return body, f"multipart/form-data; boundary={boundary}"
-
-
-def fetch(client, url, **kw):
-    """GET and close the response (downloads stream an open file)."""
-    resp = client.get(url, **kw)
-    resp.get_data()
-    resp.close()
-    return resp
-
-
-def files_page(client, project_id) -> str:
-    return fetch(client, f"/projects/{project_id}/files", headers={"Accept": "text/html"}).get_data(
-        as_text=True
-    )
-
-
-def folder(app, project_id) -> Path:
-    return Path(app.config["UPLOAD_DIR"]) / str(project_id)
-
-
-def on_disk(app, project_id) -> list[str]:
-    path = folder(app, project_id)
-    return sorted(p.name for p in path.iterdir()) if path.exists() else []
-
-
-def rows(app) -> list[StoredFile]:
-    with app.app_context():
-        return list(db.session.scalars(db.select(StoredFile).order_by(StoredFile.id)))
-
-
-def login(client, user):
-    client.post("/login", data={"email": user.email, "password": user.password})
 
 
 # --- upload, list, download, delete --------------------------------------------------------
@@ -268,15 +224,6 @@ def test_allowed_types_are_configurable(app, client, owner, project_id):
 
 
 # --- types added with UPLOAD_ALLOWED_EXTENSIONS ----------------------------------------------
-
-
-def docx_bytes() -> bytes:
-    """A real (tiny) .docx-like zip, with bytes no text check would pass (NULs)."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr("[Content_Types].xml", "<Types/>")
-        archive.writestr("word/document.xml", "<w:document>Refunds: 30 days</w:document>")
-    return buffer.getvalue()
 
 
 @pytest.fixture

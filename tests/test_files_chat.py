@@ -6,18 +6,10 @@ from __future__ import annotations
 import pytest
 
 from tests.factories import make_project, wait_extracted
+from tests.filehelp import upload
 from tests.pdfs import text_pdf
-from tests.test_files import upload
 
-
-@pytest.fixture(autouse=True)
-def _reset(fake):
-    fake.reset()
-
-
-@pytest.fixture
-def config_overrides(fake):
-    return fake.app_config(openai=False, LLM_RETRY_MAX_WAIT_SECONDS=0.1)
+pytestmark = pytest.mark.use_fake(openai=False, LLM_RETRY_MAX_WAIT_SECONDS=0.1)
 
 
 @pytest.fixture

@@ -7,17 +7,9 @@ import pytest
 
 from app.filetypes import parse_extensions
 from tests.factories import make_project
-from tests.test_files import docx_bytes, files_page, login, on_disk, upload
+from tests.filehelp import docx_bytes, files_page, login, on_disk, upload
 
-
-@pytest.fixture(autouse=True)
-def _reset(fake):
-    fake.reset()
-
-
-@pytest.fixture
-def config_overrides(fake):
-    return fake.app_config(openrouter=False, LLM_TIMEOUT_SECONDS=2.0)
+pytestmark = pytest.mark.use_fake(openrouter=False, LLM_TIMEOUT_SECONDS=2.0)
 
 
 @pytest.fixture

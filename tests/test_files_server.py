@@ -10,7 +10,7 @@ import pytest
 from werkzeug.serving import make_server
 
 from tests.factories import make_project
-from tests.test_files import folder, rows
+from tests.filehelp import folder, rows
 
 BOUNDARY = "----prompthub-raw"
 

@@ -14,15 +14,7 @@ from app.prompts import services as prompt_services
 from tests.conftest import base_config
 from tests.factories import make_project
 
-
-@pytest.fixture(autouse=True)
-def _reset(fake):
-    fake.reset()
-
-
-@pytest.fixture
-def config_overrides(fake):
-    return fake.app_config()
+pytestmark = pytest.mark.use_fake()
 
 
 @pytest.fixture

@@ -17,17 +17,9 @@ from tests.factories import make_project
 from tests.fake_provider import Scenario
 from tests.sse import parse_sse
 
-
-@pytest.fixture(autouse=True)
-def _reset(fake):
-    fake.reset()
-
-
-@pytest.fixture
-def config_overrides(fake):
-    return fake.app_config(
-        openrouter=False, CHAT_CHECKPOINT_SECONDS=0.05, CHAT_STREAM_COALESCE_MS=0
-    )
+pytestmark = pytest.mark.use_fake(
+    openrouter=False, CHAT_CHECKPOINT_SECONDS=0.05, CHAT_STREAM_COALESCE_MS=0
+)
 
 
 @pytest.fixture

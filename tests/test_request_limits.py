@@ -19,7 +19,7 @@ from app.edge import MAX_JSON_DEPTH
 from app.extensions import db
 from app.models import Project
 from tests.factories import make_project
-from tests.test_files import multipart, rows
+from tests.filehelp import multipart, rows
 
 
 def chunked(client, url, body: bytes, content_type: str, **kw):

@@ -12,13 +12,11 @@ from __future__ import annotations
 import json
 import threading
 import time
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
-from tests.conftest import PG_URL, drop_pg_database, recreate_pg_database
 from tests.fake_provider import Scenario
 from tests.servers import free_port, gunicorn, migrate, server_env
 from tests.sse import parse_sse
@@ -27,19 +25,10 @@ TIMEOUT_S = 0.5  # the server's LLM_TIMEOUT_SECONDS: a hang longer than this is 
 HEARTBEAT_S = 0.2  # keep-alive comments while the model is silent; a gone client shows there
 
 
-def server_database(tmp_path_factory) -> str:
-    if not PG_URL:
-        return f"sqlite:///{tmp_path_factory.mktemp('server') / 'server.db'}"
-    parts = urlsplit(PG_URL)  # a database of its own beside the suite's
-    url = urlunsplit(parts._replace(path=parts.path + "_server"))
-    recreate_pg_database(url)
-    return url
-
-
 @pytest.fixture(scope="module")
-def server(fake, tmp_path_factory):
+def server(fake, tmp_path_factory, module_server_database):
     """gunicorn + a migrated database, pointed at the session's fake provider server."""
-    database_url = server_database(tmp_path_factory)
+    database_url = module_server_database
     env = server_env(
         database_url,
         free_port(),
@@ -57,8 +46,6 @@ def server(fake, tmp_path_factory):
     with gunicorn(env, tmp_path_factory.mktemp("gunicorn"), ready="/readyz") as running:
         yield running.base, engine
     engine.dispose()
-    if PG_URL:
-        drop_pg_database(database_url)
 
 
 @pytest.fixture(scope="module")

@@ -57,11 +57,6 @@ def horizontal_overflow(page) -> int:
     return page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
 
 
-def fake_settings(fake) -> dict:
-    """App settings that send chat to the fake provider server (both providers configured)."""
-    return fake.app_config(LLM_TIMEOUT_SECONDS=5)
-
-
 UNLABELLED = """[...document.querySelectorAll('input:not([type=hidden]), textarea, select')]
   .filter(el => !el.labels?.length && !el.getAttribute('aria-label')
                 && !el.getAttribute('aria-labelledby'))

@@ -11,7 +11,6 @@ from app.extensions import db
 from app.models import Message, User
 from tests.browser.helpers import (
     chat_ready,
-    fake_settings,
     login,
     reply_done,
     wait_until,
@@ -20,7 +19,7 @@ from tests.browser.helpers import (
 from tests.factories import make_conversation, make_project, make_user
 from tests.fake_provider import Scenario
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.use_fake(LLM_TIMEOUT_SECONDS=5)]
 
 CODE_REPLY = [
     "Here is ",
@@ -34,16 +33,6 @@ CODE_REPLY = [
     "- clear\n",
 ]
 CODE = 'def greet(name):\n    return f"Hello, {name}!"'
-
-
-@pytest.fixture(autouse=True)
-def _reset(fake):
-    fake.reset()
-
-
-@pytest.fixture
-def config_overrides(fake):
-    return fake_settings(fake)
 
 
 @pytest.fixture

@@ -7,11 +7,11 @@ with the columns stacked."""
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.helpers import fake_settings, horizontal_overflow, login, wait_until
+from tests.browser.helpers import horizontal_overflow, login, wait_until
 from tests.factories import make_project, make_user
 from tests.fake_provider import Scenario
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.use_fake(LLM_TIMEOUT_SECONDS=5)]
 
 # The two answers (which side gets which depends on which request reaches the fake first).
 ANSWERS = {
@@ -20,16 +20,6 @@ ANSWERS = {
     "You can get a refund within 14 days. Go to **Orders → Request refund**. Questions? Write "
     "to support and we answer within a day.",
 }
-
-
-@pytest.fixture
-def config_overrides(fake):
-    return fake_settings(fake)
-
-
-@pytest.fixture(autouse=True)
-def _reset(fake):
-    fake.reset()
 
 
 @pytest.fixture

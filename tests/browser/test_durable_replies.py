@@ -10,11 +10,11 @@ import pytest
 from app.extensions import db
 from app.models import Message
 from tests.browser.conftest import watch
-from tests.browser.helpers import chat_ready, fake_settings, login, reply_done, wait_until
+from tests.browser.helpers import chat_ready, login, reply_done, wait_until
 from tests.factories import make_project, make_user
 from tests.fake_provider import Scenario
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.use_fake(LLM_TIMEOUT_SECONDS=5)]
 
 WORDS = [f"word{i} " for i in range(60)]
 STORED_TEXT = "".join(WORDS)  # what the model sent, stored as it came
@@ -24,16 +24,6 @@ LAST_REPLY_LENGTH = (
     "([...document.querySelectorAll('.msg-assistant .msg-body')].pop()?.textContent || '').length"
 )
 SOME_TEXT = f"{LAST_REPLY_LENGTH} > 20"
-
-
-@pytest.fixture(autouse=True)
-def _reset(fake):
-    fake.reset()
-
-
-@pytest.fixture
-def config_overrides(fake):
-    return fake_settings(fake)
 
 
 @pytest.fixture

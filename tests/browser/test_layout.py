@@ -8,7 +8,6 @@ from app.chat import services as chat_services
 from app.extensions import db
 from app.models import User
 from tests.browser.helpers import (
-    fake_settings,
     horizontal_overflow,
     login,
     unlabelled_inputs,
@@ -16,7 +15,7 @@ from tests.browser.helpers import (
 from tests.factories import make_conversation, make_file, make_project, make_user
 from tests.fake_provider import Scenario
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.use_fake(LLM_TIMEOUT_SECONDS=5)]
 
 # Records, when <body> first exists, which theme <html> already had: proof that the theme is
 # decided before anything in the body is parsed or painted.
@@ -30,16 +29,6 @@ new MutationObserver((_, observer) => {
 """
 LONG_CALL = "result = compute(" + ", ".join(f"argument_{i}" for i in range(30)) + ")"
 LONG_REPLY = f"Use this:\n\n```python\n{LONG_CALL}\n```\n\n{'AVeryLongWordWithoutBreaks' * 4}"
-
-
-@pytest.fixture(autouse=True)
-def _reset(fake):
-    fake.reset()
-
-
-@pytest.fixture
-def config_overrides(fake):
-    return fake_settings(fake)
 
 
 @pytest.fixture

@@ -4,20 +4,10 @@ a chat pinned to it (the fake provider sees the model), a canary share, then pro
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.helpers import chat_ready, fake_settings, login, reply_done, unlabelled_inputs
+from tests.browser.helpers import chat_ready, login, reply_done, unlabelled_inputs
 from tests.factories import make_project, make_user
 
-pytestmark = pytest.mark.browser
-
-
-@pytest.fixture(autouse=True)
-def _reset(fake):
-    fake.reset()
-
-
-@pytest.fixture
-def config_overrides(fake):
-    return fake_settings(fake)
+pytestmark = [pytest.mark.browser, pytest.mark.use_fake(LLM_TIMEOUT_SECONDS=5)]
 
 
 def test_candidate_with_another_model_pinned_chat_canary_and_promotion(

@@ -1,7 +1,8 @@
 """Provider tests talk real HTTP to the fake provider server (tests/fake_provider.py).
 
-One server for the session, reset before every test; settings point both providers at it with
-short timeouts; the chain's sleep is recorded instead of slept, so retries cost no time.
+The suite's one fake server (``fake``, shared with every other module), reset before every test;
+settings point both providers at it with short timeouts; the chain's sleep is recorded instead
+of slept, so retries cost no time.
 """
 
 from __future__ import annotations
@@ -18,14 +19,13 @@ from app.providers.base import (
 from app.providers.chain import build_chain
 from app.providers.openai import OpenAIProvider
 from app.providers.openrouter import OpenRouterProvider
-from tests.fake_provider import DEFAULT_OPENAI_KEY, DEFAULT_OPENROUTER_KEY, FakeProviderServer
+from tests.fake_provider import DEFAULT_OPENAI_KEY, DEFAULT_OPENROUTER_KEY
 
 
 @pytest.fixture(scope="session")
-def fake_provider():
-    server = FakeProviderServer().start()
-    yield server
-    server.stop()
+def fake_provider(fake):
+    """The suite's one fake provider server (``fake``, tests/conftest.py), by this folder's name."""
+    return fake
 
 
 @pytest.fixture(autouse=True)
