@@ -153,9 +153,7 @@ SOURCES = {
     "static/css": "*.css",
     "docs": "*.md",
 }
-EXCLUDED = {
-    "ARCHITECTURE.md",  # lead: re-include after the ARCHITECTURE rewrite
-}
+EXCLUDED: set[str] = set()
 ROOTS = ("app", "tests", "docs", "templates", "static", "migrations", "instance", ".ci")
 PATH = re.compile(
     r"(?<![\w./@-])(?:(?:\.\./)+[\w.-]+(?:/[\w.*-]+)*|(?:" + "|".join(map(re.escape, ROOTS)) + r")/"
