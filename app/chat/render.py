@@ -61,8 +61,3 @@ def render_markdown(text: str) -> str:
         url_schemes={"http", "https", "mailto"},
         link_rel="noopener nofollow",
     )
-
-
-def highlight_css() -> str:
-    """Pygments styles for light and dark themes (served as static CSS by ``make`` tooling)."""
-    return _FORMATTER.get_style_defs(".md pre")
