@@ -582,7 +582,7 @@ ERRORS = {
     422: ("ValidationFailed", "`validation_failed`: see `fields` for what is wrong."),
     429: ("RateLimited", "`rate_limited`: too many requests from this address, account or "
           "user (`RATELIMIT_*`); nothing was done. Wait `Retry-After` seconds."),
-    502: ("ProviderUnavailable", "Every language model provider failed: "
+    502: ("ProviderFailed", "Every language model provider failed: "
           "`provider_unavailable`, `provider_rejected` (400-class refusal), `content_policy`."),
     503: ("DatabaseUnavailable", "`database_unavailable`: the database cannot be reached for "
           "a moment; nothing was done. Try again after `Retry-After` seconds."),

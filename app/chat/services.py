@@ -32,7 +32,7 @@ from sqlalchemy import delete, select
 from app import catalog
 from app.chat import relay, replies
 from app.chat.llm import get_chain
-from app.errors import NotFound, ProviderUnavailable, ValidationFailed
+from app.errors import NotFound, ProviderFailed, ValidationFailed
 from app.extensions import db
 from app.files.services import chat_context
 from app.models import (
@@ -463,14 +463,14 @@ def _finish(
 
 
 def complete_turn(turn: Turn) -> Message:
-    """One provider call, one stored reply. Raises ``ProviderUnavailable`` (502) on failure,
+    """One provider call, one stored reply. Raises ``ProviderFailed`` (502) on failure,
     after storing the error on the assistant row; the user's message stays stored."""
     started = time.monotonic()
     try:
         reply, end = get_chain().complete(turn.request)
     except ProviderError as exc:
         _finish(turn, text="", status=MessageStatus.ERROR, error=_error_text(exc))
-        raise ProviderUnavailable(_error_text(exc), code=_error_code(exc)) from exc
+        raise ProviderFailed(_error_text(exc), code=_error_code(exc)) from exc
     elapsed = int((time.monotonic() - started) * 1000)
     reply, _ = _finish(
         turn,
