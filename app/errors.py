@@ -79,7 +79,11 @@ class ValidationFailed(AppError):
     status, code, message = 422, "validation_failed", "Some fields are not valid."
 
 
-class ProviderUnavailable(AppError):
+class ProviderFailed(AppError):
+    """Every language model provider failed a non-streamed turn (502). ``code`` says how:
+    ``provider_unavailable`` (the default), ``provider_rejected``, ``content_policy``. Not to be
+    confused with ``app.providers.base.ProviderUnavailable``, one provider's 5xx-class failure."""
+
     status, code, message = 502, "provider_unavailable", "The language model is unavailable."
 
 

@@ -366,7 +366,15 @@ SCHEMAS: dict[str, Schema] = {
     ),
     "Message": obj(
         _MESSAGE_FIELDS,
-        {"html": {**STR, "description": "Sanitised HTML of an assistant reply (`html=1`)."}},
+        {
+            "html": {**STR, "description": "Sanitised HTML of an assistant reply (`html=1`)."},
+            "meta": {
+                **STR,
+                "description": "The line the page shows under an assistant reply (`html=1`): "
+                "model · provider (fallback), prompt version, tokens, seconds, files, status "
+                "unless complete, joined by ` · `.",
+            },
+        },
     ),
     "Feedback": obj(
         {
@@ -468,7 +476,7 @@ SCHEMAS: dict[str, Schema] = {
             },
             "reply": {
                 **nullable(ref("Message")),
-                "description": "The answer as stored now, with its rendered `html` "
+                "description": "The answer as stored now, with its rendered `html` and `meta` "
                 "(`status` `streaming` while it is written); null once deleted.",
             },
         }
@@ -582,7 +590,7 @@ ERRORS = {
     422: ("ValidationFailed", "`validation_failed`: see `fields` for what is wrong."),
     429: ("RateLimited", "`rate_limited`: too many requests from this address, account or "
           "user (`RATELIMIT_*`); nothing was done. Wait `Retry-After` seconds."),
-    502: ("ProviderUnavailable", "Every language model provider failed: "
+    502: ("ProviderFailed", "Every language model provider failed: "
           "`provider_unavailable`, `provider_rejected` (400-class refusal), `content_policy`."),
     503: ("DatabaseUnavailable", "`database_unavailable`: the database cannot be reached for "
           "a moment; nothing was done. Try again after `Retry-After` seconds."),
@@ -682,9 +690,10 @@ absent, `Accept: text/event-stream`) the answer is a stream of server-sent event
   is stored;
 - `delta`: `{text}` (`ChatStreamDelta`), the next piece of the reply;
 - then exactly one of `done`: `{message, stored}` (`ChatStreamDone`, the reply with its rendered
-  `html`) or `error`: `{error: {code, message}, partial, message, stored}` (`ChatStreamError`, the
-  partial or failed reply); `stored` is false when the database was unreachable as the reply
-  ended: the server keeps the reply and writes it when the database is back;
+  `html` and `meta` line) or `error`: `{error: {code, message}, partial, message, stored}`
+  (`ChatStreamError`, the partial or failed reply); `stored` is false when the database was
+  unreachable as the reply ended: the server keeps the reply and writes it when the database is
+  back;
 - `: keep-alive` comment lines while the model is silent.
 
 The reply is generated on the server whatever happens to this stream: closing it does not stop
@@ -1235,7 +1244,11 @@ def _operations() -> dict[str, dict[str, dict]]:
                 query={
                     "before": (_INT_QUERY, False, "A message id: the page ends before it."),
                     "limit": (_INT_QUERY, False, "Page size (default 50), clamped to 1–200."),
-                    "html": (STR, False, "`1` adds each assistant reply's rendered `html`."),
+                    "html": (
+                        STR,
+                        False,
+                        "`1` adds each assistant reply's rendered `html` and its `meta` line.",
+                    ),
                 },
                 responses={
                     200: ok("The page.", ref("MessagePage")),

@@ -1,4 +1,10 @@
-"""Markdown for assistant replies: rendered on the server, then sanitised.
+"""Assistant replies as the page shows them: their Markdown, and the metadata line under them.
+
+The metadata line (``meta_line``) is built here only: the page's template renders it for stored
+replies (the ``meta_line`` filter), and the message JSON carries it as ``meta`` with ``html=1``,
+which the page's script sets as text on a reply that has just streamed (``messages.js``).
+
+Markdown is rendered on the server, then sanitised.
 
 markdown-it-py runs with raw HTML disabled (a model's or user's ``<script>`` becomes text), code
 blocks are highlighted by Pygments into ``<span class>`` markup, and nh3 removes anything outside
@@ -17,6 +23,8 @@ from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import get_lexer_by_name
 from pygments.util import ClassNotFound
+
+from app.models import MessageStatus
 
 ALLOWED_TAGS = {
     "p", "br", "hr", "strong", "em", "del", "s", "code", "pre", "span", "blockquote",
@@ -63,6 +71,31 @@ def render_markdown(text: str) -> str:
     )
 
 
-def highlight_css() -> str:
-    """Pygments styles for light and dark themes (served as static CSS by ``make`` tooling)."""
-    return _FORMATTER.get_style_defs(".md pre")
+def _file_label(f: dict) -> str:
+    """A file that went into the turn's instructions, and whether the budget cut it."""
+    if not f.get("included"):
+        return f"{f['name']} (left out)"
+    return f"{f['name']} (cut)" if f.get("truncated") else f["name"]
+
+
+def meta_line(message) -> str:
+    """The line under an assistant reply: who answered (and whether as a fallback), the prompt
+    version, tokens, total time, the project files it was given, and its status unless
+    complete. Plain text (the template escapes it; the script sets it as ``textContent``)."""
+    parts: list[str] = []
+    if message.provider:
+        fallback = " (fallback)" if message.fallback else ""
+        parts.append(f"{message.model} · {message.provider}{fallback}")
+    if message.prompt_version is not None:
+        parts.append(f"prompt v{message.prompt_version.version}")
+    if message.tokens_out is not None:
+        parts.append(f"{message.tokens_in or 0}→{message.tokens_out} tokens")
+    if message.total_ms is not None:
+        parts.append(f"{message.total_ms / 1000:.1f} s")
+    if message.context_files:
+        parts.append("files: " + ", ".join(_file_label(f) for f in message.context_files))
+    if message.status in (MessageStatus.STREAMING, MessageStatus.STOPPING):
+        parts.append("replying…")
+    elif message.status != MessageStatus.COMPLETE:
+        parts.append(str(message.status))
+    return " · ".join(parts)

@@ -4,7 +4,7 @@ answers and by the events of a turn (which are rendered by the process generatin
 from __future__ import annotations
 
 from app.chat.feedback import RATING_NAMES
-from app.chat.render import render_markdown
+from app.chat.render import meta_line, render_markdown
 from app.models import Role
 
 
@@ -45,6 +45,7 @@ def message_json(message, *, html: bool = False) -> dict:
     }
     if html and message.role == Role.ASSISTANT:
         data["html"] = render_markdown(message.content)
+        data["meta"] = meta_line(message)  # the line under the bubble, as the page renders it
     return data
 
 

@@ -24,14 +24,14 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from flask import current_app
 from sqlalchemy import delete, select
 
 from app import catalog
 from app.chat import relay, replies
-from app.errors import NotFound, ProviderUnavailable, ValidationFailed
+from app.errors import NotFound, ProviderFailed, ValidationFailed
 from app.extensions import db
 from app.files.services import chat_context
 from app.llm import get_chain
@@ -97,20 +97,17 @@ ChatEvent = Delta | Waiting | Done | Failed
 
 @dataclass
 class Turn:
-    """Everything the provider phase needs, as plain values (no lazy loads while streaming)."""
+    """Everything the provider phase needs, loaded before it starts (no lazy loads while
+    streaming). Only ``start_turn`` builds one."""
 
     conversation_id: int
-    user_message_id: int
     reply_id: int  # the assistant row, inserted as ``streaming`` with the user's message
-    prompt_version_id: int | None
     request: ChatRequest
-    context_files: list[dict] = field(default_factory=list)
     # The rows start_turn wrote or read, committed without expiring (``_kept_loaded``), so the
     # stream renders them without reloading them.
-    conversation: Conversation | None = None
-    user_message: Message | None = None
-    prompt_version: PromptVersion | None = None
-    reply: Message | None = None  # detached: its final values are set in memory for rendering
+    conversation: Conversation
+    user_message: Message
+    reply: Message  # detached: its final values are set in memory for rendering
 
 
 @contextmanager
@@ -331,14 +328,10 @@ def start_turn(
         db.session.expunge(serving)
     return Turn(
         conversation_id=conversation.id,
-        user_message_id=user_message.id,
         reply_id=reply.id,
-        prompt_version_id=serving.id if serving else None,
         request=request,
-        context_files=files.files,
         conversation=conversation,
         user_message=user_message,
-        prompt_version=serving,
         reply=reply,
     )
 
@@ -463,9 +456,6 @@ def _finish(
     }
     stored = replies.finish(turn.reply_id, turn.conversation_id, values)
     reply = turn.reply
-    if reply is None:  # a Turn built by hand: render what is stored
-        reply = db.session.get(Message, turn.reply_id)
-        db.session.expunge(reply)
     for key, value in values.items():
         setattr(reply, key, value)  # detached: nothing more is written
     reply.lease_until = None
@@ -473,14 +463,14 @@ def _finish(
 
 
 def complete_turn(turn: Turn) -> Message:
-    """One provider call, one stored reply. Raises ``ProviderUnavailable`` (502) on failure,
+    """One provider call, one stored reply. Raises ``ProviderFailed`` (502) on failure,
     after storing the error on the assistant row; the user's message stays stored."""
     started = time.monotonic()
     try:
         reply, end = get_chain().complete(turn.request)
     except ProviderError as exc:
         _finish(turn, text="", status=MessageStatus.ERROR, error=_error_text(exc))
-        raise ProviderUnavailable(_error_text(exc), code=_error_code(exc)) from exc
+        raise ProviderFailed(_error_text(exc), code=_error_code(exc)) from exc
     elapsed = int((time.monotonic() - started) * 1000)
     reply, _ = _finish(
         turn,

@@ -92,7 +92,9 @@ ALERT = (ProviderAuthError, ProviderQuotaExceeded)  # need a human: logged at ER
 
 @dataclass(frozen=True)
 class AttemptRecord:
-    """One failed attempt, for logs and the stored reply: what failed and what the chain did."""
+    """One failed attempt: what failed and what the chain did. Not stored with the reply: the
+    chain logs each failure as it happens and the list once every provider failed (``_give_up``);
+    callers find the list on ``ChainEnd.attempts`` and ``ProviderError.attempts``."""
 
     provider: str
     error: str  # class name, e.g. "ProviderUnavailable"

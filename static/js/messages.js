@@ -51,26 +51,6 @@ function info(bubble) {
   return footer(bubble).querySelector(".msg-info");
 }
 
-// A file that went into the turn's instructions, and whether the budget cut it.
-function fileLabel(f) {
-  if (!f.included) return `${f.name} (left out)`;
-  return f.truncated ? `${f.name} (cut)` : f.name;
-}
-
-export function metaText(m) {
-  const parts = [];
-  if (m.provider) parts.push(`${m.model} · ${m.provider}${m.fallback ? " (fallback)" : ""}`);
-  if (m.prompt_version) parts.push(`prompt v${m.prompt_version}`);
-  if (m.tokens_out != null) parts.push(`${m.tokens_in ?? 0}→${m.tokens_out} tokens`);
-  if (m.total_ms != null) parts.push(`${(m.total_ms / 1000).toFixed(1)} s`);
-  if (m.context_files && m.context_files.length) {
-    parts.push(`files: ${m.context_files.map(fileLabel).join(", ")}`);
-  }
-  if (m.status === "streaming" || m.status === "stopping") parts.push("replying…");
-  else if (m.status !== "complete") parts.push(m.status);
-  return parts.join(" · ");
-}
-
 function setError(bubble, text) {
   let box = bubble.querySelector(":scope > .msg-error");
   if (!box) {
@@ -91,7 +71,7 @@ export function finish(bubble, m) {
   bubble.dataset.id = m.id;
   bubble.dataset.status = m.status;
   bubble.querySelector(".msg-body").innerHTML = m.html ?? ""; // sanitised by nh3 on the server
-  info(bubble).textContent = metaText(m);
+  info(bubble).textContent = m.meta ?? ""; // built by the server (render.py meta_line)
   if (m.error) setError(bubble, m.error);
   bubble.querySelector(":scope > .msg-meta > .feedback")?.remove();
   if (m.role === "assistant" && !LIVE.includes(m.status)) {
