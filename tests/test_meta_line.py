@@ -19,14 +19,7 @@ from tests.sse import parse_sse
 DOWN = {"status": 503, "message": "The engine is currently overloaded."}
 
 
-@pytest.fixture(autouse=True)
-def _reset(fake):
-    fake.reset()
-
-
-@pytest.fixture
-def config_overrides(fake):
-    return fake.app_config(LLM_RETRY_MAX_WAIT_SECONDS=0.1)
+pytestmark = pytest.mark.use_fake(LLM_RETRY_MAX_WAIT_SECONDS=0.1)
 
 
 @pytest.fixture

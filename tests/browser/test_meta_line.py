@@ -10,23 +10,13 @@ import pytest
 from app.extensions import db
 from app.files import services as file_services
 from app.models import User
-from tests.browser.helpers import chat_ready, fake_settings, login, reply_done
+from tests.browser.helpers import chat_ready, login, reply_done
 from tests.factories import make_file, make_project, make_user
 from tests.fake_provider import Scenario
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.use_fake(LLM_TIMEOUT_SECONDS=5)]
 
 DOWN = {"status": 503, "message": "The engine is currently overloaded."}
-
-
-@pytest.fixture(autouse=True)
-def _reset(fake):
-    fake.reset()
-
-
-@pytest.fixture
-def config_overrides(fake):
-    return fake_settings(fake)
 
 
 @pytest.fixture
