@@ -272,7 +272,7 @@ def test_the_reference_check_sees_stale_paths_in_each_kind_of_file(tmp_path, mon
         'x = "app/not_a_comment.py"  # docs/gone.md\n'
     )
     (tmp_path / "docs" / "guide.md").write_text(
-        "[ok](../app/real.py), [bad](missing.md), ../shared/STYLE.md, https://x.example/app/no.py,"
+        "[ok](../app/real.py), [bad](missing.md), ../outside/NOTES.md, https://x.example/app/no.py,"
         " app/*.py, app/none*.py, instance/prompthub.db\n"
     )
     page = tmp_path / "page.html"
@@ -285,7 +285,7 @@ def test_the_reference_check_sees_stale_paths_in_each_kind_of_file(tmp_path, mon
         "app/real.py:1: app/gone.py",
         "app/real.py:1: gone.py",
         "app/real.py:3: docs/gone.md",
-        "docs/guide.md:1: ../shared/STYLE.md",
+        "docs/guide.md:1: ../outside/NOTES.md",
         "docs/guide.md:1: app/none*.py",
         "docs/guide.md:1: missing.md",
         "page.html:1: templates/gone.html",
