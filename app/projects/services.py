@@ -153,6 +153,7 @@ def update_project(
     text over a production that moved on is refused, so an old form never silently reverts a
     newer version."""
     project = get_project_for(user, project_id)
+    current = active_version(project)
     errors: dict[str, str] = {}
     values: dict[str, str] = {}
     prompt = None
@@ -162,7 +163,7 @@ def update_project(
         errors.update(exc.fields or {})
     if system_prompt is not None:
         try:
-            prompt = _changed_prompt(project, system_prompt, prompt_base)
+            prompt = _changed_prompt(project, current, system_prompt, prompt_base)
         except ValidationFailed as exc:
             errors.update(exc.fields or {})
     if errors:
@@ -170,7 +171,6 @@ def update_project(
     for key, value in values.items():
         setattr(project, key, value)
     if prompt is not None:
-        current = active_version(project)
         add_version(
             project,
             author=user,
@@ -193,9 +193,11 @@ def _clean_prompt(text: str | None) -> str:
         raise ValidationFailed(fields={"system_prompt": exc.fields["content"]}) from None
 
 
-def _changed_prompt(project: Project, text: str, base: int | None) -> str | None:
-    """The text to save as a new version, or None when there is nothing to save."""
-    current = active_version(project)
+def _changed_prompt(
+    project: Project, current: PromptVersion | None, text: str, base: int | None
+) -> str | None:
+    """The text to save over production (``current``) as a new version, or None when there is
+    nothing to save."""
     if not text.strip() and current is None:
         return None  # no prompt before, none now: the built-in default keeps answering
     text = _clean_prompt(text)
