@@ -21,17 +21,37 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from tests.servers import free_port
-
 PORTS = ("master", "master_grpc", "volume", "volume_grpc", "filer", "filer_grpc", "s3", "s3_grpc")
+# Below Linux's ephemeral range (32768-60999): weed binds its eight ports one by one while its
+# parts start, and its own outgoing connections take ephemeral ports meanwhile, which could
+# take one of ours from the ephemeral range between our check and its bind.
+PORT_RANGE = (20000, 32000)
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct loopback ports that nothing listens on, outside the ephemeral range."""
+    chosen: list[int] = []
+    while len(chosen) < count:
+        port = random.randrange(*PORT_RANGE)
+        if port in chosen:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        chosen.append(port)
+    return chosen
 
 
 def weed_binary() -> Path:
@@ -47,7 +67,7 @@ def weed_binary() -> Path:
 class SeaweedFS:
     def __init__(self, workdir: Path) -> None:
         self.workdir = Path(workdir)
-        self.ports = {name: free_port() for name in PORTS}
+        self.ports = dict(zip(PORTS, free_ports(len(PORTS)), strict=True))
         self.endpoint_url = f"http://127.0.0.1:{self.ports['s3']}"
         self.access_key = "prompthub-" + secrets.token_hex(4)
         self.secret_key = secrets.token_hex(20)
