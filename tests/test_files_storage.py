@@ -311,3 +311,14 @@ def test_the_openai_copy_is_read_from_the_store(app, client, owner, project_id, 
             failed.sync_error
             == "The stored bytes of returns.md are missing, so nothing could be copied."
         )
+
+
+@S3_ONLY
+def test_readyz_reports_a_store_out_of_reach_without_going_unready(app, unreachable_app):
+    resp = unreachable_app.test_client().get("/readyz")
+    assert resp.status_code == 200
+    body = resp.get_json()
+    assert body["status"] == "degraded"
+    assert body["checks"]["database"] == "ok"
+    assert body["checks"]["storage"].startswith("unavailable: head bucket prompthub-tests")
+    assert app.test_client().get("/readyz").get_json()["checks"]["storage"] == "ok"
