@@ -202,6 +202,7 @@ def store_upload(project: Project, *, filename: str | None, stream: BinaryIO) ->
             else extract(staged.path, kind, content_type)
         )
         stored_name = new_name()
+        db.session.rollback()  # end the duplicate check's read: no connection held during put
         with _bytes_of(name, "the upload"):
             blobs.put(project_id, stored_name, staged.path, sha256=staged.sha256)
     finally:
