@@ -29,3 +29,26 @@ keepalive = 5
 accesslog = "-"
 # Workers never run migrations: leave Flask-Migrate (Alembic, Mako) out of them (~11 MB each).
 raw_env = ["DB_MIGRATE_COMMANDS=false"]
+
+
+def post_worker_init(worker):
+    """Each worker proves its file store works before it serves: a missing bucket or refused
+    credentials stop the server at start with the reason (exit code 3, "Worker failed to
+    boot"), instead of every upload answering 503 later. Here rather than in ``create_app``,
+    which makes no network calls; ``flask files check-storage`` runs the same check."""
+    import sys
+
+    from app.storage.base import StorageConfigError, StorageError
+
+    store = worker.wsgi.extensions["storage"]
+    try:
+        store.check()
+    except StorageConfigError as exc:
+        worker.log.error("file storage is not usable, not serving: %s", exc)
+        sys.exit(3)  # gunicorn's WORKER_BOOT_ERROR: the master stops instead of respawning
+    except StorageError as exc:
+        # Unreachable for now (a network blip, the store restarting): serve; uploads and
+        # downloads answer 503 until it is back, and /readyz reports it.
+        worker.log.warning("file storage unreachable at start: %s", exc)
+    else:
+        worker.log.info("file storage: %s", store.describe())

@@ -72,6 +72,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from app.errors import register_error_handlers
     from app.extensions import MIGRATE_OPTIONS, csrf, db, login_manager
     from app.files import extraction
+    from app.storage import registry as storage
 
     edge.init_app(app)
     db.init_app(app)
@@ -91,6 +92,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     api.init_input_guard(app)
     observability.init_app(app)
     maintenance.init_app(app)
+    storage.init_app(app)  # builds the store; no network, no boto3 until it is used
     extraction.init_app(app)
     replies.init_app(app)
     turns.init_app(app)

@@ -1,14 +1,18 @@
-"""Flask CLI commands: ``flask providers`` says which model answers chat."""
+"""Flask CLI commands: ``flask providers`` says which model answers chat; ``flask files …``
+checks the file store and migrates local files into it (``app/files/cli.py``)."""
 
 from __future__ import annotations
 
 import click
 from flask import Flask, current_app
 
+from app.files.cli import files_cli
 from app.llm import describe, is_offline
 
 
 def register_cli(app: Flask) -> None:
+    app.cli.add_command(files_cli)
+
     @app.cli.command("providers")
     def providers() -> None:
         """Print which providers answer chat (or that the offline demo model does)."""

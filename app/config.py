@@ -24,6 +24,7 @@ from typing import Any
 from dotenv import dotenv_values
 
 from app.filetypes import DEFAULT_ALLOWED, parse_extensions
+from app.storage.base import parse_storage_url
 
 ROOT = Path(__file__).resolve().parent.parent
 ENVIRONMENTS = ("development", "production", "testing")
@@ -335,6 +336,28 @@ def load_config(
         # Project files: bytes under UPLOAD_DIR/<project id>/, text extracted for chat.
         "UPLOAD_DIR": _str(env, "UPLOAD_DIR", str(instance_path / "uploads")),
         "MAX_UPLOAD_MB": _int(env, "MAX_UPLOAD_MB", 20),
+        # Where the bytes live (app/storage/): empty = UPLOAD_DIR on this machine's disk;
+        # s3://bucket/prefix = an S3-compatible store (docs/storage.md). Unknown schemes stop
+        # the app at start.
+        "STORAGE_URL": env.get("STORAGE_URL", "").strip(),
+        # S3: uploads are staged (hashed, size-checked, sniffed) here before they are sent;
+        # PDFs are copied here for the extraction sandbox. A local disk, not shared.
+        "STORAGE_STAGING_DIR": _str(env, "STORAGE_STAGING_DIR", str(instance_path / "staging")),
+        # The S3 endpoint (MinIO, SeaweedFS, R2, …); empty = AWS. The standard AWS variables
+        # are read here too, so boto3 is handed everything explicitly.
+        "STORAGE_S3_ENDPOINT_URL": _str(env, "STORAGE_S3_ENDPOINT_URL")
+        or _str(env, "AWS_ENDPOINT_URL_S3")
+        or _str(env, "AWS_ENDPOINT_URL"),
+        "STORAGE_S3_REGION": _str(env, "STORAGE_S3_REGION")
+        or _str(env, "AWS_REGION")
+        or _str(env, "AWS_DEFAULT_REGION"),
+        "AWS_ACCESS_KEY_ID": _str(env, "AWS_ACCESS_KEY_ID"),
+        "AWS_SECRET_ACCESS_KEY": _str(env, "AWS_SECRET_ACCESS_KEY"),
+        "AWS_SESSION_TOKEN": _str(env, "AWS_SESSION_TOKEN"),
+        # Connect and read (idle) timeout per S3 call, and attempts per call (boto3's
+        # "standard" retries: throttling, 5xx and connection errors).
+        "STORAGE_S3_TIMEOUT_SECONDS": _float(env, "STORAGE_S3_TIMEOUT_SECONDS", 10.0),
+        "STORAGE_S3_MAX_ATTEMPTS": _int(env, "STORAGE_S3_MAX_ATTEMPTS", 3),
         "UPLOAD_ALLOWED_EXTENSIONS": _extensions(env.get("UPLOAD_ALLOWED_EXTENSIONS")),
         # Sent as "purpose" with every OpenAI Files copy; the design names "assistants" (file
         # search and code interpreter take such files), docs/providers.md.
@@ -362,6 +385,12 @@ def load_config(
     }
     cfg.update(overrides)
     cfg["CORS_ORIGINS"] = cors_origins(cfg["CORS_ORIGINS"])
+    try:
+        storage = parse_storage_url(cfg["STORAGE_URL"])
+    except ValueError as exc:
+        raise ConfigError(f"STORAGE_URL: {exc}") from exc
+    if storage.scheme == "s3" and cfg["STORAGE_S3_MAX_ATTEMPTS"] < 1:
+        raise ConfigError("STORAGE_S3_MAX_ATTEMPTS must be 1 or more")
     # One upload request may carry MAX_UPLOAD_MB of file plus the multipart framing. Only upload
     # views get this cap; other bodies get MAX_JSON_KB or MAX_FORM_KB (app/edge.py).
     cfg.setdefault("MAX_CONTENT_LENGTH", cfg["MAX_UPLOAD_MB"] * 1024 * 1024 + 64 * 1024)

@@ -79,6 +79,18 @@ class ValidationFailed(AppError):
     status, code, message = 422, "validation_failed", "Some fields are not valid."
 
 
+class StorageUnavailable(AppError):
+    """The file store (``app/storage/``) cannot be reached or refuses to work; nothing was
+    changed. A 503 with ``Retry-After``, like a database that is away."""
+
+    status, code = 503, "storage_unavailable"
+    message = "File storage is unavailable for a moment; nothing was changed. Try again shortly."
+
+    def __init__(self, message: str | None = None, **kwargs) -> None:
+        kwargs.setdefault("headers", {"Retry-After": str(DATABASE_RETRY_AFTER_S)})
+        super().__init__(message, **kwargs)
+
+
 class ProviderFailed(AppError):
     """Every language model provider failed a non-streamed turn (502). ``code`` says how:
     ``provider_unavailable`` (the default), ``provider_rejected``, ``content_policy``. Not to be

@@ -804,6 +804,24 @@ _DOWNLOAD = {
 _INT_QUERY = {"type": "integer", "minimum": 0, "maximum": MAX_DB_INT}
 
 
+def _storage_503(doing: str) -> Schema:
+    """503 of an operation that needs the file store as well as the database."""
+    return {
+        "description": "`database_unavailable`: the database cannot be reached for a moment; "
+        f"or `storage_unavailable`: the file store (S3) cannot be reached, so {doing}. "
+        "Nothing was done. Try again after `Retry-After` seconds.",
+        "headers": _RETRY_AFTER[503],
+        "content": _json(ref("Error")),
+    }
+
+
+_BYTES_MISSING = (
+    "`not_found`: no such file (or another user's); or `file_bytes_missing`: the file is "
+    'listed but its stored bytes are gone from the store ("The stored bytes of X are '
+    'missing."; logged on the server).'
+)
+
+
 def _optional_body(operation: dict) -> dict:
     operation["requestBody"]["required"] = False
     return operation
@@ -1368,6 +1386,7 @@ def _operations() -> dict[str, dict[str, dict]]:
                     }
                 },
                 responses={
+                    503: _storage_503("nothing was stored and no file row was made"),
                     201: ok("Stored.", ref("FileUploaded")),
                     200: ok("These bytes were already there.", ref("FileUploaded")),
                     409: error(409, "Too many files share this name."),
@@ -1408,12 +1427,27 @@ def _operations() -> dict[str, dict[str, dict]]:
                 "deleteFile",
                 "Delete a file",
                 tag="files",
-                description="The row, the bytes and the OpenAI copy.",
-                responses={204: ok("Deleted.")},
+                description="The bytes, the row and the OpenAI copy.",
+                responses={
+                    204: ok("Deleted."),
+                    503: _storage_503("the file was not deleted"),
+                },
             ),
         },
         "/api/projects/{project_id}/files/{file_id}/download": {
-            "get": op("downloadFile", "Download a file", tag="files", responses={200: _DOWNLOAD})
+            "get": op(
+                "downloadFile",
+                "Download a file",
+                tag="files",
+                description="Streamed from the store. `ETag` is the content's sha256; "
+                "`If-None-Match` and `If-Modified-Since` answer 304, and one `Range` answers "
+                "206 with `Content-Range`.",
+                responses={
+                    200: _DOWNLOAD,
+                    404: error(404, _BYTES_MISSING),
+                    503: _storage_503("the bytes could not be read"),
+                },
+            )
         },
         "/api/projects/{project_id}/files/{file_id}/sync": {
             "post": op(

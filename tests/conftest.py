@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import uuid
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -212,6 +213,43 @@ def fake():
     server = FakeProviderServer().start()
     yield server
     server.stop()
+
+
+S3_BUCKET = "prompthub-tests"
+
+
+@pytest.fixture(scope="session")
+def seaweed(tmp_path_factory):
+    """One real S3 server (SeaweedFS, ``tests/seaweed.py``) for the whole session, started by
+    the first test that asks for it (so a run without S3 tests never starts it), with the
+    bucket ``S3_BUCKET``. Tests keep apart by prefix (``s3_settings``)."""
+    from tests.seaweed import SeaweedFS
+
+    server = SeaweedFS(tmp_path_factory.mktemp("seaweed")).start()
+    try:
+        server.make_bucket(S3_BUCKET)
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3_settings(seaweed, tmp_path) -> dict:
+    """App settings for the session's S3 server, under a prefix of this test's own."""
+    prefix = f"t-{uuid.uuid4().hex[:12]}/files"
+    return {
+        **seaweed.settings(S3_BUCKET, prefix),
+        "STORAGE_STAGING_DIR": str(tmp_path / "staging"),
+    }
+
+
+@pytest.fixture(params=["local", "s3"])
+def storage_settings(request) -> dict:
+    """The store under test, once per backend: nothing (the local ``UPLOAD_DIR``) or S3.
+    A module runs its tests on both with ``config_overrides`` returning these."""
+    if request.param == "local":
+        return {}
+    return request.getfixturevalue("s3_settings")
 
 
 @pytest.fixture

@@ -113,7 +113,7 @@ def test_the_procfile_releases_then_serves_under_honcho(server_database, tmp_pat
             base = f"http://127.0.0.1:{port}"
             _wait_ready(base + "/healthz", web, log_path, timeout=30)
             ready = httpx.get(base + "/readyz", trust_env=False)
-            assert ready.json() == {"status": "ok", "checks": {"database": "ok"}}
+            assert ready.json() == {"status": "ok", "checks": {"database": "ok", "storage": "ok"}}
             preflight = httpx.options(
                 base + "/api/projects",
                 headers={

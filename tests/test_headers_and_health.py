@@ -105,7 +105,7 @@ def test_access_log_has_no_secrets_or_bodies(app, client, owner, caplog):
 def test_readyz_checks_the_database(client):
     resp = client.get("/readyz")
     assert resp.status_code == 200
-    assert resp.get_json() == {"status": "ok", "checks": {"database": "ok"}}
+    assert resp.get_json() == {"status": "ok", "checks": {"database": "ok", "storage": "ok"}}
 
 
 def test_readyz_is_503_when_the_database_is_unreachable():

@@ -209,7 +209,10 @@ def test_redis_stopped_mid_turn_the_turn_completes_and_readyz_says_so(
         name, data = on_b.events()[-1]
         assert name == "done" and data["message"]["content"] == "".join(words)
         ready = httpx.get(f"{a.base}/readyz", trust_env=False).json()
-        assert ready == {"status": "degraded", "checks": {"database": "ok", "redis": "unavailable"}}
+        assert ready == {
+            "status": "degraded",
+            "checks": {"database": "ok", "storage": "ok", "redis": "unavailable"},
+        }
         assert "Redis unavailable" in a.log()
 
 

@@ -8,7 +8,10 @@ gunicorn's gevent worker) takes ids from the queue and, for each one:
    'pending' AND (text_claimed_at IS NULL OR text_claimed_at < now - lease)``. One row or none,
    on both databases, so two processes never run the same file at once;
 2. runs ``sandbox.py`` in a child process with CPU, memory and wall-clock limits, holding no
-   database connection meanwhile;
+   database connection meanwhile. The child reads a local path: the stored file itself on the
+   local store, a temporary copy in ``STORAGE_STAGING_DIR`` on S3 (removed afterwards). Bytes
+   that are missing from the store end as ``failed``; a store that cannot be reached leaves the
+   file ``pending`` for the sweep to retry once the lease is over;
 3. writes the outcome with ``UPDATE … WHERE id = ? AND text_status = 'pending'``, so a run that
    comes twice (a retry after a lost lease) changes nothing the second time.
 
@@ -41,6 +44,7 @@ from app.extensions import db
 from app.files.extract import MAX_TEXT_CHARS, Extracted
 from app.models import StoredFile, TextStatus
 from app.models.base import utcnow
+from app.storage.base import ObjectMissing
 
 log = logging.getLogger(__name__)
 
@@ -146,9 +150,13 @@ def extract_file(file_id: int, limits: Limits) -> bool:
     db.session.commit()  # the claim is visible; no connection is held while the child runs
     if row is None:
         return False
-    path = Path(current_app.config["UPLOAD_DIR"]) / str(int(row.project_id)) / row.stored_name
     started = time.monotonic()
-    result = run_sandbox(path, limits)
+    try:
+        with current_app.extensions["storage"].local_copy(row.project_id, row.stored_name) as path:
+            result = run_sandbox(path, limits)
+    except ObjectMissing as exc:
+        log.error("extraction of file %s: its stored bytes are missing: %s", file_id, exc)
+        result = Extracted(TextStatus.FAILED, note="The stored bytes of this file are missing.")
     db.session.execute(
         update(StoredFile)
         .where(StoredFile.id == file_id, StoredFile.text_status == TextStatus.PENDING)

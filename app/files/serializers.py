@@ -3,7 +3,8 @@ response. Shared by the page routes and the JSON API."""
 
 from __future__ import annotations
 
-from flask import send_file, url_for
+from flask import request, send_file, url_for
+from werkzeug.exceptions import RequestedRangeNotSatisfiable
 
 from app.files import services
 
@@ -50,14 +51,31 @@ def openai_file_json(file) -> dict | None:
 
 def download_response(file):
     """The bytes as an attachment with their stored type: an uploaded HTML or SVG file is
-    saved by the browser, never rendered in our origin."""
-    resp = send_file(
-        services.file_path(file),
-        mimetype=file.content_type,
-        as_attachment=True,
-        download_name=file.name,
-        max_age=0,
-    )
+    saved by the browser, never rendered in our origin.
+
+    The same response for every store: the bytes stream from the store's reader (a local file,
+    or an S3 object's body read in chunks), with ``Content-Length``, a strong ``ETag`` (the
+    content's sha256, so it is the same on every store and machine), ``Last-Modified`` (the
+    upload time), and Werkzeug's conditional handling: ``If-None-Match`` /
+    ``If-Modified-Since`` give a 304, a single ``Range`` a 206 (S3: a ranged ``GetObject``
+    from the start of the range)."""
+    opened = services.open_bytes(file)
+    try:
+        resp = send_file(
+            opened.file,
+            mimetype=file.content_type,
+            as_attachment=True,
+            download_name=file.name,
+            max_age=0,
+            conditional=False,
+            etag=file.sha256,
+            last_modified=file.created_at,
+        )
+        resp.content_length = opened.size
+        resp = resp.make_conditional(request, accept_ranges=True, complete_length=opened.size)
+    except RequestedRangeNotSatisfiable:
+        opened.file.close()
+        raise
     resp.headers["X-Content-Type-Options"] = "nosniff"
     resp.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
     return resp

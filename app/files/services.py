@@ -5,12 +5,20 @@ owner: another user's file is a 404 like a missing one. ``store_upload`` takes a
 caller already fetched with ``get_project_for``, so ownership is decided before the request body
 is parsed.
 
-Order of an upload, so nothing is half-kept: copy to a temporary file (hashed, size-checked) →
-refuse empty, wrong or duplicate content → rename to the generated name → read plain text (a PDF
-is marked ``pending``) → insert the row. If anything after the rename fails, the file is removed
-again. After the commit a PDF is queued for the extraction sandbox (``extraction.py``), so the
-request never waits on a parser. The OpenAI mirror runs after the row is committed; its failure
-only marks the row ``failed`` with a reason a person can act on, and the upload still succeeds.
+The bytes are kept by the process's store (``app/storage/``: the local directory or S3), under
+a generated name. Order of an upload, so nothing is half-kept: copy to a local temporary file
+in the store's staging folder (hashed, size-checked) → refuse empty, wrong or duplicate content
+→ read plain text from that file (a PDF is marked ``pending``) → ``put`` it in the store (a
+rename for the local store, an upload for S3) → insert the row. A store that cannot be reached
+is a 503 ``storage_unavailable`` before any row exists; a row that cannot be inserted has its
+object deleted again. After the commit a PDF is queued for the extraction sandbox
+(``extraction.py``), so the request never waits on a parser. The OpenAI mirror runs after the
+row is committed; its failure only marks the row ``failed`` with a reason a person can act on,
+and the upload still succeeds.
+
+A store's failures become our errors in one place (``_bytes_of``): bytes missing → 404
+``file_bytes_missing`` ("The stored bytes of X are missing"), logged; store unreachable → 503
+``storage_unavailable``.
 
 Mirror states (ARCHITECTURE.md, "OpenAI Files mirror"): local → synced | failed (``sync_file``,
 at upload or on a retry); failed → synced | failed (a retry). ``synced`` is final.
@@ -19,13 +27,13 @@ at upload or on a retry); failed → synced | failed (a retry). ``synced`` is fi
 from __future__ import annotations
 
 import logging
-import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import BinaryIO
 
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from app import filetypes, llm
@@ -33,6 +41,7 @@ from app.errors import (
     Conflict,
     NotFound,
     PayloadTooLarge,
+    StorageUnavailable,
     UnsupportedMediaType,
     ValidationFailed,
 )
@@ -44,6 +53,14 @@ from app.models import Project, StoredFile, SyncStatus, TextStatus, User
 from app.projects.services import get_project_for, on_project_delete
 from app.providers.base import ProviderError
 from app.providers.openai_files import RemoteFile
+from app.storage.base import (
+    ObjectMissing,
+    Opened,
+    StorageError,
+    Store,
+    StoreUnavailable,
+    new_name,
+)
 
 log = logging.getLogger(__name__)
 
@@ -87,12 +104,34 @@ def get_file_by_name_for(user: User, project_id: int, name: str) -> StoredFile:
     return found
 
 
-def project_folder(project_id: int) -> Path:
-    return Path(current_app.config["UPLOAD_DIR"]) / str(int(project_id))
+def store() -> Store:
+    """This process's store (``app/storage/registry.py`` chose it from ``STORAGE_URL``)."""
+    return current_app.extensions["storage"]
 
 
-def file_path(file: StoredFile) -> Path:
-    return project_folder(file.project_id) / file.stored_name
+@contextmanager
+def _bytes_of(name: str, doing: str) -> Iterator[None]:
+    """The store's failures as our errors: missing bytes are a 404 (logged: a file row without
+    its bytes is a fault to look into), an unreachable store a 503 (nothing was changed)."""
+    try:
+        yield
+    except ObjectMissing as exc:
+        log.error("stored bytes missing: %s while %s: %s", name, doing, exc)
+        raise NotFound(
+            f"The stored bytes of {name} are missing.", code="file_bytes_missing"
+        ) from None
+    except StoreUnavailable as exc:
+        log.error("file storage unavailable while %s (%s): %s", doing, name, exc)
+        raise StorageUnavailable(
+            f"File storage cannot be reached right now, so {doing} of {name} did not happen. "
+            "Try again shortly."
+        ) from None
+
+
+def open_bytes(file: StoredFile) -> Opened:
+    """The file's bytes, opened for streaming (the caller closes ``.file``)."""
+    with _bytes_of(file.name, "the download"):
+        return store().open(file.project_id, file.stored_name)
 
 
 def upload_limit_mb() -> int:
@@ -130,9 +169,10 @@ def store_upload(project: Project, *, filename: str | None, stream: BinaryIO) ->
     project_id = project.id
     db.session.commit()  # end the read transaction: no connection is held while bytes copy
 
+    blobs = store()
     try:
         staged = storage.stage(
-            stream, project_folder(project_id), max_bytes=config["MAX_UPLOAD_MB"] * MIB
+            stream, blobs.staging_dir(project_id), max_bytes=config["MAX_UPLOAD_MB"] * MIB
         )
     except storage.TooLarge:
         raise PayloadTooLarge(
@@ -154,19 +194,21 @@ def store_upload(project: Project, *, filename: str | None, stream: BinaryIO) ->
         existing = _by_hash(project_id, staged.sha256)
         if existing is not None:
             return Upload(existing, created=False)
-        stored_name = storage.keep(staged)
-    finally:
-        staged.discard()  # a no-op once the file was renamed
-
-    path = project_folder(project_id) / stored_name
-    try:
-        # Plain text is read here (bounded, linear); anything that needs a parser is queued
-        # for the extraction sandbox once the row is committed.
+        # Plain text is read here, from the staged file (bounded, linear); anything that
+        # needs a parser is queued for the extraction sandbox once the row is committed.
         text = (
             Extracted(TextStatus.PENDING, note="Extracting text…")
             if needs_sandbox(kind)
-            else extract(path, kind, content_type)
+            else extract(staged.path, kind, content_type)
         )
+        stored_name = new_name()
+        db.session.rollback()  # end the duplicate check's read: no connection held during put
+        with _bytes_of(name, "the upload"):
+            blobs.put(project_id, stored_name, staged.path, sha256=staged.sha256)
+    finally:
+        staged.discard()  # a no-op once the local store renamed it
+
+    try:
         result = _insert(
             StoredFile(
                 project_id=project_id,
@@ -185,10 +227,10 @@ def store_upload(project: Project, *, filename: str | None, stream: BinaryIO) ->
         )
     except BaseException:
         db.session.rollback()
-        storage.remove(path)
+        _drop_object(project_id, stored_name)
         raise
     if not result.created:
-        storage.remove(path)  # lost a race with the same bytes: keep the first copy
+        _drop_object(project_id, stored_name)  # lost a race with the same bytes: keep the first
         return result
     log.info("file stored: project=%s file=%s size=%s", project_id, result.file.id, staged.size)
     if result.file.text_status == TextStatus.PENDING:
@@ -196,6 +238,15 @@ def store_upload(project: Project, *, filename: str | None, stream: BinaryIO) ->
     if llm.openai_files().configured:
         sync_file(result.file)
     return result
+
+
+def _drop_object(project_id: int, stored_name: str) -> None:
+    """Delete an object no row will point to; if the store is away, say so in the log (the
+    object is an orphan: ``flask files check-storage`` does not look for those)."""
+    try:
+        store().delete(project_id, stored_name)
+    except StorageError as exc:
+        log.error("orphan object left: project=%s name=%s: %s", project_id, stored_name, exc)
 
 
 def _type_error(name: str, exc: storage.TypeRejected) -> UnsupportedMediaType:
@@ -257,26 +308,38 @@ def set_use_in_chat(*, user: User, project_id: int, file_id: int, use: bool) -> 
 
 
 def delete_file(*, user: User, project_id: int, file_id: int) -> None:
-    """Remove the row, then the bytes, then (best effort) the OpenAI copy."""
+    """Remove the bytes, then the row, then (best effort) the OpenAI copy.
+
+    Bytes first: if the store cannot be reached nothing changes (503), and if the row then
+    cannot be deleted, a row without bytes is still listed and can be deleted again, whereas
+    bytes without a row would be an orphan nobody sees."""
     file = get_file_for(user, project_id, file_id)
-    path, remote = file_path(file), file.openai_file_id
-    db.session.delete(file)
+    name, stored_name, remote = file.name, file.stored_name, file.openai_file_id
+    db.session.commit()  # end the read transaction: no connection is held while the store works
+    with _bytes_of(name, "the delete"):
+        store().delete(project_id, stored_name)
+    db.session.execute(delete(StoredFile).where(StoredFile.id == file_id))
     db.session.commit()
-    storage.remove(path)
     if remote:
         _delete_remote([remote])
 
 
 @on_project_delete
 def _when_a_project_goes(project_id: int):
-    """Read the OpenAI copies while the rows exist; remove the folder and copies after."""
+    """Read the OpenAI copies while the rows exist; remove the bytes and copies after."""
     remote = remote_ids(project_id)
     return lambda: forget_project(project_id, remote)
 
 
 def forget_project(project_id: int, remote_ids: list[str]) -> None:
-    """After a project is deleted (rows gone by cascade): its folder and its OpenAI copies."""
-    shutil.rmtree(project_folder(project_id), ignore_errors=True)
+    """After a project is deleted (rows gone by cascade): its stored bytes and OpenAI copies.
+    The project is gone whatever happens here; a store that is away leaves orphans, logged."""
+    try:
+        removed = store().delete_project(project_id)
+    except StorageError as exc:
+        log.error("project %s deleted, its stored files not (orphans): %s", project_id, exc)
+    else:
+        log.info("project %s deleted: %s stored files removed", project_id, removed)
     _delete_remote(remote_ids)
 
 
@@ -311,18 +374,25 @@ def sync_file(file: StoredFile) -> StoredFile:
     client = llm.openai_files()
     if not client.configured:
         raise Conflict("Set OPENAI_API_KEY to copy files to OpenAI.", code="sync_unavailable")
-    file_id, path, name, content_type = file.id, file_path(file), file.name, file.content_type
+    file_id, name, content_type = file.id, file.name, file.content_type
+    project_id, stored_name = file.project_id, file.stored_name
     db.session.rollback()  # nothing pending; no connection is held while OpenAI answers
     try:
-        remote = client.upload(
-            path,
-            filename=name,
-            content_type=content_type,
-            purpose=current_app.config["OPENAI_FILE_PURPOSE"],
-        )
+        opened = store().open(project_id, stored_name)
+        with opened.file:  # streamed from the store into the multipart body
+            remote = client.upload(
+                opened.file,
+                filename=name,
+                content_type=content_type,
+                purpose=current_app.config["OPENAI_FILE_PURPOSE"],
+            )
     except ProviderError as exc:
         log.warning("OpenAI file upload failed for file %s: %r", file_id, exc)
         values = {"sync_status": SyncStatus.FAILED, "sync_error": sync_failure(exc)}
+        values.update(_remote_values(None))
+    except StorageError as exc:
+        log.error("OpenAI copy of file %s: its stored bytes could not be read: %s", file_id, exc)
+        values = {"sync_status": SyncStatus.FAILED, "sync_error": _storage_failure(name, exc)}
         values.update(_remote_values(None))
     else:
         values = {"sync_status": SyncStatus.SYNCED, "sync_error": None}
@@ -368,6 +438,12 @@ def sync_failure(exc: ProviderError) -> str:
     lead = _SYNC_FAILURES.get(exc.kind, "The copy to OpenAI failed.")
     source = "Details" if exc.kind in _TRANSPORT_KINDS else "OpenAI said"
     return f"{lead} {source}: {exc.message}"
+
+
+def _storage_failure(name: str, exc: StorageError) -> str:
+    if isinstance(exc, ObjectMissing):
+        return f"The stored bytes of {name} are missing, so nothing could be copied."
+    return "PromptHub could not read the file from its storage; retry the copy later."
 
 
 def retry_sync(*, user: User, project_id: int, file_id: int) -> StoredFile:

@@ -1,4 +1,5 @@
-"""Bytes on disk and what they are. No Flask, no database: the service decides, this module does.
+"""An upload's bytes and what they are. No Flask, no database: the service decides, this module
+does. Where the bytes are kept afterwards is the store's business (``app/storage/``).
 
 Types come in two families. **Built-in** types (``TEXT_TYPES``, ``BINARY_TYPES``) are checked
 against their bytes (text must be UTF-8 without NULs, a ``.png`` must start like a PNG) and may
@@ -7,10 +8,10 @@ give text for chat. **Added** types are extensions an operator lists in
 as opaque bytes (``application/octet-stream``), never sniffed, never read for text
 (``app/filetypes.py`` lists the types and says what the setting may hold).
 
-Writing is safe: an upload is copied into a temporary file in the project's own folder while it
-is hashed and counted, and only renamed to its final generated name once it is whole and
-accepted. Anything that goes wrong removes the temporary file, so a failed upload leaves
-nothing behind.
+Writing is safe: an upload is copied into a temporary local file (in the store's staging
+folder: the project's own folder for the local store) while it is hashed and counted, and only
+handed to the store once it is whole and accepted. Anything that goes wrong removes the
+temporary file, so a failed upload leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -171,18 +172,3 @@ def stage(source: BinaryIO, folder: Path, *, max_bytes: int) -> Staged:
         path.unlink(missing_ok=True)
         raise
     return Staged(path=path, size=size, sha256=digest.hexdigest(), head=head)
-
-
-def keep(staged: Staged) -> str:
-    """Give a staged upload its final generated name (an atomic rename); returns that name."""
-    stored_name = secrets.token_hex(16)
-    os.replace(staged.path, staged.path.with_name(stored_name))
-    return stored_name
-
-
-def remove(path: Path) -> bool:
-    try:
-        path.unlink()
-    except FileNotFoundError:
-        return False
-    return True

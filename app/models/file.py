@@ -1,7 +1,8 @@
 """Files uploaded into a project.
 
-The bytes live on disk under ``UPLOAD_DIR/<project_id>/<stored_name>`` (a generated name, never
-the client's); this row keeps the cleaned display name, what we detected and extracted, and the
+The bytes live in the file store (``app/storage/``: ``UPLOAD_DIR/<project_id>/<stored_name>``,
+or the S3 object ``<prefix>/<project_id>/<stored_name>``; a generated name, never the
+client's); this row keeps the cleaned display name, what we detected and extracted, and the
 state of the optional OpenAI Files mirror. Display names and contents are unique per project:
 the same bytes are stored once, and a second ``notes.txt`` becomes ``notes (2).txt`` so a file
 can be addressed by its name.

@@ -12,8 +12,7 @@ can show it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import httpx
 
@@ -66,16 +65,18 @@ class OpenAIFiles:
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.settings.openai_api_key}"}
 
-    def upload(self, path: Path, *, filename: str, content_type: str, purpose: str) -> RemoteFile:
-        """Send the file; returns what OpenAI answered about its copy."""
+    def upload(
+        self, content: BinaryIO, *, filename: str, content_type: str, purpose: str
+    ) -> RemoteFile:
+        """Send the file (``content``: readable and seekable, read in chunks as the body is
+        sent, so any store's reader will do); returns what OpenAI answered about its copy."""
         try:
-            with open(path, "rb") as fh:
-                response = self.client.post(
-                    self.url,
-                    headers=self._headers(),
-                    data={"purpose": purpose},
-                    files={"file": (filename, fh, content_type)},
-                )
+            response = self.client.post(
+                self.url,
+                headers=self._headers(),
+                data={"purpose": purpose},
+                files={"file": (filename, content, content_type)},
+            )
         except httpx.HTTPError as exc:
             raise transport_error(NAME, exc) from exc
         if response.status_code >= 400:

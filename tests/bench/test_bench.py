@@ -81,3 +81,12 @@ def test_metrics_with_100k_replies_read_the_covering_index():
             assert found["plans"], window
             for plan in found["plans"]:
                 assert any("ix_messages_version_created" in line for line in plan["plan"]), plan
+
+
+def test_a_20_mb_file_up_and_down_on_the_local_store_and_on_s3():
+    from tests.bench.storage import main
+
+    report = main(["--repeats", "5", "--out", str(OUT / "storage.json")])
+    for backend in ("local", "s3"):
+        assert report[backend]["upload_mb_s"]["min"] > 0
+        assert report[backend]["download_mb_s"]["min"] > 0
