@@ -178,6 +178,10 @@ class Cluster:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def haproxy_pid(self) -> int | None:
+        return self._haproxy.pid if self._haproxy is not None else None
+
     def start(self) -> Cluster:
         """Everything up, or (on any failure, Ctrl-C included) everything started so far
         stopped again before the error goes on."""
@@ -319,7 +323,7 @@ class Cluster:
     def state(self) -> dict[str, Any]:
         return {
             "url": self.url,
-            "haproxy": {"pid": self._haproxy.pid if self._haproxy else None,
+            "haproxy": {"pid": self.haproxy_pid,
                         "config": str(self.workdir / "haproxy.cfg"),
                         "log": str(self.workdir / "haproxy.log")},
             "nodes": {

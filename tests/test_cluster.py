@@ -69,6 +69,7 @@ class Running:
     state: dict
     output: list[str]
     workdir: Path
+    reader: threading.Thread
 
     @property
     def url(self) -> str:
@@ -115,11 +116,12 @@ def cluster(fake, tmp_path_factory):
                 ready.set()
         ready.set()
 
-    threading.Thread(target=read, daemon=True).start()
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
     try:
         assert ready.wait(120) and proc.poll() is None, "\n".join(output)
         state = json.loads((workdir / "cluster.json").read_text())
-        yield Running(proc, state, output, workdir)
+        yield Running(proc, state, output, workdir, reader)
     finally:
         if proc.poll() is None:  # the last test stops it with Ctrl-C; this is the fallback
             os.killpg(proc.pid, signal.SIGINT)
@@ -464,7 +466,7 @@ def test_node_a_killed_under_load_traffic_moves_to_b_and_nothing_acknowledged_is
     assert [o for o in after if o.error or (o.status or 0) >= 400] == []
     # The only failures (a 5xx, a stream cut, a connection closed unanswered) were on A as it
     # died; HAProxy's 5xx say so themselves.
-    assert failed and all(o in on_a for o in failed), [vars(o) for o in failed]
+    assert on_a and all(o in on_a for o in failed), [vars(o) for o in failed]
     assert all(o.served_by == "a" for o in failed if o.status)
 
     # Everything acknowledged is in PostgreSQL and the file store.
@@ -542,6 +544,7 @@ def test_ctrl_c_stops_everything_it_started(cluster):
     assert listening(ports[0]) and listening(ports[1]) and listening(ports[2])
     os.killpg(cluster.proc.pid, signal.SIGINT)
     assert cluster.proc.wait(90) == 0
+    cluster.reader.join(10)  # the last lines, read to the end of the output
     assert cluster.output[-2:] == ["stopping…", "stopped."], cluster.output[-5:]
     assert [p for p in ports if listening(p)] == []
     assert [p for p in pids if Path(f"/proc/{p}").exists()] == []

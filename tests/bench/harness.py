@@ -714,11 +714,11 @@ def cluster_bench(
         cluster.start()
         account = make_account(cluster.url, "bench@example.com")
         nodes = {name: psutil.Process(node.proc.pid) for name, node in cluster.nodes.items()}
-        assert cluster._haproxy is not None
+        assert cluster.haproxy_pid is not None
         procs = {
             "nodes": [p for master in nodes.values() for p in (master, *master.children())],
             "node_a": [nodes["a"], *nodes["a"].children()],
-            "haproxy": [psutil.Process(cluster._haproxy.pid)],
+            "haproxy": [psutil.Process(cluster.haproxy_pid)],
         }
         targets = {
             "one_node_direct": chat_target("node a", cluster.nodes["a"].url, account),
