@@ -10,7 +10,7 @@ export FLASK_APP := app
 export NO_PROXY := 127.0.0.1,localhost,::1
 export no_proxy := $(NO_PROXY)
 
-.PHONY: install run serve test test-sqlite test-postgres lint format migrate upgrade bench browser-deps screenshots module-map clean
+.PHONY: install run serve cluster cluster-deps test test-sqlite test-postgres lint format migrate upgrade bench browser-deps screenshots module-map clean
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,14 @@ run: upgrade  ## development server with reload; says which model answers chat
 
 serve: upgrade  ## production-style server (see README: worker model chosen by measurement)
 	$(BIN)/gunicorn --config gunicorn.conf.py 'app:create_app()'
+
+# Two nodes behind HAProxy on one machine, sharing PostgreSQL, Redis and files (docs/deploy.md
+# "Several nodes"). DATABASE_URL / REDIS_URL from the environment, else private servers in
+# instance/cluster/. CLUSTER_PORT is HAProxy's port; the nodes take the next two.
+CLUSTER_PORT ?= 8080
+cluster: install cluster-deps  ## prints the URL; Ctrl-C stops everything
+	$(BIN)/python -m tests.cluster --port $(CLUSTER_PORT) \
+	  --node-ports $$(($(CLUSTER_PORT) + 1)),$$(($(CLUSTER_PORT) + 2))
 
 migrate: install  ## autogenerate a migration: make migrate m="what changed"
 	$(BIN)/flask db migrate -m "$(m)"
@@ -52,9 +60,27 @@ browser-deps:
 	  fi; \
 	fi
 
+# Debian's HAProxy (and redis-server, and PostgreSQL's server unless DATABASE_URL names one) for
+# `make cluster` and the cluster test.
+cluster-deps:
+	@missing=""; \
+	command -v haproxy >/dev/null || missing="$$missing haproxy"; \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	if [ -z "$$DATABASE_URL" ] && ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then \
+	  missing="$$missing postgresql"; fi; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian$$missing for the cluster"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else \
+	    echo "the cluster needs Debian's$$missing: sudo apt-get install$$missing"; \
+	  fi; \
+	fi
+
 # The whole suite on SQLite, then again on PostgreSQL when TEST_DATABASE_URL is set
-# (.ci/run sets it). Browser tests run once, in the SQLite pass.
-test: install browser-deps test-sqlite test-postgres
+# (.ci/run sets it). Browser tests and the cluster test (which brings its own PostgreSQL) run
+# once, in the SQLite pass.
+test: install browser-deps cluster-deps test-sqlite test-postgres
 
 test-sqlite: install
 	env -u TEST_DATABASE_URL $(BIN)/python -m pytest -q -p no:cacheprovider
@@ -62,7 +88,7 @@ test-sqlite: install
 test-postgres: install
 	@if [ -n "$$TEST_DATABASE_URL" ]; then \
 	  echo "== PostgreSQL pass: $$TEST_DATABASE_URL"; \
-	  $(BIN)/python -m pytest -q -p no:cacheprovider -m "not browser"; \
+	  $(BIN)/python -m pytest -q -p no:cacheprovider -m "not browser and not cluster"; \
 	else echo "TEST_DATABASE_URL not set: PostgreSQL pass skipped"; fi
 
 screenshots: install browser-deps  ## refresh docs/screenshots/ from the browser tests

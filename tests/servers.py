@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from sqlalchemy import text
+from sqlalchemy import create_engine, text
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -167,32 +167,58 @@ class PrivatePostgres:
     refuses to run as root, so under root every command runs as the ``postgres`` system user
     (``runuser``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, directory: Path | None = None) -> None:
+        """A throwaway cluster in a new temporary folder, or (``directory``) one kept there
+        between runs (``make cluster``): initialised once, started again on the next run."""
         assert PG_BINS, "PostgreSQL server binaries are needed (Debian: postgresql)"
         self.bin = PG_BINS[-1].parent
         self.port = free_port()
         # Not pytest's tmp_path: its root-only parent directory is closed to the postgres user.
-        self.dir = Path(tempfile.mkdtemp(prefix="prompthub-pg-"))
+        self.dir = directory or Path(tempfile.mkdtemp(prefix="prompthub-pg-"))
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.kept = directory is not None
         self.data = self.dir / "data"
         self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
         if os.geteuid() == 0:
             shutil.chown(self.dir, "postgres", "postgres")
 
+    @property
+    def initialised(self) -> bool:
+        return (self.data / "PG_VERSION").exists()
+
     def run(self, *args: str) -> None:
         command = [str(self.bin / args[0]), *args[1:]]
         if os.geteuid() == 0:
             command = ["runuser", "-u", "postgres", "--", *command]
-        subprocess.run(command, check=True, capture_output=True, timeout=60)
+        # Its own session: a Ctrl-C in the terminal reaches whoever started it, not the server.
+        subprocess.run(command, check=True, capture_output=True, timeout=60, start_new_session=True)
 
     def init(self) -> PrivatePostgres:
         self.run("initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust", "--no-sync")
         return self
 
     def start(self) -> PrivatePostgres:
-        options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off"
+        # A kept folder may sit at any depth: TCP only (a socket path is limited to 107 bytes).
+        sockets = "-c unix_socket_directories=''" if self.kept else f"-k {self.dir}"
+        options = f"-p {self.port} {sockets} -c listen_addresses=127.0.0.1 -c fsync=off"
         log = str(self.dir / "postgres.log")
         self.run("pg_ctl", "-D", str(self.data), "-o", options, "-l", log, "-w", "start")
         return self
+
+    def create_database(self, name: str) -> str:
+        """``name`` created unless it exists; its URL."""
+        admin = self.url.replace("postgresql://", "postgresql+psycopg://")
+        engine = create_engine(admin, isolation_level="AUTOCOMMIT")
+        try:
+            with engine.connect() as conn:
+                exists = conn.execute(
+                    text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}
+                ).first()
+                if not exists:
+                    conn.execute(text(f'CREATE DATABASE "{name}"'))
+        finally:
+            engine.dispose()
+        return self.url.rsplit("/", 1)[0] + "/" + name
 
     def stop(self, mode: str = "fast") -> None:
         """``fast`` closes sessions cleanly; ``immediate`` is a crash (no shutdown checkpoint)."""
@@ -218,6 +244,7 @@ class PrivateRedis:
              "--appendonly", "no"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            start_new_session=True,  # a terminal's Ctrl-C reaches its starter, not the server
         )  # fmt: skip
         deadline = time.monotonic() + 10
         while True:

@@ -6,12 +6,18 @@ from outside with the asyncio load generator (``loadgen.py``) and psutil.
     python -m tests.bench.harness streams --worker-class gevent
     python -m tests.bench.harness endpoints                 # rps, history, memory, start time
     python -m tests.bench.harness bombs --worker-class gevent --levels 1,10  # TTFT under PDF bombs
+    python -m tests.bench.harness cluster --levels 50 # two nodes via HAProxy vs one node direct
 
 Every run prints one JSON document (``--out`` writes it too) with the machine, the date, the load
 average before each measurement, and per level: time to first token (median, p95), total time,
 completed streams/s and errors for the platform and for the same request sent straight to the
 fake provider, plus the server's CPU per reply (gunicorn master + workers, from /proc via
 psutil, which is far less sensitive to other load than wall-clock numbers) and RSS per worker.
+
+``cluster`` runs ``make cluster``'s own ``Cluster`` (tests/cluster.py: its private PostgreSQL and
+Redis, two nodes of ``--workers`` gevent workers each, HAProxy) against the asyncio fake, and
+measures, level by level, streams through HAProxy (both nodes) and straight to node ``a`` (one
+node, the other idle), with the CPU of every node process and of HAProxy.
 
 Environment: ``BENCH_PG`` (admin URL, default ``postgresql://postgres@127.0.0.1:5432``) and
 ``BENCH_DB`` (database created fresh per stack, default ``prompthub_benchrun``).
@@ -26,9 +32,11 @@ import json
 import os
 import platform
 import re
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import date
@@ -620,12 +628,121 @@ def profile(
     return {"level": result.summary(), "stacks": str(raw)}
 
 
+# --- two nodes behind HAProxy vs one node ------------------------------------------------------
+
+
+def start_fake(fake: FakeConfig, port: int) -> subprocess.Popen:
+    module = "tests.bench.fake_async" if fake.kind == "async" else "tests.fake_provider"
+    proc = subprocess.Popen(
+        [PYTHON, "-m", module, "--port", str(port), "--ttft-ms", str(fake.ttft_ms),
+         "--tokens", str(fake.tokens), "--token-delay-ms", str(fake.token_delay_ms),
+         "--openai-key", OPENAI_KEY],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    proc.stdout.readline()  # "listening on ..."
+    return proc
+
+
+def chat_target(name: str, base: str, account: Account) -> Target:
+    return Target(
+        name=name,
+        url=f"{base}/api/projects/{account.project_id}/chat",
+        headers=account.bearer,
+        body=lambda n: {"message": MESSAGE, "stream": True},
+        first=b"event: delta",
+        done=b"event: done",
+        failed=b"event: error",
+    )
+
+
+async def cluster_levels(
+    procs: dict[str, list[psutil.Process]],
+    targets: dict[str, Target],
+    levels: tuple[int, ...],
+    duration: float,
+) -> list[dict[str, Any]]:
+    """Each level: every target in turn, with the CPU of each group of processes."""
+    for target in targets.values():  # warm up: lazy imports, pools, connections
+        await run_level(target, 4, duration=0.5, min_rounds=2)
+    rows = []
+    for level in levels:
+        row: dict[str, Any] = {"concurrency": level}
+        for key, target in targets.items():
+            load_before = load()
+            cpu0 = {name: cpu_seconds(group) for name, group in procs.items()}
+            result = await run_level(target, level, duration=duration, min_rounds=2)
+            summary = result.summary()
+            done = max(1, summary["completed"])
+            summary["load_before"] = load_before
+            for name, group in procs.items():
+                used = cpu_seconds(group) - cpu0[name]
+                summary[f"{name}_cpu_ms_per_reply"] = round(1000 * used / done, 2)
+            row[key] = summary
+        if row["one_node_direct"]["streams_per_s"]:
+            row["ratio"] = round(
+                row["two_nodes_haproxy"]["streams_per_s"] / row["one_node_direct"]["streams_per_s"],
+                3,
+            )
+        print(json.dumps(row), file=sys.stderr, flush=True)  # noqa: T201
+        rows.append(row)
+    return rows
+
+
+def cluster_bench(
+    levels: tuple[int, ...], duration: float, workers: int, fake: FakeConfig, extra: dict
+) -> dict[str, Any]:
+    from tests.cluster import Cluster
+
+    fake_port = free_port()
+    fake_proc = start_fake(fake, fake_port)
+    workdir = Path(tempfile.mkdtemp(prefix="prompthub-bench-cluster-"))
+    workdir.chmod(0o755)  # the private PostgreSQL's data is in here (postgres user)
+    settings = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "OPENROUTER_"))}
+    settings.pop("DATABASE_URL", None)
+    settings.pop("REDIS_URL", None)
+    settings.update(
+        OPENAI_API_KEY=OPENAI_KEY,
+        OPENAI_BASE_URL=f"http://127.0.0.1:{fake_port}/v1",
+        RATELIMIT_ENABLED="false",
+        NO_PROXY="127.0.0.1,localhost",
+        no_proxy="127.0.0.1,localhost",
+        **extra,
+    )
+    cluster = Cluster(workdir, workers=workers, settings=settings)
+    try:
+        cluster.start()
+        account = make_account(cluster.url, "bench@example.com")
+        nodes = {name: psutil.Process(node.proc.pid) for name, node in cluster.nodes.items()}
+        assert cluster.haproxy_pid is not None
+        procs = {
+            "nodes": [p for master in nodes.values() for p in (master, *master.children())],
+            "node_a": [nodes["a"], *nodes["a"].children()],
+            "haproxy": [psutil.Process(cluster.haproxy_pid)],
+        }
+        targets = {
+            "one_node_direct": chat_target("node a", cluster.nodes["a"].url, account),
+            "two_nodes_haproxy": chat_target("haproxy", cluster.url, account),
+        }
+        rows = asyncio.run(cluster_levels(procs, targets, levels, duration))
+        return {"workers_per_node": workers, "levels": rows}
+    finally:
+        cluster.stop()
+        fake_proc.terminate()
+        fake_proc.wait()
+        assert fake_proc.stdout is not None
+        fake_proc.stdout.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 # --- command line ------------------------------------------------------------------------------
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("what", choices=["fake", "streams", "endpoints", "profile", "bombs"])
+    parser.add_argument(
+        "what", choices=["fake", "streams", "endpoints", "profile", "bombs", "cluster"]
+    )
     parser.add_argument("--worker-class", default="gthread")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=64)
@@ -641,6 +758,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     report: dict[str, Any] = {"machine": machine(), "what": args.what}
     if args.what == "fake":
         report["fake"] = asyncio.run(fake_capacity(levels, args.duration))
+    elif args.what == "cluster":
+        extra = dict(item.split("=", 1) for item in args.env)
+        report["env"] = extra
+        report["cluster"] = cluster_bench(
+            levels, args.duration, args.workers, FakeConfig(kind=args.fake), extra
+        )
     else:
         server = ServerConfig(args.worker_class, args.workers, args.threads)
         report["server"] = asdict(server) | {"label": server.label}

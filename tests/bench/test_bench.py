@@ -41,6 +41,16 @@ def test_streams_through_the_platform_and_direct(worker_class):
         assert row["platform"]["errors"] == 0, row
 
 
+def test_two_nodes_behind_haproxy_and_one_node_direct():
+    from tests.bench.harness import main
+
+    out = OUT / "cluster.json"
+    report = main(["cluster", "--workers", "2", "--levels", "1,50", "--out", str(out)])
+    for row in report["cluster"]["levels"]:
+        assert row["one_node_direct"]["errors"] == 0, row
+        assert row["two_nodes_haproxy"]["errors"] == 0, row
+
+
 def test_endpoints_history_memory_and_start_time():
     from tests.bench.harness import main
 

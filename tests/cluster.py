@@ -1,0 +1,477 @@
+"""``make cluster``: PromptHub as a multi-node deployment runs it, on one machine.
+
+    python -m tests.cluster [--port 8080] [--workers 2] [--workdir instance/cluster]
+
+Two gunicorn nodes (``a`` and ``b``, each a "machine": its own master, workers and reply spool)
+behind HAProxy (round robin, no stickiness, health checks on ``/readyz``), sharing one
+PostgreSQL, one Redis and one file store. ``DATABASE_URL`` and ``REDIS_URL`` from the environment
+are used when given; otherwise a private PostgreSQL (data kept in ``<workdir>/postgres``) and a
+private ``redis-server`` are started on ports of their own. Migrations run once, before the nodes
+start. Both nodes get the same ``SECRET_KEY`` and ``JWT_SECRET`` (from the environment, else
+generated once into ``<workdir>/secrets.json``), ``TRUST_PROXY=true``, ``REDIS_URL`` and Redis
+rate-limit counts. Every other setting in the environment (provider keys, limits) is passed on.
+
+It prints the URL and what runs where, writes the same as JSON to ``<workdir>/cluster.json``
+(the cluster test reads it), and runs until Ctrl-C (or SIGTERM), which stops HAProxy, the nodes,
+Redis and PostgreSQL in that order; so does a failure while starting. A node that dies is
+reported and left dead: the load balancer sends its traffic to the other one.
+
+The same ``Cluster`` serves the cluster test (``tests/test_cluster.py``, through this command)
+and the benchmark (``python -m tests.bench.harness cluster``). docs/deploy.md "Several nodes"
+explains the topology and each setting; HAProxy's configuration is ``haproxy_config``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.servers import BIN, ROOT, PrivatePostgres, PrivateRedis, free_port
+
+NODES = ("a", "b")
+DATABASE = "prompthub"
+NODE_STOP_SECONDS = 40  # gunicorn's graceful_timeout (30 s) for open requests, and a margin
+
+
+class ClusterError(RuntimeError):
+    """The cluster could not start; the message says why and what to do."""
+
+
+# --- the file store: the one place that says where the nodes keep files ---------------------
+
+
+def storage_settings(workdir: Path) -> dict[str, str]:
+    """The nodes' file-store settings. On one machine both nodes share one directory; on
+    several machines this is an object store (``STORAGE_URL``), see docs/deploy.md."""
+    return {"UPLOAD_DIR": str(workdir / "uploads")}
+
+
+def stored_bytes(state: Mapping[str, Any], project_id: int, stored_name: str) -> bytes:
+    """The bytes the store holds for a file row (the cluster test checks every upload)."""
+    return (Path(state["storage"]["UPLOAD_DIR"]) / str(project_id) / stored_name).read_bytes()
+
+
+# --- settings ----------------------------------------------------------------------------------
+
+
+def cluster_secrets(workdir: Path, settings: Mapping[str, str]) -> dict[str, str]:
+    """``SECRET_KEY`` and ``JWT_SECRET``: the environment's, else generated once into
+    ``secrets.json`` (0600), so sessions and tokens survive a restart of the cluster. Every node
+    must have the same ones: a session or token signed by one node is checked by the other."""
+    path = workdir / "secrets.json"
+    stored: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+    changed = False
+    for key in ("SECRET_KEY", "JWT_SECRET"):
+        if not stored.get(key):
+            stored[key] = secrets.token_urlsafe(48)
+            changed = True
+    if changed:
+        path.touch(mode=0o600)
+        path.write_text(json.dumps(stored, indent=2) + "\n")
+    given = {key: settings[key] for key in ("SECRET_KEY", "JWT_SECRET") if settings.get(key)}
+    return {**stored, **given}
+
+
+def haproxy_config(port: int, nodes: Mapping[str, int]) -> str:
+    """HAProxy's configuration (docs/deploy.md explains each choice, with HAProxy's manual)."""
+    servers = "\n".join(f"    server {name} 127.0.0.1:{p}" for name, p in nodes.items())
+    return f"""\
+# Written by `make cluster` (tests/cluster.py); docs/deploy.md "Several nodes" explains it.
+global
+    log stdout format raw local0 info
+    maxconn 4096
+
+defaults web
+    mode http
+    log global
+    option httplog
+    # One request per connection to a node: no idle connection to reuse just as the node
+    # closes it, and a dead node is seen as a refused connection, which is safe to retry.
+    option http-server-close
+    option forwardfor
+    # A refused connection is retried on the other node (only then: a request that reached a
+    # node is never sent twice).
+    retries 2
+    option redispatch 1
+    timeout connect 3s
+    timeout http-request 10s
+    timeout http-keep-alive 10s
+    timeout queue 10s
+    # Inactivity, not duration: a chat stream sends a keep-alive every CHAT_HEARTBEAT_SECONDS
+    # (15 s); a non-streamed reply is silent until done (up to two provider calls of
+    # LLM_TIMEOUT_SECONDS, 60 s each).
+    timeout client 130s
+    timeout server 130s
+    timeout check 3s
+
+frontend prompthub
+    bind 127.0.0.1:{port}
+    http-request set-header X-Forwarded-Proto https if {{ ssl_fc }}
+    http-request set-header X-Forwarded-Proto http unless {{ ssl_fc }}
+    http-request set-header X-Forwarded-Host %[req.hdr(host)]
+    default_backend nodes
+
+backend nodes
+    balance roundrobin
+    option httpchk GET /readyz
+    http-check expect status 200
+    # Which node answered (HAProxy's own errors too): the cluster test reads it.
+    http-after-response set-header X-Served-By %[srv_name]
+    default-server check inter 2s fall 2 rise 2 observe layer4 error-limit 1 on-error mark-down
+{servers}
+"""
+
+
+# --- the cluster -------------------------------------------------------------------------------
+
+
+@dataclass
+class Node:
+    name: str
+    port: int
+    log_path: Path
+    proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+@dataclass
+class Cluster:
+    """Two nodes behind HAProxy on shared PostgreSQL, Redis and files; ``start``/``stop``."""
+
+    workdir: Path
+    port: int = 0  # 0: a free port
+    node_ports: tuple[int, int] = (0, 0)
+    workers: int = 2  # gunicorn workers per node
+    settings: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    database_url: str | None = None  # None: a private PostgreSQL
+    redis_url: str | None = None  # None: a private redis-server
+    nodes: dict[str, Node] = field(default_factory=dict)
+    postgres: str = "given"
+    redis: str = "given"
+    _stack: ExitStack = field(default_factory=ExitStack)
+    _haproxy: subprocess.Popen | None = None
+    _env: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def haproxy_pid(self) -> int | None:
+        return self._haproxy.pid if self._haproxy is not None else None
+
+    def start(self) -> Cluster:
+        """Everything up, or (on any failure, Ctrl-C included) everything started so far
+        stopped again before the error goes on."""
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        self.workdir = self.workdir.resolve()
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        haproxy = shutil.which("haproxy")
+        if haproxy is None:
+            raise ClusterError("HAProxy is needed: `make cluster-deps` installs it (Debian).")
+        if self.database_url is None:
+            pg = PrivatePostgres(self.workdir / "postgres")
+            if not pg.initialised:
+                pg.init()
+            pg.start()
+            self._stack.callback(pg.stop)
+            self.database_url = pg.create_database(DATABASE)
+            self.postgres = f"private, data in {pg.dir}"
+        elif not self.database_url.startswith(("postgresql", "postgres:")):
+            raise ClusterError("DATABASE_URL must be PostgreSQL: every node shares it.")
+        if self.redis_url is None:
+            redis = PrivateRedis().start()
+            self._stack.callback(redis.stop)
+            self.redis_url = redis.url
+            self.redis = "private"
+        self.port = self.port or free_port()
+        ports = [p or free_port() for p in self.node_ports]
+        self.nodes = {
+            name: Node(name, port, self.workdir / f"node-{name}.log")
+            for name, port in zip(NODES, ports, strict=True)
+        }
+        common = self._common_env()
+        self._run_once(common, "db", "upgrade")  # migrations: once, before any node serves
+        for node in self.nodes.values():
+            self._env[node.name] = self._node_env(common, node)
+            self._spawn(node)
+        for node in self.nodes.values():
+            self._wait_ready(node.url + "/readyz", node.proc, node.log_path)
+        config = self.workdir / "haproxy.cfg"
+        config.write_text(haproxy_config(self.port, {n.name: n.port for n in self.nodes.values()}))
+        subprocess.run([haproxy, "-c", "-q", "-f", str(config)], check=True, capture_output=True)
+        with (self.workdir / "haproxy.log").open("ab") as log:
+            self._haproxy = subprocess.Popen(
+                [haproxy, "-db", "-f", str(config)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self._wait_ready(self.url + "/healthz", self._haproxy, self.workdir / "haproxy.log")
+        self._write_state()
+
+    def _common_env(self) -> dict[str, str]:
+        env = dict(self.settings)
+        env.pop("TEST_DATABASE_URL", None)
+        rate_limits = env.get("RATELIMIT_STORAGE_URI", "")
+        assert self.redis_url is not None and self.database_url is not None
+        env.update(
+            APP_ENV=env.get("APP_ENV") or "production",
+            # Plain HTTP on loopback here; behind TLS leave it unset (production: Secure).
+            SESSION_COOKIE_SECURE=env.get("SESSION_COOKIE_SECURE") or "false",
+            DATABASE_URL=self.database_url,
+            REDIS_URL=self.redis_url,
+            # Shared counts: a limit is one limit, whichever node a request reaches.
+            RATELIMIT_STORAGE_URI=(
+                rate_limits if rate_limits.startswith(("redis", "memcached")) else self.redis_url
+            ),
+            TRUST_PROXY="true",
+            FLASK_APP="app",
+            **cluster_secrets(self.workdir, env),
+            **storage_settings(self.workdir),
+        )
+        return env
+
+    def _node_env(self, common: Mapping[str, str], node: Node) -> dict[str, str]:
+        return {
+            **common,
+            "HOST": "127.0.0.1",  # reachable through HAProxy only (TRUST_PROXY trusts one hop)
+            "PORT": str(node.port),
+            "WEB_CONCURRENCY": str(self.workers),
+            "REPLY_SPOOL_DIR": str(self.workdir / f"node-{node.name}" / "spool"),
+        }
+
+    def _run_once(self, env: Mapping[str, str], *args: str) -> str:
+        result = subprocess.run(
+            [str(BIN / "flask"), *args], cwd=ROOT, env=dict(env), capture_output=True, text=True
+        )
+        if result.returncode != 0:
+            raise ClusterError(f"flask {' '.join(args)} failed:\n{result.stderr[-2000:]}")
+        return result.stdout
+
+    def _spawn(self, node: Node) -> None:
+        with node.log_path.open("ab") as log:
+            node.proc = subprocess.Popen(
+                [str(BIN / "gunicorn"), "--config", "gunicorn.conf.py", "app:create_app()"],
+                cwd=ROOT,
+                env=self._env[node.name],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                # Its own session and process group: Ctrl-C in the terminal reaches this runner
+                # only (which stops the nodes in order), and ``kill`` ends the whole node.
+                start_new_session=True,
+            )
+
+    @staticmethod
+    def _wait_ready(url: str, proc: subprocess.Popen | None, log: Path, timeout=60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(url, timeout=2, trust_env=False).status_code == 200:
+                    return
+            if proc is None or proc.poll() is not None:
+                raise ClusterError(f"{url} did not start; see {log}")
+            if time.monotonic() > deadline:
+                raise ClusterError(f"{url} not ready after {timeout:.0f} s; see {log}")
+            time.sleep(0.1)
+
+    def kill(self, name: str) -> None:
+        """``kill -9`` of a whole node (master, workers and their children), as a machine
+        that dies. The load balancer finds out by itself."""
+        node = self.nodes[name]
+        assert node.proc is not None
+        os.killpg(node.proc.pid, signal.SIGKILL)
+        node.proc.wait(timeout=10)
+
+    def start_node(self, name: str) -> None:
+        """Start a node again (after ``kill``); HAProxy adds it back once its checks pass."""
+        node = self.nodes[name]
+        assert not node.alive, f"node {name} is running"
+        self._spawn(node)
+        self._wait_ready(node.url + "/readyz", node.proc, node.log_path)
+        self._write_state()
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "url": self.url,
+            "haproxy": {"pid": self.haproxy_pid,
+                        "config": str(self.workdir / "haproxy.cfg"),
+                        "log": str(self.workdir / "haproxy.log")},
+            "nodes": {
+                n.name: {"url": n.url, "pid": n.proc.pid if n.proc else None,
+                         "log": str(n.log_path), "workers": self.workers}
+                for n in self.nodes.values()
+            },
+            "database_url": self.database_url,
+            "postgres": self.postgres,
+            "redis_url": self.redis_url,
+            "redis": self.redis,
+            "storage": storage_settings(self.workdir),
+        }  # fmt: skip
+
+    def _write_state(self) -> None:
+        (self.workdir / "cluster.json").write_text(json.dumps(self.state(), indent=2) + "\n")
+
+    def stop(self) -> None:
+        """HAProxy first (no new traffic), then the nodes (gunicorn's graceful stop: open
+        requests may finish), then Redis and PostgreSQL. Safe to call twice, and on a
+        cluster that only half started or lost a node."""
+        if self._haproxy is not None:
+            _end(self._haproxy, signal.SIGTERM, 10)
+            self._haproxy = None
+        running = [n for n in self.nodes.values() if n.proc is not None]
+        for node in running:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(node.proc.pid, signal.SIGTERM)
+        for node in running:
+            _end(node.proc, None, NODE_STOP_SECONDS, group=True)
+            node.proc = None
+        self._stack.close()
+
+    def __enter__(self) -> Cluster:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _end(proc: subprocess.Popen, sig: int | None, timeout: float, *, group=False) -> None:
+    """Send ``sig`` (if any), wait up to ``timeout``, then SIGKILL (the group, for a node)."""
+    if sig is not None and proc.poll() is None:
+        proc.send_signal(sig)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            if group:
+                os.killpg(proc.pid, signal.SIGKILL)
+            else:
+                proc.kill()
+        proc.wait(timeout=10)
+    if group:  # workers left behind by a master that died first
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+# --- command line ------------------------------------------------------------------------------
+
+
+def describe(cluster: Cluster, providers: str) -> str:
+    state = cluster.state()
+    lines = [
+        f"PromptHub cluster: {cluster.url}",
+        f"  HAProxy     {cluster.url} -> nodes a and b (round robin, checks on /readyz);"
+        f" config {state['haproxy']['config']}",
+    ]
+    for name, node in state["nodes"].items():
+        lines.append(
+            f"  node {name}      {node['url']} gunicorn pid {node['pid']},"
+            f" {node['workers']} workers; log {node['log']}"
+        )
+    lines += [
+        f"  PostgreSQL  {state['database_url']} ({state['postgres']})",
+        f"  Redis       {state['redis_url']} ({state['redis']})",
+        f"  files       {', '.join(f'{k}={v}' for k, v in state['storage'].items())}",
+        f"  chat        {' '.join(line for line in providers.splitlines() if '===' not in line)}",
+        "Ctrl-C stops everything.",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--port", type=int, default=8080, help="HAProxy's port (0: a free one)")
+    parser.add_argument("--node-ports", default="8081,8082", help="nodes a,b (0,0: free ones)")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers per node")
+    parser.add_argument("--workdir", type=Path, default=ROOT / "instance" / "cluster")
+    args = parser.parse_args(argv)
+    node_ports = tuple(int(p) for p in args.node_ports.split(","))
+    settings = dict(os.environ)
+    cluster = Cluster(
+        args.workdir,
+        port=args.port,
+        node_ports=(node_ports[0], node_ports[1]),
+        workers=args.workers,
+        settings=settings,
+        database_url=settings.get("DATABASE_URL") or None,
+        redis_url=settings.get("REDIS_URL") or None,
+    )
+
+    def terminate(signum, frame):
+        raise KeyboardInterrupt
+
+    # Both, explicitly: a process started in the background may inherit SIGINT ignored.
+    signal.signal(signal.SIGINT, terminate)
+    signal.signal(signal.SIGTERM, terminate)
+    code = 0
+    try:
+        print("starting: PostgreSQL, Redis, migrations, two nodes, HAProxy…", flush=True)  # noqa: T201
+        cluster.start()
+        providers = cluster._run_once(cluster._env["a"], "providers")
+        print(describe(cluster, providers), flush=True)  # noqa: T201
+        reported: set[str] = set()
+        while True:
+            time.sleep(0.5)
+            if cluster._haproxy is not None and cluster._haproxy.poll() is not None:
+                raise ClusterError(f"HAProxy exited; see {cluster.workdir / 'haproxy.log'}")
+            for node in cluster.nodes.values():
+                if not node.alive and node.name not in reported:
+                    reported.add(node.name)
+                    print(  # noqa: T201
+                        f"node {node.name} exited ({node.proc.returncode if node.proc else '?'});"
+                        " HAProxy sends its traffic to the other node",
+                        flush=True,
+                    )
+    except KeyboardInterrupt:
+        pass
+    except ClusterError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)  # noqa: T201
+        code = 1
+    except subprocess.CalledProcessError as exc:
+        stderr = exc.stderr
+        if isinstance(stderr, bytes):
+            stderr = stderr.decode(errors="replace")
+        command = " ".join(map(str, exc.cmd))
+        print(f"error: {command} failed:\n{stderr}", file=sys.stderr, flush=True)  # noqa: T201
+        code = 1
+    finally:
+        # A second Ctrl-C must not cut the shutdown short (it is bounded: NODE_STOP_SECONDS).
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        print("stopping…", flush=True)  # noqa: T201
+        cluster.stop()
+        print("stopped.", flush=True)  # noqa: T201
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
