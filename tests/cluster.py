@@ -4,16 +4,18 @@
 
 Two gunicorn nodes (``a`` and ``b``, each a "machine": its own master, workers and reply spool)
 behind HAProxy (round robin, no stickiness, health checks on ``/readyz``), sharing one
-PostgreSQL, one Redis and one file store. ``DATABASE_URL`` and ``REDIS_URL`` from the environment
-are used when given; otherwise a private PostgreSQL (data kept in ``<workdir>/postgres``) and a
-private ``redis-server`` are started on ports of their own. Migrations run once, before the nodes
+PostgreSQL, one Redis and one S3 file store. ``DATABASE_URL``, ``REDIS_URL`` and ``STORAGE_URL``
+(with ``STORAGE_S3_ENDPOINT_URL`` and the ``AWS_*`` keys) from the environment are used when
+given; otherwise a private PostgreSQL (data kept in ``<workdir>/postgres``), a private
+``redis-server`` and a private SeaweedFS (data in ``<workdir>/seaweed``, bucket ``prompthub``)
+are started on ports of their own. Migrations run once, before the nodes
 start. Both nodes get the same ``SECRET_KEY`` and ``JWT_SECRET`` (from the environment, else
 generated once into ``<workdir>/secrets.json``), ``TRUST_PROXY=true``, ``REDIS_URL`` and Redis
 rate-limit counts. Every other setting in the environment (provider keys, limits) is passed on.
 
 It prints the URL and what runs where, writes the same as JSON to ``<workdir>/cluster.json``
 (the cluster test reads it), and runs until Ctrl-C (or SIGTERM), which stops HAProxy, the nodes,
-Redis and PostgreSQL in that order; so does a failure while starting. A node that dies is
+Redis, SeaweedFS and PostgreSQL; so does a failure while starting. A node that dies is
 reported and left dead: the load balancer sends its traffic to the other one.
 
 The same ``Cluster`` serves the cluster test (``tests/test_cluster.py``, through this command)
@@ -54,16 +56,27 @@ class ClusterError(RuntimeError):
 
 # --- the file store: the one place that says where the nodes keep files ---------------------
 
-
-def storage_settings(workdir: Path) -> dict[str, str]:
-    """The nodes' file-store settings. On one machine both nodes share one directory; on
-    several machines this is an object store (``STORAGE_URL``), see docs/deploy.md."""
-    return {"UPLOAD_DIR": str(workdir / "uploads")}
+BUCKET = "prompthub"
 
 
 def stored_bytes(state: Mapping[str, Any], project_id: int, stored_name: str) -> bytes:
-    """The bytes the store holds for a file row (the cluster test checks every upload)."""
-    return (Path(state["storage"]["UPLOAD_DIR"]) / str(project_id) / stored_name).read_bytes()
+    """The bytes the S3 store holds for a file row (the cluster test checks every upload)."""
+    import boto3
+
+    settings = state["storage"]
+    bucket, _, prefix = settings["STORAGE_URL"].removeprefix("s3://").partition("/")
+    key = "/".join(part for part in (prefix.strip("/"), str(project_id), stored_name) if part)
+    client = boto3.session.Session().client(
+        "s3",
+        endpoint_url=settings.get("STORAGE_S3_ENDPOINT_URL") or None,
+        aws_access_key_id=settings.get("AWS_ACCESS_KEY_ID") or None,
+        aws_secret_access_key=settings.get("AWS_SECRET_ACCESS_KEY") or None,
+        region_name=settings.get("STORAGE_S3_REGION") or None,
+    )
+    try:
+        return client.get_object(Bucket=bucket, Key=key)["Body"].read()
+    finally:
+        client.close()
 
 
 # --- settings ----------------------------------------------------------------------------------
@@ -167,6 +180,8 @@ class Cluster:
     settings: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     database_url: str | None = None  # None: a private PostgreSQL
     redis_url: str | None = None  # None: a private redis-server
+    storage: dict[str, str] = field(default_factory=dict)  # the S3 settings every node gets
+    storage_note: str = "given"
     nodes: dict[str, Node] = field(default_factory=dict)
     postgres: str = "given"
     redis: str = "given"
@@ -213,6 +228,7 @@ class Cluster:
             self._stack.callback(redis.stop)
             self.redis_url = redis.url
             self.redis = "private"
+        self._start_storage()
         self.port = self.port or free_port()
         ports = [p or free_port() for p in self.node_ports]
         self.nodes = {
@@ -239,6 +255,27 @@ class Cluster:
         self._wait_ready(self.url + "/healthz", self._haproxy, self.workdir / "haproxy.log")
         self._write_state()
 
+    def _start_storage(self) -> None:
+        """The shared file store: ``STORAGE_URL`` (with its endpoint and keys) from the
+        environment, else a private SeaweedFS (data kept in ``<workdir>/seaweed``) with a
+        bucket ``prompthub``. Every node reads and writes the same objects."""
+        keys = ("STORAGE_URL", "STORAGE_S3_ENDPOINT_URL", "STORAGE_S3_REGION",
+                "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")  # fmt: skip
+        if self.settings.get("STORAGE_URL"):
+            if not self.settings["STORAGE_URL"].startswith("s3://"):
+                raise ClusterError("STORAGE_URL must be s3://bucket/prefix: every node shares it.")
+            self.storage = {k: self.settings[k] for k in keys if self.settings.get(k)}
+            return
+        from tests.seaweed import SeaweedFS
+
+        s3 = SeaweedFS(self.workdir / "seaweed")
+        self._stack.callback(s3.stop)  # after the nodes (the stack closes once they stopped)
+        s3.start()
+        if BUCKET not in {b["Name"] for b in s3.client().list_buckets().get("Buckets", [])}:
+            s3.make_bucket(BUCKET)
+        self.storage = s3.settings(BUCKET)
+        self.storage_note = f"private SeaweedFS, data in {s3.workdir}"
+
     def _common_env(self) -> dict[str, str]:
         env = dict(self.settings)
         env.pop("TEST_DATABASE_URL", None)
@@ -257,7 +294,7 @@ class Cluster:
             TRUST_PROXY="true",
             FLASK_APP="app",
             **cluster_secrets(self.workdir, env),
-            **storage_settings(self.workdir),
+            **self.storage,
         )
         return env
 
@@ -268,6 +305,8 @@ class Cluster:
             "PORT": str(node.port),
             "WEB_CONCURRENCY": str(self.workers),
             "REPLY_SPOOL_DIR": str(self.workdir / f"node-{node.name}" / "spool"),
+            # Uploads are staged on the node's own disk, then put in the shared store.
+            "STORAGE_STAGING_DIR": str(self.workdir / f"node-{node.name}" / "staging"),
         }
 
     def _run_once(self, env: Mapping[str, str], *args: str) -> str:
@@ -335,7 +374,8 @@ class Cluster:
             "postgres": self.postgres,
             "redis_url": self.redis_url,
             "redis": self.redis,
-            "storage": storage_settings(self.workdir),
+            "storage": self.storage,
+            "storage_note": self.storage_note,
         }  # fmt: skip
 
     def _write_state(self) -> None:
@@ -400,7 +440,8 @@ def describe(cluster: Cluster, providers: str) -> str:
     lines += [
         f"  PostgreSQL  {state['database_url']} ({state['postgres']})",
         f"  Redis       {state['redis_url']} ({state['redis']})",
-        f"  files       {', '.join(f'{k}={v}' for k, v in state['storage'].items())}",
+        f"  files       {state['storage'].get('STORAGE_URL')}"
+        f" at {state['storage'].get('STORAGE_S3_ENDPOINT_URL', 'AWS')} ({state['storage_note']})",
         f"  chat        {' '.join(line for line in providers.splitlines() if '===' not in line)}",
         "Ctrl-C stops everything.",
     ]
@@ -434,7 +475,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, terminate)
     code = 0
     try:
-        print("starting: PostgreSQL, Redis, migrations, two nodes, HAProxy…", flush=True)  # noqa: T201
+        print("starting: PostgreSQL, Redis, SeaweedFS, migrations, two nodes, HAProxy…", flush=True)  # noqa: T201
         cluster.start()
         providers = cluster._run_once(cluster._env["a"], "providers")
         print(describe(cluster, providers), flush=True)  # noqa: T201
