@@ -71,7 +71,7 @@ function init(root) {
     if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); submit(); }
   });
   document.addEventListener("keydown", (e) => {
-    if (e.key === "Escape" && turn) { e.preventDefault(); requestStop(); }
+    if (e.key === "Escape" && turn && !e.defaultPrevented) { e.preventDefault(); requestStop(); }
   });
   stop.addEventListener("click", requestStop);
   document.getElementById("load-earlier")?.addEventListener("click", loadEarlier);

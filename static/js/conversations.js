@@ -9,6 +9,7 @@ export function initConversations({ onRenamed, onDeleted, announce }) {
   const empty = document.getElementById("conv-empty");
   if (!aside || !list) return { upsert() {} };
   const pageUrl = aside.dataset.projectUrl;
+  initDrawer(aside);
 
   list.querySelectorAll(":scope > li").forEach(addTools);
 
@@ -201,4 +202,41 @@ export function initConversations({ onRenamed, onDeleted, announce }) {
   }
 
   return { upsert };
+}
+
+// On narrow screens the list is a drawer over the chat, opened by the ☰ button in the chat head;
+// Escape, a click outside or leaving the narrow layout closes it, and focus comes back to the
+// button. Wide screens never see the button, and the list stays beside the chat.
+function initDrawer(aside) {
+  const toggle = document.getElementById("conv-toggle");
+  if (!toggle) return;
+  aside.classList.add("drawer");
+  requestAnimationFrame(() => requestAnimationFrame(() => aside.classList.add("ready")));
+  toggle.hidden = false;
+  const isOpen = () => aside.classList.contains("open");
+  const setOpen = (open, { focus = true } = {}) => {
+    const hadFocus = aside.contains(document.activeElement);
+    aside.classList.toggle("open", open);
+    toggle.setAttribute("aria-expanded", String(open));
+    if (open && focus) {
+      (aside.querySelector("[aria-current=page]") || aside.querySelector("a, button"))?.focus();
+    } else if (!open && (focus || hadFocus)) {
+      toggle.focus();
+    }
+  };
+  toggle.addEventListener("click", () => setOpen(!isOpen()));
+  aside.addEventListener("keydown", (e) => {
+    if (e.key === "Escape" && isOpen()) {
+      e.preventDefault();
+      setOpen(false);
+    }
+  });
+  document.addEventListener("click", (e) => {
+    if (isOpen() && !aside.contains(e.target) && !toggle.contains(e.target)) {
+      setOpen(false, { focus: false });
+    }
+  });
+  window.matchMedia("(max-width: 760px)").addEventListener("change", () => {
+    if (isOpen()) setOpen(false, { focus: false });
+  });
 }
