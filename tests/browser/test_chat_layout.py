@@ -13,7 +13,10 @@ from tests.fake_provider import Scenario
 pytestmark = [pytest.mark.browser, pytest.mark.use_fake(LLM_TIMEOUT_SECONDS=5)]
 
 SIZES = {"1280x800": (1280, 800), "1366x657": (1366, 657), "375x740": (375, 740)}
-REPLY = "Refunds take up to thirty days after we receive the parcel; you get an email when it is done."
+REPLY = (
+    "Refunds take up to thirty days after we receive the parcel; you get an email when it is done."
+)
+DRAWER = "getComputedStyle(document.getElementById('conversations')).visibility === '{}'"
 
 # Everything the layout promises, measured in one go.
 GEOMETRY = """(() => {
@@ -77,7 +80,8 @@ def test_the_chat_fills_the_window_and_only_the_pane_scrolls(
     assert geometry["composerBottom"] <= geometry["height"]
     # The exchanges are all on screen at once, inside the pane.
     assert (geometry["usersShown"], geometry["repliesShown"]) == (3, 3)
-    assert page.evaluate("getComputedStyle(document.getElementById('messages')).overflowY") == "auto"
+    overflow = page.evaluate("getComputedStyle(document.getElementById('messages')).overflowY")
+    assert overflow == "auto"
     assert page.locator("#conv-toggle").is_hidden()  # the list is beside the chat, no drawer
     assert page.locator("#conversations").is_visible()
 
@@ -119,17 +123,17 @@ def test_on_a_phone_the_conversations_are_a_drawer(
     assert toggle.is_visible() and toggle.get_attribute("aria-expanded") == "false"
     assert drawer.is_hidden()
     toggle.click()
-    wait_until(page, "getComputedStyle(document.getElementById('conversations')).visibility === 'visible'")
+    wait_until(page, DRAWER.format("visible"))
     assert toggle.get_attribute("aria-expanded") == "true"
     assert page.evaluate("document.activeElement.getAttribute('aria-current')") == "page"
     page.keyboard.press("Escape")
-    wait_until(page, "getComputedStyle(document.getElementById('conversations')).visibility === 'hidden'")
+    wait_until(page, DRAWER.format("hidden"))
     assert page.evaluate("document.activeElement.id") == "conv-toggle"
     assert toggle.get_attribute("aria-expanded") == "false"
 
     # A tap outside closes it too; links inside navigate.
     toggle.click()
-    wait_until(page, "getComputedStyle(document.getElementById('conversations')).visibility === 'visible'")
+    wait_until(page, DRAWER.format("visible"))
     page.mouse.click(360, 400)
-    wait_until(page, "getComputedStyle(document.getElementById('conversations')).visibility === 'hidden'")
+    wait_until(page, DRAWER.format("hidden"))
     assert horizontal_overflow(page) == 0
