@@ -131,7 +131,25 @@ _MESSAGE_FIELDS = {
     "tokens_out": nullable(INT),
     "ttft_ms": nullable(INT),
     "total_ms": nullable(INT),
-    "error": {**nullable(STR), "description": "The provider's reason when the reply failed."},
+    "error": {
+        **nullable(STR),
+        "description": "The technical reason a reply did not complete (the provider's own words, "
+        'after its name), for logs and the page\'s folded "Details"; null when it completed.',
+    },
+    "error_kind": {
+        **nullable(STR),
+        "description": "Why a reply did not complete: `stopped` (Stop), `interrupted` (the "
+        "server writing it stopped), or the provider failure's kind (`auth`, "
+        "`model_not_found`, `quota`, `rate_limited`, `content_policy`, `bad_request`, "
+        "`unavailable`, `timeout`, `connection`, `malformed`); null when it completed and for "
+        "replies stored before this field existed.",
+    },
+    "error_reason": {
+        **nullable(STR),
+        "description": "What the page says about a reply that did not complete, in words for a "
+        'person (e.g. "The API key was refused — an admin must fix the key.", "Stopped."); '
+        "null when it completed, is still being written, or for a user's message.",
+    },
     "context_files": {"type": "array", "items": ref("ContextFile")},
     "created_at": TIME,
     "feedback": {

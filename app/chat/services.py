@@ -428,6 +428,7 @@ def _finish(
     end: ChainEnd | None = None,
     committed: Committed | None = None,
     error: str | None = None,
+    error_kind: str | None = None,
     ttft_ms: int | None = None,
     total_ms: int | None = None,
 ) -> tuple[Message, bool]:
@@ -453,6 +454,7 @@ def _finish(
         "ttft_ms": ttft_ms,
         "total_ms": total_ms,
         "error": error,
+        "error_kind": error_kind,
     }
     stored = replies.finish(turn.reply_id, turn.conversation_id, values)
     reply = turn.reply
@@ -469,7 +471,9 @@ def complete_turn(turn: Turn) -> Message:
     try:
         reply, end = get_chain().complete(turn.request)
     except ProviderError as exc:
-        _finish(turn, text="", status=MessageStatus.ERROR, error=_error_text(exc))
+        _finish(
+            turn, text="", status=MessageStatus.ERROR, error=_error_text(exc), error_kind=exc.kind
+        )
         raise ProviderFailed(_error_text(exc), code=_error_code(exc)) from exc
     elapsed = int((time.monotonic() - started) * 1000)
     reply, _ = _finish(
@@ -542,6 +546,7 @@ def run_turn(turn: Turn, cancel: Cancel | None = None) -> Iterator[ChatEvent]:
                 status=MessageStatus.INCOMPLETE,
                 committed=committed,
                 error=replies.STOPPED_TEXT,
+                error_kind=replies.STOPPED,
                 ttft_ms=ttft_ms,
                 total_ms=total_ms,
             )
@@ -554,6 +559,7 @@ def run_turn(turn: Turn, cancel: Cancel | None = None) -> Iterator[ChatEvent]:
                 status=status,
                 committed=committed,
                 error=_error_text(failure),
+                error_kind=failure.kind,
                 ttft_ms=ttft_ms,
                 total_ms=total_ms,
             )
@@ -581,6 +587,7 @@ def run_turn(turn: Turn, cancel: Cancel | None = None) -> Iterator[ChatEvent]:
                 status=MessageStatus.INCOMPLETE,
                 committed=committed,
                 error=replies.STOPPED_TEXT,
+                error_kind=replies.STOPPED,
                 ttft_ms=ttft_ms,
                 total_ms=int((time.monotonic() - started) * 1000),
             )

@@ -51,14 +51,45 @@ function info(bubble) {
   return footer(bubble).querySelector(".msg-info");
 }
 
-function setError(bubble, text) {
-  let box = bubble.querySelector(":scope > .msg-error");
-  if (!box) {
+/**
+ * How a reply ended, under its text (the template's ``ending_note`` macro): "Stopped." as a note,
+ * or a failure's reason for the person with the technical detail folded under "Details".
+ * ``kind`` is "stopped" or "failed"; null removes it.
+ */
+export function setEnding(bubble, kind, reason, detail = null) {
+  bubble.querySelector(":scope > .msg-ending")?.remove();
+  bubble.classList.remove("is-stopped", "is-failed");
+  if (!kind) return null;
+  bubble.classList.add(`is-${kind}`);
+  let box;
+  if (kind === "stopped") {
     box = document.createElement("p");
-    box.className = "msg-error";
-    bubble.querySelector(".msg-body").after(box);
+    box.className = "msg-notice msg-ending";
+    box.textContent = reason;
+  } else {
+    box = document.createElement("div");
+    box.className = "msg-error msg-ending";
+    const p = document.createElement("p");
+    p.textContent = reason;
+    box.append(p);
+    if (detail) {
+      const details = document.createElement("details");
+      details.className = "msg-details";
+      const summary = document.createElement("summary");
+      summary.textContent = "Details";
+      const text = document.createElement("p");
+      text.textContent = detail;
+      details.append(summary, text);
+      box.append(details);
+    }
   }
-  box.textContent = text;
+  bubble.querySelector(".msg-body").after(box);
+  return box;
+}
+
+function endingOf(m) {
+  if (!m.error_reason) return [null, null, null];
+  return [m.error_kind === "stopped" ? "stopped" : "failed", m.error_reason, m.error];
 }
 
 /** Replace the streamed text with the stored message: sanitised HTML, metadata, status. */
@@ -72,7 +103,7 @@ export function finish(bubble, m) {
   bubble.dataset.status = m.status;
   bubble.querySelector(".msg-body").innerHTML = m.html ?? ""; // sanitised by nh3 on the server
   info(bubble).textContent = m.meta ?? ""; // built by the server (render.py meta_line)
-  if (m.error) setError(bubble, m.error);
+  setEnding(bubble, ...endingOf(m));
   bubble.querySelector(":scope > .msg-meta > .feedback")?.remove();
   if (m.role === "assistant" && !LIVE.includes(m.status)) {
     info(bubble).after(feedbackBar(m));
@@ -178,11 +209,10 @@ export function markNotStored(bubble) {
 }
 
 /** The provider failed: say why, in the bubble, as an alert. */
-export function showFailure(bubble, text) {
+/** A reply that failed on this side (the connection lost), or whose failure is announced now. */
+export function showFailure(bubble, reason, detail = null) {
   bubble.classList.remove("streaming");
-  bubble.classList.add("status-error");
-  setError(bubble, text);
-  bubble.querySelector(":scope > .msg-error").setAttribute("role", "alert");
+  setEnding(bubble, "failed", reason, detail).setAttribute("role", "alert");
 }
 
 export function plainText(bubble) {
@@ -238,7 +268,8 @@ export async function copyText(text, b, label) {
 
 /**
  * Fold earlier answers: an assistant reply followed by another one (Regenerate, or Retry after a
- * failure) is kept, collapsed to one line that can be opened again.
+ * failure) is kept, collapsed to one line that can be opened again. A failed reply with no text
+ * that was retried is left out: the new answer takes its place (the API still lists it).
  */
 export function foldEarlierAnswers(list) {
   const bubbles = [...list.querySelectorAll(":scope > .msg")];
@@ -246,6 +277,10 @@ export function foldEarlierAnswers(list) {
     const next = bubbles[i + 1];
     const earlier = bubble.dataset.role === "assistant" && next?.dataset.role === "assistant";
     if (!earlier || bubble.classList.contains("superseded")) return;
+    if (bubble.classList.contains("is-failed") && !plainText(bubble)) {
+      bubble.remove(); // a failure with no text, answered again: nothing to keep on screen
+      return;
+    }
     bubble.classList.add("superseded");
     bubble.querySelectorAll(".retry, .regenerate").forEach((b) => b.remove());
     const f = footer(bubble);

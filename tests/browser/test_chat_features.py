@@ -153,21 +153,28 @@ def test_stop_with_escape_keeps_the_partial_reply_as_incomplete(app, fake, chat_
     page.keyboard.press("Escape")
     reply_done(page)
     assert not page.is_visible("#stop")
+    # Stopped: a note (not an error) and Regenerate, the same live and after a reload.
     assert reply.get_attribute("data-status") == "incomplete"
-    assert "incomplete" in reply.locator(".msg-info").inner_text()
-    assert "Stopped before the reply was complete." in reply.locator(".msg-error").inner_text()
-    assert reply.locator(".retry").is_visible()
+    assert reply.locator(".msg-info").inner_text().endswith(" · stopped")
+    assert reply.locator(".msg-notice").inner_text() == "Stopped."
+    assert reply.locator(".msg-error").count() == 0
+    assert reply.locator(".regenerate").inner_text() == "Regenerate"
+    assert reply.locator(".retry").count() == 0
     assert page.locator("#chat-live").inner_text() == "Stopped."
     assert fake.wait_for_disconnects(1)  # Stop closed the upstream request too
 
+    reply_meta = reply.locator(".msg-info").inner_text()
     [(status, content)] = stored_replies(app)  # stored before the `done` was sent
     assert status == "incomplete"
     assert content.startswith("word0 word1") and "word59" not in content
     page.reload()
+    chat_ready(page)
     stored = page.locator(".msg-assistant")
     assert stored.get_attribute("data-status") == "incomplete"
-    assert "incomplete" in stored.locator(".msg-info").inner_text()
-    assert "Stopped before the reply was complete." in stored.locator(".msg-error").inner_text()
+    assert stored.locator(".msg-info").inner_text() == reply_meta
+    assert stored.locator(".msg-notice").inner_text() == "Stopped."
+    assert stored.locator(".msg-error").count() == 0
+    assert stored.locator(".regenerate").inner_text() == "Regenerate"
     assert page.problems == []
 
 
@@ -183,19 +190,35 @@ def test_provider_failure_shows_the_reason_keeps_the_message_and_retry_succeeds(
     reply = page.locator(".msg-assistant").first
     error = reply.locator(".msg-error")
     assert error.get_attribute("role") == "alert"
-    assert "OpenRouter" in error.inner_text() and "overloaded" in error.inner_text()
+    # The reason in words for the person; the provider's own text only under "Details".
+    reason = "The model service is not answering. Retry in a moment."
+    assert error.locator(":scope > p").inner_text() == reason
+    details = error.locator("details.msg-details")
+    assert not details.locator("p").is_visible()
+    details.locator("summary").click()
+    assert "OpenRouter" in details.inner_text() and "overloaded" in details.inner_text()
+    assert page.locator("#chat-live").inner_text() == reason
     assert page.locator(".msg-user").inner_text() == "Are you there?"  # the message stays
-    assert reply.locator(".regenerate").count() == 0  # Retry instead
+    assert reply.locator(".retry").inner_text() == "Retry"  # not "Regenerate"
 
+    page.reload()  # the same story from the stored reply
+    chat_ready(page)
+    reply = page.locator(".msg-assistant").first
+    assert reply.locator(".msg-error > p").inner_text() == reason
+    assert "overloaded" in reply.locator(".msg-details p").text_content()  # folded
     reply.locator(".retry").click()  # the fake answers normally again
-    page.wait_for_selector(".msg-assistant >> nth=1")
+    wait_until(page, "document.querySelector('.msg-assistant .msg-body').textContent.length > 0")
     reply_done(page)
+    # The retried answer takes the failed one's place: no empty "Earlier answer" is left.
+    assert page.locator(".msg-assistant").count() == 1
     retried = page.locator(".msg-assistant").last
     assert retried.get_attribute("data-status") == "complete"
     assert retried.locator(".msg-body").inner_text() == "Hello from the fake model."
-    assert "superseded" in reply.get_attribute("class")  # the failure is folded away
+    assert page.locator(".superseded").count() == 0
 
     page.reload()
+    chat_ready(page)
+    assert page.locator(".msg-assistant").count() == 1
     assert page.locator(".msg-user").all_inner_texts() == ["Are you there?"]
     assert page.locator(".msg-assistant").last.get_attribute("data-status") == "complete"
     assert [s for s, _ in stored_replies(app)] == ["error", "complete"]
