@@ -12,7 +12,7 @@ import { readEvents } from "./sse.js";
 import { initConversations } from "./conversations.js";
 import {
   assistantBubble, bubbleFor, decorate, finish, foldEarlierAnswers, footer, markNotStored,
-  plainText, showFailure, userBubble,
+  plainText, showFailure, showStreamed, userBubble,
 } from "./messages.js";
 
 const root = document.getElementById("chat");
@@ -283,7 +283,7 @@ function init(root) {
         if (turn.stopAsked) requestStop();
       } else if (event === "delta" || event === "snapshot") {
         state.text = event === "delta" ? (state.text ?? "") + data.text : data.text;
-        state.reply.querySelector(".msg-body").textContent = state.text;
+        paint(state);
       } else if (event === "done") {
         finish(state.reply, data.message);
         if (data.stored === false) markNotStored(state.reply);
@@ -303,6 +303,16 @@ function init(root) {
       scroll();
     }
     return false;
+  }
+
+  // The text so far, rendered at most once per frame however fast the pieces come.
+  function paint(state) {
+    if (state.painting) return;
+    state.painting = true;
+    requestAnimationFrame(() => {
+      state.painting = false;
+      if (state.reply.classList.contains("streaming")) showStreamed(state.reply, state.text);
+    });
   }
 
   // The connection ended before the turn did: attach again, from the last event received.

@@ -2,8 +2,11 @@
 // feedback bar (👍/👎 and a comment; feedback.js sends it), and the folding of earlier answers.
 // Pure DOM helpers with no network; chat.js decides when.
 //
-// Safety: user text and streamed text are only ever set with textContent. The one innerHTML is
-// the server's rendered Markdown (markdown-it without raw HTML, then nh3), in finish().
+// Safety: user text is only ever set with textContent. innerHTML takes only sanitised HTML: the
+// server's rendered Markdown (markdown-it without raw HTML, then nh3) in finish(), and, while a
+// reply streams, the page's render of it by the same rules (markdown-it, then DOMPurify) in
+// showStreamed().
+import { renderMarkdown } from "./markdown.js";
 
 export function userBubble(text) {
   const a = document.createElement("article");
@@ -23,7 +26,21 @@ export function assistantBubble() {
   const body = document.createElement("div");
   body.className = "msg-body md";
   a.append(body);
+  info(a).textContent = "replying…"; // the footer's place is kept while it streams
   return a;
+}
+
+/** The text so far of a reply being written, as Markdown (as the server will render it) or, if
+ * the renderer did not load, as plain text. */
+export function showStreamed(bubble, text) {
+  const body = bubble.querySelector(".msg-body");
+  const html = renderMarkdown(text ?? "");
+  if (html === null) {
+    body.classList.add("plain");
+    body.textContent = text ?? "";
+  } else {
+    body.innerHTML = html; // sanitised by DOMPurify with the server's rules (markdown.js)
+  }
 }
 
 /** A message from the API (``?html=1``) as a bubble. */
@@ -101,7 +118,10 @@ export function finish(bubble, m) {
   bubble.classList.add(`status-${m.status}`);
   bubble.dataset.id = m.id;
   bubble.dataset.status = m.status;
-  bubble.querySelector(".msg-body").innerHTML = m.html ?? ""; // sanitised by nh3 on the server
+  if (m.role === "assistant") bubble.dataset.source = m.content ?? ""; // for Copy (Markdown)
+  const body = bubble.querySelector(".msg-body");
+  body.classList.remove("plain");
+  body.innerHTML = m.html ?? ""; // sanitised by nh3 on the server
   info(bubble).textContent = m.meta ?? ""; // built by the server (render.py meta_line)
   setEnding(bubble, ...endingOf(m));
   bubble.querySelector(":scope > .msg-meta > .feedback")?.remove();
@@ -215,8 +235,19 @@ export function showFailure(bubble, reason, detail = null) {
   setEnding(bubble, "failed", reason, detail).setAttribute("role", "alert");
 }
 
+/** The reply as shown, as plain text: without the code blocks' Copy buttons. (innerText needs a
+ * rendered element, so the copy is measured off screen inside the bubble, then removed.) */
 export function plainText(bubble) {
-  return bubble.querySelector(".msg-body").innerText.trim();
+  const body = bubble.querySelector(".msg-body");
+  if (!body.querySelector(".copy-code")) return body.innerText.trim();
+  const clone = body.cloneNode(true);
+  clone.querySelectorAll(".copy-code").forEach((b) => b.remove());
+  clone.style.cssText = "position: fixed; left: -10000px; top: 0;";
+  clone.setAttribute("aria-hidden", "true");
+  bubble.append(clone);
+  const text = clone.innerText.trim();
+  clone.remove();
+  return text;
 }
 
 function button(className, label, text) {
@@ -244,14 +275,20 @@ export function decorate(scope) {
       pre.append(b);
     });
     if (bubble.classList.contains("streaming")) continue;
+    if (!bubble.dataset.source && !plainText(bubble)) continue; // nothing to copy (a failure)
+    // Copy: the reply's Markdown as the model wrote it (fences, tables and links intact);
+    // Copy text: what the page shows, as plain text.
     let copy = bubble.querySelector(".copy-reply");
     if (!copy) {
-      copy = button("link copy-reply", "Copy reply", "Copy");
-      footer(bubble).append(copy);
+      copy = button("link copy-reply", "Copy reply as Markdown", "Copy");
+      const plain = button("link copy-text", "Copy text of the reply", "Copy text");
+      footer(bubble).append(copy, plain);
     }
     if (!copy.dataset.bound) {
       copy.dataset.bound = "1";
-      copy.addEventListener("click", () => copyText(plainText(bubble), copy, "Copy"));
+      copy.addEventListener("click", () => copyText(bubble.dataset.source ?? plainText(bubble), copy, "Copy"));
+      const plain = bubble.querySelector(".copy-text");
+      plain?.addEventListener("click", () => copyText(plainText(bubble), plain, "Copy text"));
     }
   }
 }

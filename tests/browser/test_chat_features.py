@@ -95,15 +95,31 @@ def test_markdown_reply_with_code_copy_buttons_and_regenerate(app, fake, chat_pa
     copy_code.click()
     expect(copy_code).to_have_text("Copied")
     assert page.evaluate("navigator.clipboard.readText()") == CODE
+    # Copy gives the Markdown as written, fences and list marks intact; Copy text what is shown.
     reply.locator(".copy-reply").click()
     expect(reply.locator(".copy-reply")).to_have_text("Copied")
+    assert page.evaluate("navigator.clipboard.readText()") == "".join(CODE_REPLY)
+    reply.locator(".copy-text").click()
+    expect(reply.locator(".copy-text")).to_have_text("Copied")
     copied = page.evaluate("navigator.clipboard.readText()")
-    assert copied.startswith("Here is a Python function:") and "short" in copied
+    assert copied.startswith("Here is a Python function:") and "```" not in copied
+    assert copied == (
+        "Here is a Python function:\n\n" + CODE + "\n\nshort\nclear"
+    )  # no "Copy" label of the code block's button
+    # The same after a reload, from the stored reply.
+    page.reload()
+    chat_ready(page)
+    reply = page.locator(".msg-assistant").first
+    body = reply.locator(".msg-body")
+    reply.locator(".copy-reply").click()
+    expect(reply.locator(".copy-reply")).to_have_text("Copied")
+    assert page.evaluate("navigator.clipboard.readText()") == "".join(CODE_REPLY)
     assert "gpt-4o-mini-2024-07-18 · openai · prompt v1" in reply.locator(".msg-info").inner_text()
     wait_until(
         page,
         "[...document.querySelectorAll('.copy-code, .copy-reply')]"
-        ".every(b => b.textContent === 'Copy')",
+        ".every(b => b.textContent === 'Copy')"
+        " && document.querySelector('.copy-text').textContent === 'Copy text'",
     )
     shot(page, "chat", full_page=True)
     page.click("#theme-toggle")

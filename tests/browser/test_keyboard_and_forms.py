@@ -11,9 +11,6 @@ from tests.factories import make_user
 
 pytestmark = pytest.mark.browser
 
-FOCUSED = "document.activeElement.id"
-
-
 @pytest.fixture
 def owner(app):
     return make_user(app, email="ada@example.com", name="Ada")
@@ -59,7 +56,8 @@ def test_a_refused_sign_up_focuses_the_first_field_to_fix(live_server, page):
     page.wait_for_selector(".has-error")
     assert page.input_value("#email") == "grace@example.com"  # kept
     assert page.input_value("#name") == "Grace"
-    assert page.evaluate(FOCUSED) == "password"  # the first invalid field, not the email
+    # The first invalid field, not the email (once the page's script has run).
+    wait_until(page, "document.activeElement.id === 'password'", timeout_ms=3000)
     assert page.get_attribute("#password", "aria-invalid") == "true"
     described = page.get_attribute("#password", "aria-describedby")
     assert "8 characters" in page.inner_text(f"#{described}")
@@ -74,4 +72,4 @@ def test_a_refused_login_keeps_the_email_and_focuses_the_password(live_server, p
     alert.wait_for()
     assert page.input_value("#email") == owner.email
     assert page.input_value("#password") == ""  # never sent back to the browser
-    assert page.evaluate(FOCUSED) == "password"
+    wait_until(page, "document.activeElement.id === 'password'", timeout_ms=3000)
