@@ -39,7 +39,7 @@ def stored(app) -> list[tuple[str, str, str]]:
         return [(m.role, m.status, m.content) for m in rows]
 
 
-def test_a_message_typed_while_a_reply_streams_is_sent_when_it_ends(app, fake, chat):
+def test_a_message_typed_while_a_reply_streams_is_sent_when_it_ends(app, fake, chat, shot):
     fake.script("responses", Scenario(deltas=SLOW, token_delay_ms=40), Scenario(text="Second."))
     chat.fill("#message", "First question")
     chat.keyboard.press("Enter")
@@ -52,6 +52,9 @@ def test_a_message_typed_while_a_reply_streams_is_sent_when_it_ends(app, fake, c
     assert chat.is_visible("#composer-queued")
     assert chat.input_value("#message") == ""
     assert len(fake.calls("responses")) == 1  # not sent yet
+    chat.fill("#message", "And a third thought, drafted meanwhile")
+    shot(chat, "chat-queued")
+    chat.fill("#message", "")
     # It goes once the first reply is complete, and is answered in turn.
     wait_until(chat, "document.querySelectorAll('.msg-assistant').length === 2")
     reply_done(chat)

@@ -195,7 +195,7 @@ def test_stop_with_escape_keeps_the_partial_reply_as_incomplete(app, fake, chat_
 
 
 def test_provider_failure_shows_the_reason_keeps_the_message_and_retry_succeeds(
-    app, fake, chat_page
+    app, fake, chat_page, shot
 ):
     down = {"status": 503, "message": "The engine is currently overloaded."}
     fake.script("responses", down, down)
@@ -213,6 +213,7 @@ def test_provider_failure_shows_the_reason_keeps_the_message_and_retry_succeeds(
     assert not details.locator("p").is_visible()
     details.locator("summary").click()
     assert "OpenRouter" in details.inner_text() and "overloaded" in details.inner_text()
+    shot(page, "chat-failure")
     assert page.locator("#chat-live").inner_text() == reason
     assert page.locator(".msg-user").inner_text() == "Are you there?"  # the message stays
     assert reply.locator(".retry").inner_text() == "Retry"  # not "Regenerate"

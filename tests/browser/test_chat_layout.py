@@ -67,7 +67,7 @@ def three_exchanges(app, owner, project, fake) -> int:
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 @pytest.mark.parametrize("size", ["1280x800", "1366x657"])
 def test_the_chat_fills_the_window_and_only_the_pane_scrolls(
-    app, live_server, new_page, owner, project, fake, size, scheme
+    app, live_server, new_page, owner, project, fake, size, scheme, shot
 ):
     conversation = three_exchanges(app, owner, project, fake)
     width, height = SIZES[size]
@@ -84,6 +84,8 @@ def test_the_chat_fills_the_window_and_only_the_pane_scrolls(
     assert overflow == "auto"
     assert page.locator("#conv-toggle").is_hidden()  # the list is beside the chat, no drawer
     assert page.locator("#conversations").is_visible()
+    if (size, scheme) == ("1366x657", "light"):
+        shot(page, "chat-full-height")
 
 
 def test_a_refused_send_shows_its_error_on_screen(app, live_server, new_page, owner, project, fake):
@@ -105,7 +107,7 @@ def test_a_refused_send_shows_its_error_on_screen(app, live_server, new_page, ow
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 def test_on_a_phone_the_conversations_are_a_drawer(
-    app, live_server, new_page, owner, project, fake, scheme
+    app, live_server, new_page, owner, project, fake, scheme, shot
 ):
     conversation = three_exchanges(app, owner, project, fake)
     page = new_page(viewport={"width": 375, "height": 740}, color_scheme=scheme, has_touch=True)
@@ -126,6 +128,9 @@ def test_on_a_phone_the_conversations_are_a_drawer(
     wait_until(page, DRAWER.format("visible"))
     assert toggle.get_attribute("aria-expanded") == "true"
     assert page.evaluate("document.activeElement.getAttribute('aria-current')") == "page"
+    if scheme == "light":
+        page.wait_for_timeout(250)  # the slide-in
+        shot(page, "chat-mobile-drawer")
     page.keyboard.press("Escape")
     wait_until(page, DRAWER.format("hidden"))
     assert page.evaluate("document.activeElement.id") == "conv-toggle"

@@ -11,6 +11,7 @@ from tests.factories import make_user
 
 pytestmark = pytest.mark.browser
 
+
 @pytest.fixture
 def owner(app):
     return make_user(app, email="ada@example.com", name="Ada")
