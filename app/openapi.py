@@ -1237,6 +1237,23 @@ def _operations() -> dict[str, dict[str, dict]]:
                 responses={204: ok("Deleted.")},
             ),
         },
+        "/api/conversations/{conversation_id}/title": {
+            "post": op(
+                "suggestTitle",
+                "A title written by the model",
+                tag="conversations",
+                rate_limited=True,
+                description="For a conversation that still has its automatic title (its first "
+                "message, cut to 60 characters) and whose first reply is complete: one short "
+                "call with the first exchange, on each provider's default model, and the answer "
+                "(cleaned, at most 60 characters) becomes the title. A renamed conversation, "
+                "the offline demo model, a provider failure or an empty answer leave the title "
+                "as it is; the answer is the conversation either way. A rename that lands "
+                "during the call wins. The page asks for it once the first reply has ended. No "
+                "body.",
+                responses={200: ok("The conversation, with its title.", ref("Conversation"))},
+            )
+        },
         "/api/conversations/{conversation_id}/regenerate": {
             "post": _optional_body(
                 op(

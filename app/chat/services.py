@@ -204,7 +204,8 @@ def clean_message(text: str | None) -> str:
     return text
 
 
-def _title_from(text: str) -> str:
+def title_from(text: str) -> str:
+    """A new conversation's automatic title: its first message on one line, cut to TITLE_MAX."""
     line = " ".join(text.split())
     return line if len(line) <= TITLE_MAX else line[: TITLE_MAX - 1].rstrip() + "…"
 
@@ -282,7 +283,7 @@ def start_turn(
                 raise ValidationFailed(fields={"model": catalog.not_offered()})
             conversation = Conversation(
                 project_id=project.id,
-                title=_title_from(text),
+                title=title_from(text),
                 prompt_version_id=pinned.id if pinned else None,
                 model=model,
                 arm=Arm.PINNED if pinned else None,

@@ -3,7 +3,7 @@
 // a live region announcing replies, the conversation list kept in step, and feedback on replies.
 //
 // Endpoints: POST /api/projects/<id>/chat (a message), POST /api/conversations/<id>/regenerate
-// (answer the last message again), GET /api/turns/<id>/events (attach again), POST
+// (answer the last message again), POST /api/conversations/<id>/title (the model's title), GET /api/turns/<id>/events (attach again), POST
 // /api/turns/<id>/stop, GET /api/conversations/<id>/messages?before=&html=1, PUT/DELETE
 // /api/messages/<id>/feedback (feedback.js).
 import { jsonHeaders } from "./csrf.js";
@@ -227,7 +227,9 @@ function init(root) {
     controller = new AbortController();
     turn = { id: null, lastEventId: null, stopAsked: false };
     busy(true);
-    const state = { reply: null, text: null, pending, attached: false };
+    // The first exchange of a new conversation: once answered, the model may title it.
+    const fresh = !conversationId && url.endsWith("/chat");
+    const state = { reply: null, text: null, pending, attached: false, fresh };
     try {
       const response = await fetch(url, {
         method: "POST",
@@ -287,6 +289,7 @@ function init(root) {
       } else if (event === "done") {
         finish(state.reply, data.message);
         if (data.stored === false) markNotStored(state.reply);
+        if (state.fresh && data.message.status === "complete") suggestTitle(conversationId);
         if (data.message.error_kind === "stopped") {
           announce("Stopped.");
         } else {
@@ -303,6 +306,20 @@ function init(root) {
       scroll();
     }
     return false;
+  }
+
+  // A title written by the model for a new conversation (POST /api/conversations/<id>/title),
+  // off the reply's path: asked for once the first reply is complete; the cut first message
+  // stays if anything goes wrong.
+  async function suggestTitle(id) {
+    try {
+      const r = await fetch(`/api/conversations/${id}/title`, { method: "POST", headers: jsonHeaders() });
+      if (!r.ok) return;
+      const c = await r.json();
+      if (String(c.id) !== conversationId) return; // the page moved on meanwhile
+      title.textContent = c.title;
+      conversations.upsert(c);
+    } catch { /* keep the automatic title */ }
   }
 
   // The text so far, rendered at most once per frame however fast the pieces come.

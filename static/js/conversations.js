@@ -190,6 +190,9 @@ export function initConversations({ onRenamed, onDeleted, announce }) {
         li.append(badge);
       }
       addTools(li);
+    } else if (link(li).textContent !== conversation.title) {
+      link(li).textContent = conversation.title; // e.g. the title the model wrote
+      relabel(li);
     }
     list.querySelectorAll(":scope > li").forEach((other) => {
       other.classList.remove("is-current");

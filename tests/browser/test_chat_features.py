@@ -328,3 +328,27 @@ def test_load_earlier_messages_and_auto_scroll_pauses_when_scrolled_up(
     reply_done(page)
     assert page.evaluate(at_bottom)
     assert page.problems == []
+
+
+def test_a_new_conversation_is_titled_by_the_model_after_its_first_reply(app, fake, chat_page):
+    fake.script(
+        "responses",
+        Scenario(text="Refunds take thirty days."),
+        Scenario(text="Refund timelines", ttft_ms=300),
+    )
+    page = chat_page()
+    send(page, "how long do refunds take for a damaged parcel paid by card, roughly?")
+    reply_done(page)
+    # The cut first message at once, then the model's title, in the header and in the list.
+    wait_until(page, "document.getElementById('chat-title').textContent === 'Refund timelines'")
+    assert page.locator("#conv-list .is-current > a").inner_text() == "Refund timelines"
+    assert fake.calls("responses")[-1].json["max_output_tokens"] == 64
+    page.reload()
+    chat_ready(page)
+    assert page.inner_text("#chat-title") == "Refund timelines"
+    # A second message in the same conversation asks for no title.
+    send(page, "And for exchanges?")
+    reply_done(page)
+    page.wait_for_timeout(300)
+    assert len(fake.calls("responses")) == 3
+    assert page.problems == []
