@@ -11,7 +11,7 @@ from app.chat.titles import INSTRUCTIONS, clean
 from tests.factories import make_project, make_user
 from tests.fake_provider import Scenario
 
-pytestmark = pytest.mark.use_fake(openrouter=False, LLM_TIMEOUT_SECONDS=2)
+pytestmark = pytest.mark.use_fake(openrouter=False, LLM_TIMEOUT_SECONDS=2, CHAT_TITLES=True)
 QUESTION = "How long do refunds take when the parcel arrives damaged and I paid by card?"
 
 
@@ -88,11 +88,18 @@ def test_a_provider_failure_keeps_the_automatic_title(client, owner, project_id,
     assert resp.get_json()["title"] == "Short question"
 
 
-@pytest.mark.use_fake(openai=False, openrouter=False)
+@pytest.mark.use_fake(openai=False, openrouter=False, CHAT_TITLES=True)
 def test_the_offline_model_keeps_the_automatic_title(client, owner, project_id, fake):
     cid = start(client, owner, project_id, "Short question")
     assert suggest(client, owner, cid).get_json()["title"] == "Short question"
     assert fake.requests == []
+
+
+@pytest.mark.use_fake(openrouter=False, CHAT_TITLES=False)
+def test_titles_turned_off_keep_the_automatic_title(client, owner, project_id, fake):
+    cid = start(client, owner, project_id, "Short question")
+    assert suggest(client, owner, cid).get_json()["title"] == "Short question"
+    assert len(fake.calls("responses")) == 1  # the reply only
 
 
 def test_a_rename_during_the_call_wins(app, client, owner, project_id, fake):

@@ -6,13 +6,14 @@ A new conversation is titled at once from its first message, cut to ``TITLE_MAX`
 on each provider's default model (the cheap one an operator configures), after the reply has
 been shown, so it never delays a reply. The title changes only while it is still the automatic
 one: a rename by the user, before or during the call, wins (a guarded UPDATE). The offline demo
-model, a provider failure or an empty answer keep the cut first message.
+model, a provider failure, an empty answer or ``CHAT_TITLES=false`` keep the cut first message.
 """
 
 from __future__ import annotations
 
 import logging
 
+from flask import current_app
 from sqlalchemy import select, update
 
 from app.chat.services import TITLE_MAX, get_conversation_for, title_from
@@ -38,7 +39,7 @@ def suggest_title(*, user: User, conversation_id: int) -> Conversation:
     conversation = get_conversation_for(user, conversation_id)
     first = _first_exchange(conversation.id)
     chain = get_chain()
-    if first is None or chain.is_offline:
+    if first is None or chain.is_offline or not current_app.config["CHAT_TITLES"]:
         return conversation
     question, answer = first
     automatic = title_from(question)

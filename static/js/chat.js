@@ -228,7 +228,7 @@ function init(root) {
     turn = { id: null, lastEventId: null, stopAsked: false };
     busy(true);
     // The first exchange of a new conversation: once answered, the model may title it.
-    const fresh = !conversationId && url.endsWith("/chat");
+    const fresh = !conversationId && url.endsWith("/chat") && root.dataset.titles === "1";
     const state = { reply: null, text: null, pending, attached: false, fresh };
     try {
       const response = await fetch(url, {

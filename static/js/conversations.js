@@ -9,7 +9,8 @@ export function initConversations({ onRenamed, onDeleted, announce }) {
   const empty = document.getElementById("conv-empty");
   if (!aside || !list) return { upsert() {} };
   const pageUrl = aside.dataset.projectUrl;
-  initDrawer(aside);
+  const drawer = initDrawer(aside);
+  initSearch(list, drawer);
 
   list.querySelectorAll(":scope > li").forEach(addTools);
 
@@ -212,7 +213,7 @@ export function initConversations({ onRenamed, onDeleted, announce }) {
 // button. Wide screens never see the button, and the list stays beside the chat.
 function initDrawer(aside) {
   const toggle = document.getElementById("conv-toggle");
-  if (!toggle) return;
+  if (!toggle) return { open() {} };
   aside.classList.add("drawer");
   requestAnimationFrame(() => requestAnimationFrame(() => aside.classList.add("ready")));
   toggle.hidden = false;
@@ -241,5 +242,49 @@ function initDrawer(aside) {
   });
   window.matchMedia("(max-width: 760px)").addEventListener("change", () => {
     if (isOpen()) setOpen(false, { focus: false });
+  });
+  return { open: () => setOpen(true, { focus: false }) };
+}
+
+// The search box over the list (shown when there is more than one conversation) filters the
+// titles on the page as you type, all words in any order; Escape clears it. Keyboard:
+// Ctrl/⌘+K focuses it (opening the drawer on a phone), Ctrl/⌘+Shift+O starts a new chat.
+function initSearch(list, drawer) {
+  const search = document.getElementById("conv-search");
+  const noMatch = document.getElementById("conv-no-match");
+  if (search) {
+    search.hidden = false;
+    search.addEventListener("input", () => {
+      const words = search.value.toLowerCase().split(/\s+/).filter(Boolean);
+      let shown = 0;
+      list.querySelectorAll(":scope > li").forEach((li) => {
+        const title = li.querySelector(":scope > a")?.textContent.toLowerCase() ?? "";
+        li.hidden = !words.every((w) => title.includes(w));
+        if (!li.hidden) shown += 1;
+      });
+      noMatch.hidden = shown > 0 || !words.length;
+      noMatch.textContent = noMatch.hidden ? "" : `No conversation matches “${search.value.trim()}”.`;
+    });
+    search.addEventListener("keydown", (e) => {
+      if (e.key === "Escape" && search.value) {
+        e.preventDefault();
+        e.stopPropagation();
+        search.value = "";
+        search.dispatchEvent(new Event("input"));
+      }
+    });
+  }
+  document.addEventListener("keydown", (e) => {
+    if (!(e.ctrlKey || e.metaKey) || e.altKey) return;
+    const key = e.key.toLowerCase();
+    if (key === "k" && !e.shiftKey && search) {
+      e.preventDefault();
+      drawer.open();
+      search.focus();
+      search.select();
+    } else if (key === "o" && e.shiftKey) {
+      e.preventDefault();
+      window.location.assign(document.getElementById("new-chat").href);
+    }
   });
 }

@@ -330,6 +330,7 @@ def test_load_earlier_messages_and_auto_scroll_pauses_when_scrolled_up(
     assert page.problems == []
 
 
+@pytest.mark.use_fake(LLM_TIMEOUT_SECONDS=5, CHAT_TITLES=True)
 def test_a_new_conversation_is_titled_by_the_model_after_its_first_reply(app, fake, chat_page):
     fake.script(
         "responses",
@@ -352,3 +353,29 @@ def test_a_new_conversation_is_titled_by_the_model_after_its_first_reply(app, fa
     page.wait_for_timeout(300)
     assert len(fake.calls("responses")) == 3
     assert page.problems == []
+
+
+def test_search_conversations_and_keyboard_shortcuts(app, owner, project_id, chat_page):
+    for message in ("Refund for a damaged parcel", "Shipping to Norway", "Refund by card"):
+        make_conversation(app, owner, project_id, message=message)
+    page = chat_page()
+    titles = "[...document.querySelectorAll('#conv-list > li:not([hidden]) > a')].map(a => a.text)"
+    page.keyboard.press("Control+K")
+    assert page.evaluate("document.activeElement.id") == "conv-search"
+    page.keyboard.type("refund")
+    assert page.evaluate(titles) == ["Refund by card", "Refund for a damaged parcel"]
+    page.keyboard.type(" card")
+    assert page.evaluate(titles) == ["Refund by card"]
+    page.fill("#conv-search", "invoice")
+    assert page.evaluate(titles) == []
+    assert page.inner_text("#conv-no-match") == "No conversation matches “invoice”."
+    page.keyboard.press("Escape")  # clears the search
+    assert len(page.evaluate(titles)) == 3
+    # Ctrl+Shift+O: a new chat, from anywhere on the page.
+    page.click(".conv-item >> nth=0 >> a")
+    chat_ready(page)
+    assert "?c=" in page.url
+    page.keyboard.press("Control+Shift+O")
+    page.wait_for_url(lambda url: "?c=" not in url)
+    chat_ready(page)
+    assert page.inner_text("#chat-title") == "New conversation"
