@@ -103,10 +103,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     from markupsafe import Markup
 
-    from app.chat.render import meta_line, render_markdown
+    from app.chat.render import ending, meta_line, render_markdown
 
     app.add_template_filter(lambda text: Markup(render_markdown(text)), "markdown")  # noqa: S704 (sanitised by nh3)
     app.add_template_filter(meta_line, "meta_line")
+    app.add_template_filter(ending, "ending")
 
     @app.context_processor
     def inject_globals():

@@ -309,6 +309,8 @@ def load_config(
         "MODELS": _models(env),
         "OFFLINE_TOKEN_DELAY_MS": _int(env, "OFFLINE_TOKEN_DELAY_MS", 15),
         "CHAT_HISTORY_MAX_MESSAGES": _int(env, "CHAT_HISTORY_MAX_MESSAGES", 40),
+        # After a new conversation's first reply, one short call for a title (app/chat/titles.py).
+        "CHAT_TITLES": _bool(env.get("CHAT_TITLES"), True),
         "CHAT_MESSAGE_MAX_CHARS": _int(env, "CHAT_MESSAGE_MAX_CHARS", 20_000),
         "CHAT_HEARTBEAT_SECONDS": _float(env, "CHAT_HEARTBEAT_SECONDS", 15.0),
         "CHAT_STREAM_COALESCE_MS": _float(env, "CHAT_STREAM_COALESCE_MS", 25.0),

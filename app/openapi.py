@@ -131,7 +131,25 @@ _MESSAGE_FIELDS = {
     "tokens_out": nullable(INT),
     "ttft_ms": nullable(INT),
     "total_ms": nullable(INT),
-    "error": {**nullable(STR), "description": "The provider's reason when the reply failed."},
+    "error": {
+        **nullable(STR),
+        "description": "The technical reason a reply did not complete (the provider's own words, "
+        'after its name), for logs and the page\'s folded "Details"; null when it completed.',
+    },
+    "error_kind": {
+        **nullable(STR),
+        "description": "Why a reply did not complete: `stopped` (Stop), `interrupted` (the "
+        "server writing it stopped), or the provider failure's kind (`auth`, "
+        "`model_not_found`, `quota`, `rate_limited`, `content_policy`, `bad_request`, "
+        "`unavailable`, `timeout`, `connection`, `malformed`); null when it completed and for "
+        "replies stored before this field existed.",
+    },
+    "error_reason": {
+        **nullable(STR),
+        "description": "What the page says about a reply that did not complete, in words for a "
+        'person (e.g. "The API key was refused — an admin must fix the key.", "Stopped."); '
+        "null when it completed, is still being written, or for a user's message.",
+    },
     "context_files": {"type": "array", "items": ref("ContextFile")},
     "created_at": TIME,
     "feedback": {
@@ -1236,6 +1254,23 @@ def _operations() -> dict[str, dict[str, dict]]:
                 description="With its messages.",
                 responses={204: ok("Deleted.")},
             ),
+        },
+        "/api/conversations/{conversation_id}/title": {
+            "post": op(
+                "suggestTitle",
+                "A title written by the model",
+                tag="conversations",
+                rate_limited=True,
+                description="For a conversation that still has its automatic title (its first "
+                "message, cut to 60 characters) and whose first reply is complete: one short "
+                "call with the first exchange, on each provider's default model, and the answer "
+                "(cleaned, at most 60 characters) becomes the title. A renamed conversation, "
+                "the offline demo model, a provider failure or an empty answer leave the title "
+                "as it is; the answer is the conversation either way. A rename that lands "
+                "during the call wins. The page asks for it once the first reply has ended. No "
+                "body.",
+                responses={200: ok("The conversation, with its title.", ref("Conversation"))},
+            )
         },
         "/api/conversations/{conversation_id}/regenerate": {
             "post": _optional_body(

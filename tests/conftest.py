@@ -97,6 +97,9 @@ def base_config(database_url: str, **extra) -> dict:
         "OPENROUTER_BASE_URL": "http://127.0.0.1:9/api/v1",
         "OFFLINE_TOKEN_DELAY_MS": 0,
         "RATELIMIT_ENABLED": False,  # tests/test_rate_limits.py turns it on
+        # No extra title call after a first reply (it would count in the fake's recordings);
+        # tests/test_titles.py and the title browser test turn it on.
+        "CHAT_TITLES": False,
         # No background chores between tests' truncations; the tests run them (run_now).
         "MAINTENANCE_SECONDS": 0,
         **extra,

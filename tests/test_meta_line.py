@@ -12,7 +12,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from app.chat.render import meta_line
+from app.chat.render import FAILURE_REASONS, GENERAL_FAILURE, ending, meta_line
+from app.chat.replies import STOPPED_TEXT
 from tests.factories import make_project
 from tests.sse import parse_sse
 
@@ -31,7 +32,7 @@ def reply(**values):
     fields = {
         "provider": None, "model": None, "fallback": False, "prompt_version": None,
         "tokens_in": None, "tokens_out": None, "total_ms": None, "context_files": None,
-        "status": "complete",
+        "status": "complete", "role": "assistant", "error": None, "error_kind": None,
     }  # fmt: skip
     return SimpleNamespace(**{**fields, **values})
 
@@ -56,6 +57,9 @@ def reply(**values):
         ({"status": "streaming"}, "replying…"),
         ({"status": "stopping"}, "replying…"),
         ({"status": "interrupted"}, "interrupted"),
+        ({"status": "incomplete", "error_kind": "stopped"}, "stopped"),
+        ({"status": "incomplete", "error_kind": "timeout"}, "incomplete"),
+        ({"status": "incomplete", "error": STOPPED_TEXT}, "stopped"),  # stored before error_kind
         ({}, ""),
         (
             {
@@ -71,6 +75,41 @@ def reply(**values):
 )
 def test_meta_line_wording(values, line):
     assert meta_line(reply(**values)) == line
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ({}, None),  # complete
+        ({"status": "streaming"}, None),
+        ({"role": "user", "status": "error", "error": "x"}, None),
+        ({"status": "incomplete", "error_kind": "stopped", "error": STOPPED_TEXT},
+         ("stopped", "Stopped.", None)),
+        ({"status": "incomplete", "error": STOPPED_TEXT}, ("stopped", "Stopped.", None)),
+        ({"status": "error", "error_kind": "auth", "error": "OpenAI: Incorrect API key provided"},
+         ("failed", "The API key was refused — an admin must fix the key.",
+          "OpenAI: Incorrect API key provided")),
+        ({"status": "incomplete", "error_kind": "timeout", "error": "OpenAI: read timeout"},
+         ("failed", FAILURE_REASONS["timeout"], "OpenAI: read timeout")),
+        ({"status": "interrupted", "error_kind": "interrupted", "error": "The server stopped"},
+         ("failed", FAILURE_REASONS["interrupted"], "The server stopped")),
+        ({"status": "error", "error": "something"}, ("failed", GENERAL_FAILURE, "something")),
+    ],
+)  # fmt: skip
+def test_how_a_reply_ended_in_words_for_a_person(values, expected):
+    end = ending(reply(**values))
+    assert (end and (end.kind, end.reason, end.detail)) == expected
+
+
+def test_every_provider_error_kind_has_words_for_a_person():
+    from app.providers import base
+
+    kinds = {
+        cls.kind
+        for cls in vars(base).values()
+        if isinstance(cls, type) and issubclass(cls, base.ProviderError) and cls.kind != "error"
+    }
+    assert kinds and kinds <= set(FAILURE_REASONS)
 
 
 def page_lines(client, project_id, conversation_id) -> list[str]:

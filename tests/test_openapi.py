@@ -268,6 +268,8 @@ def test_real_responses_match_the_document(api, validator):
     assert api("get", path + "/metrics", ids).get_json()["window"] == "7d"
     assert api("get", path + "/metrics", ids, query="?window=1y").status_code == 422
     conversation = "/api/conversations/{conversation_id}"
+    titled = api("post", conversation + "/title", ids)  # no body
+    assert titled.status_code == 200 and titled.get_json()["id"] == ids["conversation_id"]
     regenerate = conversation + "/regenerate"
     assert api("post", regenerate, ids).status_code == 200  # no body at all
     assert api("post", regenerate, ids, json={"stream": True}).mimetype == "text/event-stream"

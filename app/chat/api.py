@@ -8,7 +8,7 @@ from flask import Blueprint, request
 from flask_login import current_user
 
 from app.api import field, id_field, int_arg, json_body
-from app.chat import feedback, services, turns
+from app.chat import feedback, services, titles, turns
 from app.chat.serializers import conversation_json, message_json
 from app.chat.streaming import sse_response
 from app.errors import ValidationFailed
@@ -98,6 +98,14 @@ def rename(conversation_id: int):
 def delete(conversation_id: int):
     services.delete_conversation(user=current_user, conversation_id=conversation_id)
     return "", 204
+
+
+@bp.post("/conversations/<int:conversation_id>/title")
+@chat_per_user  # a provider call: counted with the messages
+def title(conversation_id: int):
+    """A title written by the model for a conversation that still has its automatic one."""
+    found = titles.suggest_title(user=current_user, conversation_id=conversation_id)
+    return conversation_json(found)
 
 
 @bp.post("/conversations/<int:conversation_id>/regenerate")

@@ -1,5 +1,9 @@
 """Assistant replies as the page shows them: their Markdown, and the metadata line under them.
 
+How a reply ended, in words for the person reading (``ending``), is decided here too: the page
+shows the reason (with the technical detail folded under "Details") and the message JSON carries
+it as ``error_reason``.
+
 The metadata line (``meta_line``) is built here only: the page's template renders it for stored
 replies (the ``meta_line`` filter), and the message JSON carries it as ``meta`` with ``html=1``,
 which the page's script sets as text on a reply that has just streamed (``messages.js``).
@@ -14,6 +18,7 @@ as Markdown; the page shows them as text.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import cache
 from html import escape
 
@@ -24,6 +29,7 @@ from pygments.formatters import HtmlFormatter
 from pygments.lexers import get_lexer_by_name
 from pygments.util import ClassNotFound
 
+from app.chat.replies import STOPPED, STOPPED_TEXT
 from app.models import MessageStatus
 
 ALLOWED_TAGS = {
@@ -78,6 +84,58 @@ def _file_label(f: dict) -> str:
     return f"{f['name']} (cut)" if f.get("truncated") else f["name"]
 
 
+# Why a reply failed, by ``Message.error_kind`` (a provider error kind, or ``interrupted``): what
+# happened and who can fix it, never the provider's own wording (that is the detail).
+FAILURE_REASONS = {
+    "auth": "The API key was refused — an admin must fix the key.",
+    "model_not_found": "The model is not available — an admin must choose another model.",
+    "quota": "The model account is out of credit — an admin must top it up.",
+    "rate_limited": "The model service is busy. Wait a minute and retry.",
+    "content_policy": "The model declined to answer this message.",
+    "bad_request": "The model service refused this request.",
+    "unavailable": "The model service is not answering. Retry in a moment.",
+    "timeout": "The model service is not answering. Retry in a moment.",
+    "connection": "The model service is not answering. Retry in a moment.",
+    "malformed": "The model service sent an answer that could not be read. Retry.",
+    "interrupted": "The server stopped while writing this reply. Retry for a full answer.",
+}
+GENERAL_FAILURE = "The reply failed. Retry in a moment."
+
+
+@dataclass(frozen=True)
+class Ending:
+    """How an assistant reply that did not complete ended: ``stopped`` (Stop, or its reader
+    left) or ``failed``; ``reason`` for the person, ``detail`` the technical text (or None)."""
+
+    kind: str
+    reason: str
+    detail: str | None
+
+    @property
+    def stopped(self) -> bool:
+        return self.kind == STOPPED
+
+
+def ending(message) -> Ending | None:
+    """None for a reply that completed, is still being written, or is a user's message."""
+    if message.role != "assistant" or message.status in _NOT_ENDED:
+        return None
+    if _was_stopped(message):
+        return Ending(STOPPED, "Stopped.", None)
+    reason = FAILURE_REASONS.get(message.error_kind or "", GENERAL_FAILURE)
+    return Ending("failed", reason, message.error)
+
+
+_NOT_ENDED = (MessageStatus.COMPLETE, MessageStatus.STREAMING, MessageStatus.STOPPING)
+
+
+def _was_stopped(message) -> bool:
+    # Rows stored before error_kind existed say it only in their error text.
+    return message.error_kind == STOPPED or (
+        message.error_kind is None and message.error == STOPPED_TEXT
+    )
+
+
 def meta_line(message) -> str:
     """The line under an assistant reply: who answered (and whether as a fallback), the prompt
     version, tokens, total time, the project files it was given, and its status unless
@@ -97,5 +155,5 @@ def meta_line(message) -> str:
     if message.status in (MessageStatus.STREAMING, MessageStatus.STOPPING):
         parts.append("replying…")
     elif message.status != MessageStatus.COMPLETE:
-        parts.append(str(message.status))
+        parts.append("stopped" if _was_stopped(message) else str(message.status))
     return " · ".join(parts)

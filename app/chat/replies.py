@@ -45,6 +45,9 @@ LIVE = (MessageStatus.STREAMING, MessageStatus.STOPPING)  # a process is (or was
 OPEN = (*LIVE, MessageStatus.INTERRUPTED)  # what a final store may still change
 INTERRUPTED_TEXT = "The server stopped while writing this reply."
 STOPPED_TEXT = "Stopped before the reply was complete."
+# ``Message.error_kind`` of a reply cut short by Stop (or a reader leaving) and by a dead process.
+STOPPED = "stopped"
+INTERRUPTED = "interrupted"
 
 
 def lease_until():
@@ -192,7 +195,12 @@ def expire_leases(app: Flask | None = None, *, conversation_id: int | None = Non
     stmt = update(Message).where(Message.status.in_(LIVE), Message.lease_until < utcnow())
     if conversation_id is not None:
         stmt = stmt.where(Message.conversation_id == conversation_id)
-    stmt = stmt.values(status=MessageStatus.INTERRUPTED, lease_until=None, error=INTERRUPTED_TEXT)
+    stmt = stmt.values(
+        status=MessageStatus.INTERRUPTED,
+        lease_until=None,
+        error=INTERRUPTED_TEXT,
+        error_kind=INTERRUPTED,
+    )
     ids = list(db.session.scalars(stmt.returning(Message.id)))
     db.session.commit()
     if ids:

@@ -4,7 +4,7 @@ answers and by the events of a turn (which are rendered by the process generatin
 from __future__ import annotations
 
 from app.chat.feedback import RATING_NAMES
-from app.chat.render import meta_line, render_markdown
+from app.chat.render import ending, meta_line, render_markdown
 from app.models import Role
 
 
@@ -39,6 +39,8 @@ def message_json(message, *, html: bool = False) -> dict:
         "ttft_ms": message.ttft_ms,
         "total_ms": message.total_ms,
         "error": message.error,
+        "error_kind": message.error_kind,
+        "error_reason": _reason(message),
         "context_files": message.context_files or [],
         "created_at": message.created_at.isoformat(),
         "feedback": feedback_json(message),
@@ -47,6 +49,11 @@ def message_json(message, *, html: bool = False) -> dict:
         data["html"] = render_markdown(message.content)
         data["meta"] = meta_line(message)  # the line under the bubble, as the page renders it
     return data
+
+
+def _reason(message) -> str | None:
+    end = ending(message)
+    return end.reason if end else None
 
 
 def feedback_json(message) -> dict | None:

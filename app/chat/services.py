@@ -204,7 +204,8 @@ def clean_message(text: str | None) -> str:
     return text
 
 
-def _title_from(text: str) -> str:
+def title_from(text: str) -> str:
+    """A new conversation's automatic title: its first message on one line, cut to TITLE_MAX."""
     line = " ".join(text.split())
     return line if len(line) <= TITLE_MAX else line[: TITLE_MAX - 1].rstrip() + "…"
 
@@ -282,7 +283,7 @@ def start_turn(
                 raise ValidationFailed(fields={"model": catalog.not_offered()})
             conversation = Conversation(
                 project_id=project.id,
-                title=_title_from(text),
+                title=title_from(text),
                 prompt_version_id=pinned.id if pinned else None,
                 model=model,
                 arm=Arm.PINNED if pinned else None,
@@ -428,6 +429,7 @@ def _finish(
     end: ChainEnd | None = None,
     committed: Committed | None = None,
     error: str | None = None,
+    error_kind: str | None = None,
     ttft_ms: int | None = None,
     total_ms: int | None = None,
 ) -> tuple[Message, bool]:
@@ -453,6 +455,7 @@ def _finish(
         "ttft_ms": ttft_ms,
         "total_ms": total_ms,
         "error": error,
+        "error_kind": error_kind,
     }
     stored = replies.finish(turn.reply_id, turn.conversation_id, values)
     reply = turn.reply
@@ -469,7 +472,9 @@ def complete_turn(turn: Turn) -> Message:
     try:
         reply, end = get_chain().complete(turn.request)
     except ProviderError as exc:
-        _finish(turn, text="", status=MessageStatus.ERROR, error=_error_text(exc))
+        _finish(
+            turn, text="", status=MessageStatus.ERROR, error=_error_text(exc), error_kind=exc.kind
+        )
         raise ProviderFailed(_error_text(exc), code=_error_code(exc)) from exc
     elapsed = int((time.monotonic() - started) * 1000)
     reply, _ = _finish(
@@ -542,6 +547,7 @@ def run_turn(turn: Turn, cancel: Cancel | None = None) -> Iterator[ChatEvent]:
                 status=MessageStatus.INCOMPLETE,
                 committed=committed,
                 error=replies.STOPPED_TEXT,
+                error_kind=replies.STOPPED,
                 ttft_ms=ttft_ms,
                 total_ms=total_ms,
             )
@@ -554,6 +560,7 @@ def run_turn(turn: Turn, cancel: Cancel | None = None) -> Iterator[ChatEvent]:
                 status=status,
                 committed=committed,
                 error=_error_text(failure),
+                error_kind=failure.kind,
                 ttft_ms=ttft_ms,
                 total_ms=total_ms,
             )
@@ -581,6 +588,7 @@ def run_turn(turn: Turn, cancel: Cancel | None = None) -> Iterator[ChatEvent]:
                 status=MessageStatus.INCOMPLETE,
                 committed=committed,
                 error=replies.STOPPED_TEXT,
+                error_kind=replies.STOPPED,
                 ttft_ms=ttft_ms,
                 total_ms=int((time.monotonic() - started) * 1000),
             )

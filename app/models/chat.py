@@ -125,6 +125,10 @@ class Message(CreatedAtMixin, Base):
     ttft_ms: Mapped[int | None] = mapped_column(Integer)
     total_ms: Mapped[int | None] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(Text)
+    # Why the reply ended without its full text, as a kind the page words for a person
+    # (``app/chat/render.py failure_reason``): a provider error kind (``auth``, ``timeout``, …),
+    # ``stopped`` or ``interrupted``. ``error`` keeps the technical detail.
+    error_kind: Mapped[str | None] = mapped_column(String(32))
     # Names and ids of the project files whose text went into this turn's instructions.
     context_files: Mapped[list | None] = mapped_column(JSON)
     # While ``streaming``: the time after which the reply counts as abandoned.

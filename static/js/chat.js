@@ -3,7 +3,7 @@
 // a live region announcing replies, the conversation list kept in step, and feedback on replies.
 //
 // Endpoints: POST /api/projects/<id>/chat (a message), POST /api/conversations/<id>/regenerate
-// (answer the last message again), GET /api/turns/<id>/events (attach again), POST
+// (answer the last message again), POST /api/conversations/<id>/title (the model's title), GET /api/turns/<id>/events (attach again), POST
 // /api/turns/<id>/stop, GET /api/conversations/<id>/messages?before=&html=1, PUT/DELETE
 // /api/messages/<id>/feedback (feedback.js).
 import { jsonHeaders } from "./csrf.js";
@@ -12,7 +12,7 @@ import { readEvents } from "./sse.js";
 import { initConversations } from "./conversations.js";
 import {
   assistantBubble, bubbleFor, decorate, finish, foldEarlierAnswers, footer, markNotStored,
-  plainText, showFailure, userBubble,
+  plainText, showFailure, showStreamed, userBubble,
 } from "./messages.js";
 
 const root = document.getElementById("chat");
@@ -46,13 +46,21 @@ function init(root) {
     follow = atBottom();
     jump.hidden = follow;
   }, { passive: true });
+  let autoTop = null; // where the last automatic scroll left the pane
   function scroll() {
-    if (follow) list.scrollTop = list.scrollHeight;
-    else jump.hidden = false;
+    // Scrolled up since then, even if its scroll event has not been handled yet: stay put.
+    if (follow && autoTop !== null && list.scrollTop < autoTop - 1) follow = false;
+    if (follow) {
+      list.scrollTop = list.scrollHeight;
+      autoTop = list.scrollTop;
+    } else {
+      jump.hidden = false;
+    }
   }
   jump.addEventListener("click", () => {
     follow = true;
     list.scrollTop = list.scrollHeight;
+    autoTop = list.scrollTop;
     jump.hidden = true;
     input.focus();
   });
@@ -71,7 +79,7 @@ function init(root) {
     if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); submit(); }
   });
   document.addEventListener("keydown", (e) => {
-    if (e.key === "Escape" && turn) { e.preventDefault(); requestStop(); }
+    if (e.key === "Escape" && turn && !e.defaultPrevented) { e.preventDefault(); requestStop(); }
   });
   stop.addEventListener("click", requestStop);
   document.getElementById("load-earlier")?.addEventListener("click", loadEarlier);
@@ -88,9 +96,39 @@ function init(root) {
     errorBox.hidden = !text;
   }
 
+  // Signed out meanwhile (the session expired, or "Log out everywhere"): a way back that returns
+  // here, with the message kept (the draft survives the trip in sessionStorage).
+  function showSessionEnded() {
+    const back = new URL(window.location.href);
+    if (conversationId) back.searchParams.set("c", conversationId);
+    const a = document.createElement("a");
+    a.href = `/login?next=${encodeURIComponent(back.pathname + back.search)}`;
+    a.textContent = "Log in again";
+    errorBox.replaceChildren("Your session has ended. ", a, " — your message is kept.");
+    errorBox.hidden = false;
+  }
+
+  // --- the draft ------------------------------------------------------------------------------
+  // What is typed and not yet sent outlives a reload or a trip to the login page (this tab only).
+  const draftKey = () => `prompthub:draft:${projectId}:${conversationId || "new"}`;
+  function saveDraft() {
+    try {
+      if (input.value) sessionStorage.setItem(draftKey(), input.value);
+      else sessionStorage.removeItem(draftKey());
+    } catch { /* storage off: the draft lives in the box only */ }
+  }
+  function restoreDraft() {
+    try {
+      const kept = sessionStorage.getItem(draftKey());
+      if (kept && !input.value) input.value = kept;
+    } catch { /* storage off */ }
+  }
+  input.addEventListener("input", saveDraft);
+  restoreDraft();
+
+  // While a reply is written the message box stays open for the next message (a draft); Send
+  // then queues it until the reply ends, with "Stop and send now" and "Cancel" beside it.
   function busy(on) {
-    input.disabled = on;
-    send.disabled = on;
     stop.hidden = !on;
     stop.disabled = false;
     list.setAttribute("aria-busy", on ? "true" : "false");
@@ -98,28 +136,86 @@ function init(root) {
     const away = document.activeElement && document.activeElement !== document.body
       && !form.contains(document.activeElement) && !list.contains(document.activeElement);
     if (!on && !away) input.focus();
+    if (!on) setTimeout(sendQueued); // once this turn's `finally` has run
   }
 
   function submit() {
     const text = input.value.trim();
-    if (!text || controller) return;
+    if (!text) return;
+    if (controller) {
+      queue(text);
+      return;
+    }
+    sendMessage(text, userBubble(text));
+  }
+
+  function sendMessage(text, pending) {
     showError("");
-    const pending = userBubble(text);
     list.append(pending);
     document.getElementById("empty-chat")?.remove();
     follow = true;
+    autoTop = null; // asked to follow again, from wherever the pane is
     scroll();
-    input.value = "";
+    if (input.value.trim() === text) input.value = "";
+    saveDraft();
     const body = { message: text, conversation_id: conversationId ? Number(conversationId) : null };
     // "New chat with v5": the first message pins the new conversation to that version.
     if (!conversationId && root.dataset.pinVersion) body.version = Number(root.dataset.pinVersion);
     run(`/api/projects/${projectId}/chat`, body, { pending, typed: text });
   }
 
+  // --- a message queued while a reply is written ----------------------------------------------
+  let queued = null; // {text, bubble}
+  const queuedBox = document.getElementById("composer-queued");
+
+  function queue(text) {
+    if (queued) {
+      queued.text = `${queued.text}\n\n${text}`;
+      queued.bubble.querySelector(".msg-body").textContent = queued.text;
+    } else {
+      const bubble = userBubble(text);
+      bubble.classList.add("queued");
+      queued = { text, bubble };
+    }
+    list.append(queued.bubble); // stays after the reply being written
+    input.value = "";
+    saveDraft();
+    queuedBox.hidden = false;
+    announce("Queued: it is sent when this reply ends.");
+    follow = true;
+    autoTop = null; // asked to follow again, from wherever the pane is
+    scroll();
+  }
+
+  function sendQueued() {
+    if (!queued || controller) return;
+    const { text, bubble } = queued;
+    queued = null;
+    queuedBox.hidden = true;
+    bubble.classList.remove("queued");
+    bubble.remove();
+    sendMessage(text, bubble);
+  }
+
+  document.getElementById("queued-stop")?.addEventListener("click", () => {
+    requestStop();
+    input.focus();
+  });
+  document.getElementById("queued-cancel")?.addEventListener("click", () => {
+    if (!queued) return;
+    input.value = input.value ? `${queued.text}\n\n${input.value}` : queued.text;
+    saveDraft();
+    queued.bubble.remove();
+    queued = null;
+    queuedBox.hidden = true;
+    input.focus();
+  });
+
   function regenerate() {
     if (controller || !conversationId) return;
     showError("");
     follow = true;
+    autoTop = null; // asked to follow again, from wherever the pane is
     run(`/api/conversations/${conversationId}/regenerate`, {}, {});
   }
 
@@ -131,7 +227,9 @@ function init(root) {
     controller = new AbortController();
     turn = { id: null, lastEventId: null, stopAsked: false };
     busy(true);
-    const state = { reply: null, text: null, pending, attached: false };
+    // The first exchange of a new conversation: once answered, the model may title it.
+    const fresh = !conversationId && url.endsWith("/chat") && root.dataset.titles === "1";
+    const state = { reply: null, text: null, pending, attached: false, fresh };
     try {
       const response = await fetch(url, {
         method: "POST",
@@ -146,7 +244,9 @@ function init(root) {
           || problem?.error?.message || `Error ${response.status}`;
         pending?.remove();
         if (typed !== null) input.value = typed; // give the text back
-        showError(msg);
+        saveDraft();
+        if (response.status === 401) showSessionEnded();
+        else showError(msg);
         return;
       }
       if (await consume(response, state)) return;
@@ -185,12 +285,12 @@ function init(root) {
         if (turn.stopAsked) requestStop();
       } else if (event === "delta" || event === "snapshot") {
         state.text = event === "delta" ? (state.text ?? "") + data.text : data.text;
-        state.reply.querySelector(".msg-body").textContent = state.text;
+        paint(state);
       } else if (event === "done") {
         finish(state.reply, data.message);
         if (data.stored === false) markNotStored(state.reply);
-        if (data.message.status === "incomplete") {
-          retryButton(state.reply);
+        if (state.fresh && data.message.status === "complete") suggestTitle(conversationId);
+        if (data.message.error_kind === "stopped") {
           announce("Stopped.");
         } else {
           announce(`Reply: ${plainText(state.reply)}`);
@@ -199,13 +299,37 @@ function init(root) {
       } else if (event === "error") {
         finish(state.reply, data.message);
         if (data.stored === false) markNotStored(state.reply);
-        showFailure(state.reply, data.error.message);
-        retryButton(state.reply);
+        state.reply.querySelector(":scope > .msg-ending")?.setAttribute("role", "alert");
+        announce(data.message.error_reason || "The reply failed.");
         return true;
       }
       scroll();
     }
     return false;
+  }
+
+  // A title written by the model for a new conversation (POST /api/conversations/<id>/title),
+  // off the reply's path: asked for once the first reply is complete; the cut first message
+  // stays if anything goes wrong.
+  async function suggestTitle(id) {
+    try {
+      const r = await fetch(`/api/conversations/${id}/title`, { method: "POST", headers: jsonHeaders() });
+      if (!r.ok) return;
+      const c = await r.json();
+      if (String(c.id) !== conversationId) return; // the page moved on meanwhile
+      title.textContent = c.title;
+      conversations.upsert(c);
+    } catch { /* keep the automatic title */ }
+  }
+
+  // The text so far, rendered at most once per frame however fast the pieces come.
+  function paint(state) {
+    if (state.painting) return;
+    state.painting = true;
+    requestAnimationFrame(() => {
+      state.painting = false;
+      if (state.reply.classList.contains("streaming")) showStreamed(state.reply, state.text);
+    });
   }
 
   // The connection ended before the turn did: attach again, from the last event received.
@@ -275,28 +399,19 @@ function init(root) {
     if (pending) pending.dataset.id = data.user_message.id;
   }
 
-  function retryButton(bubble) {
-    if (bubble.querySelector(".retry")) return;
-    const b = document.createElement("button");
-    b.type = "button";
-    b.className = "button small secondary retry";
-    b.textContent = "Retry";
-    b.addEventListener("click", () => { b.remove(); regenerate(); });
-    footer(bubble).append(b);
-  }
-
-  // Regenerate belongs to the last reply only, and not while it already offers Retry.
+  // Regenerate (or Retry, for a failed reply) belongs to the last reply, once it has ended.
   function addRegenerate() {
     list.querySelectorAll(".regenerate").forEach((b) => b.remove());
     const bubbles = list.querySelectorAll(":scope > .msg");
     const last = bubbles[bubbles.length - 1];
-    if (!last || last.dataset.role !== "assistant" || last.querySelector(".retry")) return;
+    if (!last || last.dataset.role !== "assistant") return;
     if (last.classList.contains("streaming")) return; // not while it is being written
+    const failed = last.classList.contains("is-failed");
     const b = document.createElement("button");
     b.type = "button";
-    b.className = "link regenerate";
-    b.textContent = "Regenerate";
-    b.setAttribute("aria-label", "Regenerate this reply");
+    b.className = failed ? "button small secondary regenerate retry" : "link regenerate";
+    b.textContent = failed ? "Retry" : "Regenerate";
+    b.setAttribute("aria-label", failed ? "Retry this reply" : "Regenerate this reply");
     b.addEventListener("click", regenerate);
     footer(last).append(b);
   }

@@ -9,6 +9,8 @@ export function initConversations({ onRenamed, onDeleted, announce }) {
   const empty = document.getElementById("conv-empty");
   if (!aside || !list) return { upsert() {} };
   const pageUrl = aside.dataset.projectUrl;
+  const drawer = initDrawer(aside);
+  initSearch(list, drawer);
 
   list.querySelectorAll(":scope > li").forEach(addTools);
 
@@ -189,6 +191,9 @@ export function initConversations({ onRenamed, onDeleted, announce }) {
         li.append(badge);
       }
       addTools(li);
+    } else if (link(li).textContent !== conversation.title) {
+      link(li).textContent = conversation.title; // e.g. the title the model wrote
+      relabel(li);
     }
     list.querySelectorAll(":scope > li").forEach((other) => {
       other.classList.remove("is-current");
@@ -201,4 +206,85 @@ export function initConversations({ onRenamed, onDeleted, announce }) {
   }
 
   return { upsert };
+}
+
+// On narrow screens the list is a drawer over the chat, opened by the ☰ button in the chat head;
+// Escape, a click outside or leaving the narrow layout closes it, and focus comes back to the
+// button. Wide screens never see the button, and the list stays beside the chat.
+function initDrawer(aside) {
+  const toggle = document.getElementById("conv-toggle");
+  if (!toggle) return { open() {} };
+  aside.classList.add("drawer");
+  requestAnimationFrame(() => requestAnimationFrame(() => aside.classList.add("ready")));
+  toggle.hidden = false;
+  const isOpen = () => aside.classList.contains("open");
+  const setOpen = (open, { focus = true } = {}) => {
+    const hadFocus = aside.contains(document.activeElement);
+    aside.classList.toggle("open", open);
+    toggle.setAttribute("aria-expanded", String(open));
+    if (open && focus) {
+      (aside.querySelector("[aria-current=page]") || aside.querySelector("a, button"))?.focus();
+    } else if (!open && (focus || hadFocus)) {
+      toggle.focus();
+    }
+  };
+  toggle.addEventListener("click", () => setOpen(!isOpen()));
+  aside.addEventListener("keydown", (e) => {
+    if (e.key === "Escape" && isOpen()) {
+      e.preventDefault();
+      setOpen(false);
+    }
+  });
+  document.addEventListener("click", (e) => {
+    if (isOpen() && !aside.contains(e.target) && !toggle.contains(e.target)) {
+      setOpen(false, { focus: false });
+    }
+  });
+  window.matchMedia("(max-width: 760px)").addEventListener("change", () => {
+    if (isOpen()) setOpen(false, { focus: false });
+  });
+  return { open: () => setOpen(true, { focus: false }) };
+}
+
+// The search box over the list (shown when there is more than one conversation) filters the
+// titles on the page as you type, all words in any order; Escape clears it. Keyboard:
+// Ctrl/⌘+K focuses it (opening the drawer on a phone), Ctrl/⌘+Shift+O starts a new chat.
+function initSearch(list, drawer) {
+  const search = document.getElementById("conv-search");
+  const noMatch = document.getElementById("conv-no-match");
+  if (search) {
+    search.hidden = false;
+    search.addEventListener("input", () => {
+      const words = search.value.toLowerCase().split(/\s+/).filter(Boolean);
+      let shown = 0;
+      list.querySelectorAll(":scope > li").forEach((li) => {
+        const title = li.querySelector(":scope > a")?.textContent.toLowerCase() ?? "";
+        li.hidden = !words.every((w) => title.includes(w));
+        if (!li.hidden) shown += 1;
+      });
+      noMatch.hidden = shown > 0 || !words.length;
+      noMatch.textContent = noMatch.hidden ? "" : `No conversation matches “${search.value.trim()}”.`;
+    });
+    search.addEventListener("keydown", (e) => {
+      if (e.key === "Escape" && search.value) {
+        e.preventDefault();
+        e.stopPropagation();
+        search.value = "";
+        search.dispatchEvent(new Event("input"));
+      }
+    });
+  }
+  document.addEventListener("keydown", (e) => {
+    if (!(e.ctrlKey || e.metaKey) || e.altKey) return;
+    const key = e.key.toLowerCase();
+    if (key === "k" && !e.shiftKey && search) {
+      e.preventDefault();
+      drawer.open();
+      search.focus();
+      search.select();
+    } else if (key === "o" && e.shiftKey) {
+      e.preventDefault();
+      window.location.assign(document.getElementById("new-chat").href);
+    }
+  });
 }

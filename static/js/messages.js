@@ -2,8 +2,11 @@
 // feedback bar (👍/👎 and a comment; feedback.js sends it), and the folding of earlier answers.
 // Pure DOM helpers with no network; chat.js decides when.
 //
-// Safety: user text and streamed text are only ever set with textContent. The one innerHTML is
-// the server's rendered Markdown (markdown-it without raw HTML, then nh3), in finish().
+// Safety: user text is only ever set with textContent. innerHTML takes only sanitised HTML: the
+// server's rendered Markdown (markdown-it without raw HTML, then nh3) in finish(), and, while a
+// reply streams, the page's render of it by the same rules (markdown-it, then DOMPurify) in
+// showStreamed().
+import { renderMarkdown } from "./markdown.js";
 
 export function userBubble(text) {
   const a = document.createElement("article");
@@ -23,7 +26,21 @@ export function assistantBubble() {
   const body = document.createElement("div");
   body.className = "msg-body md";
   a.append(body);
+  info(a).textContent = "replying…"; // the footer's place is kept while it streams
   return a;
+}
+
+/** The text so far of a reply being written, as Markdown (as the server will render it) or, if
+ * the renderer did not load, as plain text. */
+export function showStreamed(bubble, text) {
+  const body = bubble.querySelector(".msg-body");
+  const html = renderMarkdown(text ?? "");
+  if (html === null) {
+    body.classList.add("plain");
+    body.textContent = text ?? "";
+  } else {
+    body.innerHTML = html; // sanitised by DOMPurify with the server's rules (markdown.js)
+  }
 }
 
 /** A message from the API (``?html=1``) as a bubble. */
@@ -51,14 +68,45 @@ function info(bubble) {
   return footer(bubble).querySelector(".msg-info");
 }
 
-function setError(bubble, text) {
-  let box = bubble.querySelector(":scope > .msg-error");
-  if (!box) {
+/**
+ * How a reply ended, under its text (the template's ``ending_note`` macro): "Stopped." as a note,
+ * or a failure's reason for the person with the technical detail folded under "Details".
+ * ``kind`` is "stopped" or "failed"; null removes it.
+ */
+export function setEnding(bubble, kind, reason, detail = null) {
+  bubble.querySelector(":scope > .msg-ending")?.remove();
+  bubble.classList.remove("is-stopped", "is-failed");
+  if (!kind) return null;
+  bubble.classList.add(`is-${kind}`);
+  let box;
+  if (kind === "stopped") {
     box = document.createElement("p");
-    box.className = "msg-error";
-    bubble.querySelector(".msg-body").after(box);
+    box.className = "msg-notice msg-ending";
+    box.textContent = reason;
+  } else {
+    box = document.createElement("div");
+    box.className = "msg-error msg-ending";
+    const p = document.createElement("p");
+    p.textContent = reason;
+    box.append(p);
+    if (detail) {
+      const details = document.createElement("details");
+      details.className = "msg-details";
+      const summary = document.createElement("summary");
+      summary.textContent = "Details";
+      const text = document.createElement("p");
+      text.textContent = detail;
+      details.append(summary, text);
+      box.append(details);
+    }
   }
-  box.textContent = text;
+  bubble.querySelector(".msg-body").after(box);
+  return box;
+}
+
+function endingOf(m) {
+  if (!m.error_reason) return [null, null, null];
+  return [m.error_kind === "stopped" ? "stopped" : "failed", m.error_reason, m.error];
 }
 
 /** Replace the streamed text with the stored message: sanitised HTML, metadata, status. */
@@ -70,9 +118,12 @@ export function finish(bubble, m) {
   bubble.classList.add(`status-${m.status}`);
   bubble.dataset.id = m.id;
   bubble.dataset.status = m.status;
-  bubble.querySelector(".msg-body").innerHTML = m.html ?? ""; // sanitised by nh3 on the server
+  if (m.role === "assistant") bubble.dataset.source = m.content ?? ""; // for Copy (Markdown)
+  const body = bubble.querySelector(".msg-body");
+  body.classList.remove("plain");
+  body.innerHTML = m.html ?? ""; // sanitised by nh3 on the server
   info(bubble).textContent = m.meta ?? ""; // built by the server (render.py meta_line)
-  if (m.error) setError(bubble, m.error);
+  setEnding(bubble, ...endingOf(m));
   bubble.querySelector(":scope > .msg-meta > .feedback")?.remove();
   if (m.role === "assistant" && !LIVE.includes(m.status)) {
     info(bubble).after(feedbackBar(m));
@@ -178,15 +229,25 @@ export function markNotStored(bubble) {
 }
 
 /** The provider failed: say why, in the bubble, as an alert. */
-export function showFailure(bubble, text) {
+/** A reply that failed on this side (the connection lost), or whose failure is announced now. */
+export function showFailure(bubble, reason, detail = null) {
   bubble.classList.remove("streaming");
-  bubble.classList.add("status-error");
-  setError(bubble, text);
-  bubble.querySelector(":scope > .msg-error").setAttribute("role", "alert");
+  setEnding(bubble, "failed", reason, detail).setAttribute("role", "alert");
 }
 
+/** The reply as shown, as plain text: without the code blocks' Copy buttons. (innerText needs a
+ * rendered element, so the copy is measured off screen inside the bubble, then removed.) */
 export function plainText(bubble) {
-  return bubble.querySelector(".msg-body").innerText.trim();
+  const body = bubble.querySelector(".msg-body");
+  if (!body.querySelector(".copy-code")) return body.innerText.trim();
+  const clone = body.cloneNode(true);
+  clone.querySelectorAll(".copy-code").forEach((b) => b.remove());
+  clone.style.cssText = "position: fixed; left: -10000px; top: 0;";
+  clone.setAttribute("aria-hidden", "true");
+  bubble.append(clone);
+  const text = clone.innerText.trim();
+  clone.remove();
+  return text;
 }
 
 function button(className, label, text) {
@@ -214,14 +275,20 @@ export function decorate(scope) {
       pre.append(b);
     });
     if (bubble.classList.contains("streaming")) continue;
+    if (!bubble.dataset.source && !plainText(bubble)) continue; // nothing to copy (a failure)
+    // Copy: the reply's Markdown as the model wrote it (fences, tables and links intact);
+    // Copy text: what the page shows, as plain text.
     let copy = bubble.querySelector(".copy-reply");
     if (!copy) {
-      copy = button("link copy-reply", "Copy reply", "Copy");
-      footer(bubble).append(copy);
+      copy = button("link copy-reply", "Copy reply as Markdown", "Copy");
+      const plain = button("link copy-text", "Copy text of the reply", "Copy text");
+      footer(bubble).append(copy, plain);
     }
     if (!copy.dataset.bound) {
       copy.dataset.bound = "1";
-      copy.addEventListener("click", () => copyText(plainText(bubble), copy, "Copy"));
+      copy.addEventListener("click", () => copyText(bubble.dataset.source ?? plainText(bubble), copy, "Copy"));
+      const plain = bubble.querySelector(".copy-text");
+      plain?.addEventListener("click", () => copyText(plainText(bubble), plain, "Copy text"));
     }
   }
 }
@@ -238,7 +305,8 @@ export async function copyText(text, b, label) {
 
 /**
  * Fold earlier answers: an assistant reply followed by another one (Regenerate, or Retry after a
- * failure) is kept, collapsed to one line that can be opened again.
+ * failure) is kept, collapsed to one line that can be opened again. A failed reply with no text
+ * that was retried is left out: the new answer takes its place (the API still lists it).
  */
 export function foldEarlierAnswers(list) {
   const bubbles = [...list.querySelectorAll(":scope > .msg")];
@@ -246,6 +314,10 @@ export function foldEarlierAnswers(list) {
     const next = bubbles[i + 1];
     const earlier = bubble.dataset.role === "assistant" && next?.dataset.role === "assistant";
     if (!earlier || bubble.classList.contains("superseded")) return;
+    if (bubble.classList.contains("is-failed") && !plainText(bubble)) {
+      bubble.remove(); // a failure with no text, answered again: nothing to keep on screen
+      return;
+    }
     bubble.classList.add("superseded");
     bubble.querySelectorAll(".retry, .regenerate").forEach((b) => b.remove());
     const f = footer(bubble);

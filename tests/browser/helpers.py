@@ -45,10 +45,11 @@ def wait_until(page, expression: str, timeout_ms: int = 10_000):
 
 
 def reply_done(page):
-    """Wait until no reply is streaming and the composer is usable again."""
+    """Wait until no reply is streaming and the page has ended its turn (Stop is hidden again;
+    the message box itself stays editable while a reply streams)."""
     wait_until(
         page,
-        "!document.querySelector('.msg.streaming') && !document.getElementById('message').disabled",
+        "!document.querySelector('.msg.streaming') && document.getElementById('stop').hidden",
     )
 
 

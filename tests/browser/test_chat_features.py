@@ -95,15 +95,31 @@ def test_markdown_reply_with_code_copy_buttons_and_regenerate(app, fake, chat_pa
     copy_code.click()
     expect(copy_code).to_have_text("Copied")
     assert page.evaluate("navigator.clipboard.readText()") == CODE
+    # Copy gives the Markdown as written, fences and list marks intact; Copy text what is shown.
     reply.locator(".copy-reply").click()
     expect(reply.locator(".copy-reply")).to_have_text("Copied")
+    assert page.evaluate("navigator.clipboard.readText()") == "".join(CODE_REPLY)
+    reply.locator(".copy-text").click()
+    expect(reply.locator(".copy-text")).to_have_text("Copied")
     copied = page.evaluate("navigator.clipboard.readText()")
-    assert copied.startswith("Here is a Python function:") and "short" in copied
+    assert copied.startswith("Here is a Python function:") and "```" not in copied
+    assert copied == (
+        "Here is a Python function:\n\n" + CODE + "\n\nshort\nclear"
+    )  # no "Copy" label of the code block's button
+    # The same after a reload, from the stored reply.
+    page.reload()
+    chat_ready(page)
+    reply = page.locator(".msg-assistant").first
+    body = reply.locator(".msg-body")
+    reply.locator(".copy-reply").click()
+    expect(reply.locator(".copy-reply")).to_have_text("Copied")
+    assert page.evaluate("navigator.clipboard.readText()") == "".join(CODE_REPLY)
     assert "gpt-4o-mini-2024-07-18 · openai · prompt v1" in reply.locator(".msg-info").inner_text()
     wait_until(
         page,
         "[...document.querySelectorAll('.copy-code, .copy-reply')]"
-        ".every(b => b.textContent === 'Copy')",
+        ".every(b => b.textContent === 'Copy')"
+        " && document.querySelector('.copy-text').textContent === 'Copy text'",
     )
     shot(page, "chat", full_page=True)
     page.click("#theme-toggle")
@@ -153,26 +169,33 @@ def test_stop_with_escape_keeps_the_partial_reply_as_incomplete(app, fake, chat_
     page.keyboard.press("Escape")
     reply_done(page)
     assert not page.is_visible("#stop")
+    # Stopped: a note (not an error) and Regenerate, the same live and after a reload.
     assert reply.get_attribute("data-status") == "incomplete"
-    assert "incomplete" in reply.locator(".msg-info").inner_text()
-    assert "Stopped before the reply was complete." in reply.locator(".msg-error").inner_text()
-    assert reply.locator(".retry").is_visible()
+    assert reply.locator(".msg-info").inner_text().endswith(" · stopped")
+    assert reply.locator(".msg-notice").inner_text() == "Stopped."
+    assert reply.locator(".msg-error").count() == 0
+    assert reply.locator(".regenerate").inner_text() == "Regenerate"
+    assert reply.locator(".retry").count() == 0
     assert page.locator("#chat-live").inner_text() == "Stopped."
     assert fake.wait_for_disconnects(1)  # Stop closed the upstream request too
 
+    reply_meta = reply.locator(".msg-info").inner_text()
     [(status, content)] = stored_replies(app)  # stored before the `done` was sent
     assert status == "incomplete"
     assert content.startswith("word0 word1") and "word59" not in content
     page.reload()
+    chat_ready(page)
     stored = page.locator(".msg-assistant")
     assert stored.get_attribute("data-status") == "incomplete"
-    assert "incomplete" in stored.locator(".msg-info").inner_text()
-    assert "Stopped before the reply was complete." in stored.locator(".msg-error").inner_text()
+    assert stored.locator(".msg-info").inner_text() == reply_meta
+    assert stored.locator(".msg-notice").inner_text() == "Stopped."
+    assert stored.locator(".msg-error").count() == 0
+    assert stored.locator(".regenerate").inner_text() == "Regenerate"
     assert page.problems == []
 
 
 def test_provider_failure_shows_the_reason_keeps_the_message_and_retry_succeeds(
-    app, fake, chat_page
+    app, fake, chat_page, shot
 ):
     down = {"status": 503, "message": "The engine is currently overloaded."}
     fake.script("responses", down, down)
@@ -183,19 +206,36 @@ def test_provider_failure_shows_the_reason_keeps_the_message_and_retry_succeeds(
     reply = page.locator(".msg-assistant").first
     error = reply.locator(".msg-error")
     assert error.get_attribute("role") == "alert"
-    assert "OpenRouter" in error.inner_text() and "overloaded" in error.inner_text()
+    # The reason in words for the person; the provider's own text only under "Details".
+    reason = "The model service is not answering. Retry in a moment."
+    assert error.locator(":scope > p").inner_text() == reason
+    details = error.locator("details.msg-details")
+    assert not details.locator("p").is_visible()
+    details.locator("summary").click()
+    assert "OpenRouter" in details.inner_text() and "overloaded" in details.inner_text()
+    shot(page, "chat-failure")
+    assert page.locator("#chat-live").inner_text() == reason
     assert page.locator(".msg-user").inner_text() == "Are you there?"  # the message stays
-    assert reply.locator(".regenerate").count() == 0  # Retry instead
+    assert reply.locator(".retry").inner_text() == "Retry"  # not "Regenerate"
 
+    page.reload()  # the same story from the stored reply
+    chat_ready(page)
+    reply = page.locator(".msg-assistant").first
+    assert reply.locator(".msg-error > p").inner_text() == reason
+    assert "overloaded" in reply.locator(".msg-details p").text_content()  # folded
     reply.locator(".retry").click()  # the fake answers normally again
-    page.wait_for_selector(".msg-assistant >> nth=1")
+    wait_until(page, "document.querySelector('.msg-assistant .msg-body').textContent.length > 0")
     reply_done(page)
+    # The retried answer takes the failed one's place: no empty "Earlier answer" is left.
+    assert page.locator(".msg-assistant").count() == 1
     retried = page.locator(".msg-assistant").last
     assert retried.get_attribute("data-status") == "complete"
     assert retried.locator(".msg-body").inner_text() == "Hello from the fake model."
-    assert "superseded" in reply.get_attribute("class")  # the failure is folded away
+    assert page.locator(".superseded").count() == 0
 
     page.reload()
+    chat_ready(page)
+    assert page.locator(".msg-assistant").count() == 1
     assert page.locator(".msg-user").all_inner_texts() == ["Are you there?"]
     assert page.locator(".msg-assistant").last.get_attribute("data-status") == "complete"
     assert [s for s, _ in stored_replies(app)] == ["error", "complete"]
@@ -288,3 +328,54 @@ def test_load_earlier_messages_and_auto_scroll_pauses_when_scrolled_up(
     reply_done(page)
     assert page.evaluate(at_bottom)
     assert page.problems == []
+
+
+@pytest.mark.use_fake(LLM_TIMEOUT_SECONDS=5, CHAT_TITLES=True)
+def test_a_new_conversation_is_titled_by_the_model_after_its_first_reply(app, fake, chat_page):
+    fake.script(
+        "responses",
+        Scenario(text="Refunds take thirty days."),
+        Scenario(text="Refund timelines", ttft_ms=300),
+    )
+    page = chat_page()
+    send(page, "how long do refunds take for a damaged parcel paid by card, roughly?")
+    reply_done(page)
+    # The cut first message at once, then the model's title, in the header and in the list.
+    wait_until(page, "document.getElementById('chat-title').textContent === 'Refund timelines'")
+    assert page.locator("#conv-list .is-current > a").inner_text() == "Refund timelines"
+    assert fake.calls("responses")[-1].json["max_output_tokens"] == 64
+    page.reload()
+    chat_ready(page)
+    assert page.inner_text("#chat-title") == "Refund timelines"
+    # A second message in the same conversation asks for no title.
+    send(page, "And for exchanges?")
+    reply_done(page)
+    page.wait_for_timeout(300)
+    assert len(fake.calls("responses")) == 3
+    assert page.problems == []
+
+
+def test_search_conversations_and_keyboard_shortcuts(app, owner, project_id, chat_page):
+    for message in ("Refund for a damaged parcel", "Shipping to Norway", "Refund by card"):
+        make_conversation(app, owner, project_id, message=message)
+    page = chat_page()
+    titles = "[...document.querySelectorAll('#conv-list > li:not([hidden]) > a')].map(a => a.text)"
+    page.keyboard.press("Control+K")
+    assert page.evaluate("document.activeElement.id") == "conv-search"
+    page.keyboard.type("refund")
+    assert page.evaluate(titles) == ["Refund by card", "Refund for a damaged parcel"]
+    page.keyboard.type(" card")
+    assert page.evaluate(titles) == ["Refund by card"]
+    page.fill("#conv-search", "invoice")
+    assert page.evaluate(titles) == []
+    assert page.inner_text("#conv-no-match") == "No conversation matches “invoice”."
+    page.keyboard.press("Escape")  # clears the search
+    assert len(page.evaluate(titles)) == 3
+    # Ctrl+Shift+O: a new chat, from anywhere on the page.
+    page.click(".conv-item >> nth=0 >> a")
+    chat_ready(page)
+    assert "?c=" in page.url
+    page.keyboard.press("Control+Shift+O")
+    page.wait_for_url(lambda url: "?c=" not in url)
+    chat_ready(page)
+    assert page.inner_text("#chat-title") == "New conversation"

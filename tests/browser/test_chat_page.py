@@ -42,7 +42,7 @@ def test_register_create_project_and_chat(app, live_server, page):
     page.keyboard.press("Enter")
     page.wait_for_selector(".msg-assistant")
     assert page.is_visible("#stop")
-    assert page.is_disabled("#message")
+    assert page.is_editable("#message")  # drafting the next message is fine meanwhile
     reply = page.locator(".msg-assistant").last
     lengths = watch_stream(page, reply)
     assert len({n for n in lengths if n}) > 1, lengths  # arrived in more than one piece
