@@ -44,7 +44,10 @@ def owner(app):
 
 @pytest.fixture
 def project(app, owner):
-    return make_project(app, owner, name="Support bot")
+    return make_project(
+        app, owner, name="Support bot",
+        description="Answers customer questions about orders, refunds, exchanges and shipping.",
+    )  # fmt: skip
 
 
 def three_exchanges(app, owner, project, fake) -> int:
