@@ -113,6 +113,16 @@ _VERSION_FIELDS = {
 _MESSAGE_FIELDS = {
     "id": INT,
     "conversation_id": INT,
+    "parent_id": {
+        **nullable(INT),
+        "description": "The message before this one on its branch; null for a first message.",
+    },
+    "siblings": {
+        **nullable({"type": "array", "items": INT}),
+        "description": "In a message list: the ids of this message's versions (itself "
+        "included, oldest first) when it was edited or regenerated, for a ‹ 2/3 › switch; "
+        "null when it has no other version, and in a turn's events.",
+    },
     "role": {"enum": ["user", "assistant"]},
     "content": STR,
     "status": {
@@ -1276,15 +1286,61 @@ def _operations() -> dict[str, dict[str, dict]]:
             "post": _optional_body(
                 op(
                     "regenerate",
-                    "Answer the last user message again",
+                    "Answer a user message again",
                     tag="chat",
                     rate_limited=True,
-                    description="No new user message is stored; the earlier reply stays as "
-                    "history and the provider sees only the newest answer. The body is "
-                    "optional. Same answers and events as chat:\n\n" + _STREAM_DESCRIPTION,
-                    body=body_of({}, {"stream": _CHAT_OPTIONS["stream"]}),
-                    responses={200: _CHAT_REPLY, 502: error(502)},
+                    description="No new user message is stored. `message_id` names the reply "
+                    "to redo (or a user's message to answer again); without it, the last "
+                    "message of the branch being viewed. The earlier reply stays as a sibling "
+                    "of the new one (`siblings` in the message list), the new reply ends the "
+                    "branch being viewed, and the provider sees that branch up to the message "
+                    "answered. The body is optional. Same answers and events as chat:\n\n"
+                    + _STREAM_DESCRIPTION,
+                    body=body_of(
+                        {},
+                        {
+                            "message_id": {
+                                **ID,
+                                "description": "A message of this conversation (default: "
+                                "the branch's last).",
+                            },
+                            "stream": _CHAT_OPTIONS["stream"],
+                        },
+                    ),
+                    responses={
+                        200: _CHAT_REPLY,
+                        422: error(422, "`message_id` is not a message of this conversation."),
+                        502: error(502),
+                    },
                 )
+            )
+        },
+        "/api/messages/{message_id}/edit": {
+            "post": op(
+                "editMessage",
+                "Send a new version of a user's message",
+                tag="chat",
+                rate_limited=True,
+                description="The new text is stored as a sibling of the message (same place "
+                "in the conversation) and answered with the branch up to it; the old version "
+                "and everything after it stay, one `select` away. The new reply ends the "
+                "branch being viewed. Same answers and events as chat:\n\n" + _STREAM_DESCRIPTION,
+                body=body_of({"message": _MESSAGE}, {"stream": _CHAT_OPTIONS["stream"]}),
+                responses={
+                    200: _CHAT_REPLY,
+                    422: error(422, "Not a user's message, or the text is empty or too long."),
+                    502: error(502),
+                },
+            )
+        },
+        "/api/messages/{message_id}/select": {
+            "post": op(
+                "selectBranch",
+                "Show the branch through a version of a message",
+                tag="conversations",
+                description="The conversation's branch being viewed becomes the newest one "
+                "through this message (a ‹ 2/3 › switch). No body.",
+                responses={200: ok("The conversation.", ref("Conversation"))},
             )
         },
         "/api/conversations/{conversation_id}/messages": {

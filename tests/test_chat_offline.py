@@ -178,7 +178,9 @@ def test_regenerate_answers_the_last_user_message_again(app, client, owner, proj
     rows = client.get(f"/api/conversations/{cid}/messages", headers=owner.headers).get_json()[
         "data"
     ]
-    assert [m["role"] for m in rows] == ["user", "assistant", "assistant"]
+    # The branch shows the new reply; the first one is its sibling.
+    assert [m["role"] for m in rows] == ["user", "assistant"]
+    assert len(rows[1]["siblings"]) == 2
     assert chat(client, owner, project_id, regenerate=True).status_code == 422
 
 

@@ -49,11 +49,16 @@ def test_regenerate_streams_a_new_reply_and_keeps_the_earlier_one(client, owner,
     assert start["user_message"]["content"] == "First question"  # the same message, not a copy
     assert events[-1][1]["message"]["content"] == "A better answer."
     assert events[-1][1]["message"]["html"] == "<p>A better answer.</p>\n"
+    # The branch being viewed ends with the new reply; the earlier one is its sibling.
     assert rows(client, owner, cid) == [
         ("user", "complete", "First question"),
-        ("assistant", "complete", "Hello from the fake model."),
         ("assistant", "complete", "A better answer."),
     ]
+    page = client.get(f"/api/conversations/{cid}/messages", headers=owner.headers).get_json()
+    earlier_id, new_id = first["message"]["id"], events[-1][1]["message"]["id"]
+    assert page["data"][1]["siblings"] == [earlier_id, new_id]
+    assert page["data"][1]["parent_id"] == page["data"][0]["id"]
+    assert page["data"][0]["siblings"] is None
     first_call, again = fake.calls("responses")
     assert again.json["input"] == first_call.json["input"]  # the earlier answer is not sent
 
@@ -95,11 +100,14 @@ def test_regenerate_retries_a_failed_reply(client, owner, project_id, fake):
     assert events[-1][1]["error"]["message"] == "OpenAI: Overloaded."
     cid = events[0][1]["conversation"]["id"]
     assert regenerate(client, owner, cid, json={"stream": False}).status_code == 200
+    # The retried reply takes the failed one's place on the branch; the failure is a sibling.
     assert [(role, status) for role, status, _ in rows(client, owner, cid)] == [
         ("user", "complete"),
-        ("assistant", "error"),
         ("assistant", "complete"),
     ]
+    page = client.get(f"/api/conversations/{cid}/messages", headers=owner.headers).get_json()
+    failed_id = events[-1][1]["message"]["id"]
+    assert page["data"][1]["siblings"] == [failed_id, page["data"][1]["id"]]
 
 
 def test_another_users_conversation_is_404_and_nothing_is_sent(

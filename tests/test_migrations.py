@@ -160,3 +160,53 @@ def test_existing_files_keep_their_copy_and_get_no_openai_answer(scratch_url):
         assert [r[0] for r in kept] == ["file-old", None]
         downgrade(revision="base")
         db.engine.dispose()
+
+
+@pytest.mark.parametrize(
+    "scratch_url",
+    ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)],
+    indirect=True,
+)
+def test_existing_conversations_become_branches(scratch_url):
+    """Migration 0010 on a conversation written before branches (Q1, A1, A1 regenerated, Q2,
+    A2): each reply belongs to the question before it, so the regenerated reply is a sibling of
+    the first; Q2 follows the newest reply; the conversation shows its newest message."""
+    app = create_app(base_config(scratch_url))
+    with app.app_context():
+        upgrade(revision="0009")
+        with db.engine.begin() as conn:
+            conn.exec_driver_sql(
+                "INSERT INTO users (id, email, password_hash, token_version, created_at) "
+                "VALUES (1, 'a@example.com', 'x', 0, CURRENT_TIMESTAMP)"
+            )
+            conn.exec_driver_sql(
+                "INSERT INTO projects (id, owner_id, name, description, created_at, updated_at,"
+                " canary_percent) VALUES (1, 1, 'Bot', '', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP,"
+                " 0)"
+            )
+            conn.exec_driver_sql(
+                "INSERT INTO conversations (id, project_id, title, updated_at, created_at) "
+                "VALUES (1, 1, 'Q1', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+            )
+            for i, (role, content) in enumerate(
+                [("user", "Q1"), ("assistant", "A1"), ("assistant", "A1b"), ("user", "Q2"),
+                 ("assistant", "A2")], start=1,
+            ):  # fmt: skip
+                conn.exec_driver_sql(
+                    "INSERT INTO messages (id, conversation_id, role, content, status, fallback,"
+                    f" created_at) VALUES ({i}, 1, '{role}', '{content}', 'complete', false,"
+                    " CURRENT_TIMESTAMP)"
+                )
+        upgrade()
+        with db.engine.connect() as conn:
+            parents = conn.exec_driver_sql("SELECT id, parent_id FROM messages ORDER BY id").all()
+            leaf = conn.exec_driver_sql("SELECT leaf_id FROM conversations").scalar()
+        assert [tuple(r) for r in parents] == [(1, None), (2, 1), (3, 1), (4, 3), (5, 4)]
+        assert leaf == 5
+        downgrade(revision="0009")
+        with db.engine.connect() as conn:
+            columns = {c["name"] for c in sa_inspect(conn).get_columns("messages")}
+            count = conn.exec_driver_sql("SELECT count(*) FROM messages").scalar()
+        assert "parent_id" not in columns and count == 5
+        downgrade(revision="base")
+        db.engine.dispose()

@@ -268,6 +268,11 @@ def test_real_responses_match_the_document(api, validator):
     assert api("get", path + "/metrics", ids).get_json()["window"] == "7d"
     assert api("get", path + "/metrics", ids, query="?window=1y").status_code == 422
     conversation = "/api/conversations/{conversation_id}"
+    page = api("get", conversation + "/messages", ids).get_json()
+    first_user = {**ids, "message_id": page["data"][0]["id"]}
+    edited = api("post", "/api/messages/{message_id}/edit", first_user, json={"message": "Hi!"})
+    assert edited.status_code == 200
+    assert api("post", "/api/messages/{message_id}/select", first_user).status_code == 200
     titled = api("post", conversation + "/title", ids)  # no body
     assert titled.status_code == 200 and titled.get_json()["id"] == ids["conversation_id"]
     regenerate = conversation + "/regenerate"

@@ -111,11 +111,36 @@ def title(conversation_id: int):
 @bp.post("/conversations/<int:conversation_id>/regenerate")
 @chat_per_user  # a provider call like any message: counted in the same per-user budget
 def regenerate(conversation_id: int):
-    """Answer the last user message again; the earlier reply is kept (see the service).
+    """Answer a user message again (``message_id``: the reply to redo; default the branch's
+    last); the earlier reply is kept as a sibling (see the service).
 
-    The body (``{stream?}``) is optional and read after the ownership check."""
-    turn = services.start_regenerate(user=current_user, conversation_id=conversation_id)
-    return _answer(turn, json_body() if request.content_length else {})
+    The body (``{message_id?, stream?}``) is optional and read after the ownership check."""
+    services.get_conversation_for(current_user, conversation_id)  # 404 before the body
+    data = json_body() if request.content_length else {}
+    turn = services.start_regenerate(
+        user=current_user,
+        conversation_id=conversation_id,
+        reply_id=field(data, "message_id", kind=int),
+    )
+    return _answer(turn, data)
+
+
+@bp.post("/messages/<int:message_id>/edit")
+@chat_per_user
+def edit(message_id: int):
+    """A new version of a user's message, answered: a new branch beside the old one."""
+    feedback.get_message_for(current_user, message_id)  # 404 before the body
+    data = json_body()
+    turn = services.start_edit(
+        user=current_user, message_id=message_id, message=field(data, "message")
+    )
+    return _answer(turn, data)
+
+
+@bp.post("/messages/<int:message_id>/select")
+def select(message_id: int):
+    """Show the branch through this version of a message (its newest end)."""
+    return conversation_json(services.select_branch(user=current_user, message_id=message_id))
 
 
 @bp.get("/conversations/<int:conversation_id>/messages")

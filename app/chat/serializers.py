@@ -27,6 +27,10 @@ def message_json(message, *, html: bool = False) -> dict:
     data = {
         "id": message.id,
         "conversation_id": message.conversation_id,
+        "parent_id": message.parent_id,
+        # Its versions (itself included) when it was edited or regenerated; set by the message
+        # list (the branch being viewed), None elsewhere (a turn's events).
+        "siblings": getattr(message, "siblings", None),
         "role": message.role,
         "content": message.content,
         "status": message.status,

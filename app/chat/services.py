@@ -30,7 +30,8 @@ from flask import current_app
 from sqlalchemy import delete, select
 
 from app import catalog
-from app.chat import relay, replies
+from app.chat import branches, relay, replies
+from app.chat.feedback import get_message_for
 from app.errors import NotFound, ProviderFailed, ValidationFailed
 from app.extensions import db
 from app.files.services import chat_context
@@ -172,20 +173,26 @@ def delete_conversation(*, user: User, conversation_id: int) -> None:
 def list_messages(
     *, user: User, conversation_id: int, before: int | None = None, limit: int = 50
 ) -> tuple[Conversation, list[Message], bool]:
-    """One page of messages, oldest first, ending just before ``before`` (newest page if None).
+    """One page of the branch being viewed (``branches``), oldest first, ending just before
+    ``before`` (the newest page if None). Each message gets ``siblings``: its versions' ids
+    (itself included, oldest first) when it has more than one, else None.
 
-    Uses the ``(conversation_id, id)`` index, so any page costs the same in any length."""
+    The tree is read as ids only; the page's rows by primary key."""
     conversation = get_conversation_for(user, conversation_id)
     limit = max(1, min(limit, PAGE_MAX))
-    stmt = select(Message).where(Message.conversation_id == conversation.id)
+    tree = branches.load(conversation.id)
+    path = tree.path_to(branches.leaf(conversation, tree))
     if before is not None:
-        stmt = stmt.where(Message.id < before)
-    stmt = stmt.order_by(Message.id.desc()).limit(limit + 1)
-    rows = list(db.session.scalars(stmt))
+        path = [message_id for message_id in path if message_id < before]
+    page, has_more = path[-limit:], len(path) > limit
+    stmt = select(Message).where(Message.id.in_(page)).order_by(Message.id)
+    rows = list(db.session.scalars(stmt)) if page else []
     if replies.expire_stale(rows):  # a reply whose process died shows as interrupted at once
         rows = list(db.session.scalars(stmt.execution_options(populate_existing=True)))
-    has_more = len(rows) > limit
-    return conversation, list(reversed(rows[:limit])), has_more
+    for row in rows:
+        versions = tree.siblings(row.id)
+        row.siblings = versions if len(versions) > 1 else None
+    return conversation, rows, has_more
 
 
 # --- a turn ----------------------------------------------------------------------------------
@@ -210,17 +217,19 @@ def title_from(text: str) -> str:
     return line if len(line) <= TITLE_MAX else line[: TITLE_MAX - 1].rstrip() + "…"
 
 
-def _history(conversation_id: int, before_id: int) -> list[ChatTurn]:
-    """The newest ``CHAT_HISTORY_MAX_MESSAGES`` turns before a message, oldest first.
-
-    Error rows carry no text and are left out; when a reply was retried, only the newest
-    assistant answer to a user message is kept, so the model sees one coherent thread."""
+def _history(tree: branches.Tree, parent_id: int | None) -> list[ChatTurn]:
+    """The branch up to ``parent_id`` (the message a new one follows), its newest
+    ``CHAT_HISTORY_MAX_MESSAGES`` messages, oldest first: one coherent thread, whatever other
+    branches hold. Rows without text (a failed reply) and a reply still being written are left
+    out; so is a reply that repeats a role, which only rows stored before branches can show."""
+    path = tree.path_to(parent_id)
+    if not path:
+        return []
     limit = current_app.config["CHAT_HISTORY_MAX_MESSAGES"]
     rows = db.session.execute(
         select(Message.role, Message.content)
         .where(
-            Message.conversation_id == conversation_id,
-            Message.id < before_id,
+            Message.id.in_(path),
             Message.content != "",
             Message.status.not_in(replies.LIVE),  # a reply still being written elsewhere
         )
@@ -246,8 +255,16 @@ def start_turn(
     version: int | None = None,
     model: str | None = None,
     latest: bool = False,
+    reply_to: int | None = None,
+    edit_of: int | None = None,
 ) -> Turn:
-    """Store the user's message (or pick the last one, to regenerate) and prepare the call.
+    """Store the user's message (or pick the one to answer again) and prepare the call.
+
+    The message goes at the end of the branch being viewed (``branches``). ``edit_of`` (a
+    user's message in this conversation) puts it beside that message instead, as its new
+    version. To regenerate, ``reply_to`` names the reply to answer again (default: the last
+    message of the branch); the new reply is its sibling. Either way the new reply becomes the
+    end of the branch being viewed, and the model is sent that branch.
 
     A new conversation is pinned to ``version`` (a number in this project) when one is given,
     with ``model`` overriding the version's model (Compare); otherwise, while a canary runs, it
@@ -267,14 +284,9 @@ def start_turn(
         if conversation_id is None:
             raise ValidationFailed(fields={"conversation_id": "Say which conversation."})
         conversation = _conversation_in(project, user, conversation_id)
-        user_message = db.session.scalar(
-            select(Message)
-            .where(Message.conversation_id == conversation.id, Message.role == Role.USER)
-            .order_by(Message.id.desc())
-            .limit(1)
-        )
-        if user_message is None:
-            raise ValidationFailed(fields={"conversation_id": "Nothing to regenerate yet."})
+        tree = branches.load(conversation.id)
+        target = branches.leaf(conversation, tree) if reply_to is None else reply_to
+        user_message = _to_answer_again(tree, target)
     else:
         text = clean_message(message)
         if conversation_id is None:
@@ -292,9 +304,17 @@ def start_turn(
             db.session.flush()  # its id (the canary's bucket) and updated_at are now known
             if pinned is None:
                 _assign_canary(project, conversation)
+            tree = branches.Tree()
         else:
             conversation = _conversation_in(project, user, conversation_id)
-        user_message = Message(conversation_id=conversation.id, role=Role.USER, content=text)
+            tree = branches.load(conversation.id)
+        if edit_of is not None:
+            parent_id = _edited(tree, edit_of).parent_id
+        else:
+            parent_id = branches.leaf(conversation, tree)
+        user_message = Message(
+            conversation_id=conversation.id, role=Role.USER, content=text, parent_id=parent_id
+        )
         db.session.add(user_message)
         db.session.flush()
     serving = _serving_version(project, conversation)
@@ -304,7 +324,7 @@ def start_turn(
     files = chat_context(project.id)
     request = ChatRequest(
         system=f"{system}\n\n{files.text}" if files.text else system,
-        history=_history(conversation.id, user_message.id),
+        history=_history(tree, user_message.parent_id),
         message=user_message.content,
         models=choice.provider_ids,
         temperature=settings.temperature,
@@ -320,8 +340,11 @@ def start_turn(
         prompt_version=serving,
         context_files=files.files or None,
         lease_until=replies.lease_until(),
+        parent_id=user_message.id,
     )
     db.session.add(reply)
+    db.session.flush()
+    conversation.leaf_id = reply.id  # the new reply ends the branch being viewed
     with _kept_loaded():
         db.session.commit()  # the user's message is safe before any provider is called
     db.session.expunge(reply)  # from here on it changes only through guarded UPDATEs
@@ -383,12 +406,13 @@ def _serving_version(project: Project, conversation: Conversation) -> PromptVers
     return active_version(project)
 
 
-def start_regenerate(*, user: User, conversation_id: int) -> Turn:
-    """Answer the conversation's last user message again (Regenerate, and Retry after a failure).
+def start_regenerate(*, user: User, conversation_id: int, reply_id: int | None = None) -> Turn:
+    """Answer a user's message again (Regenerate, and Retry after a failure): the one that
+    ``reply_id`` answered, or the last one of the branch being viewed.
 
     Stored rows are never rewritten: the earlier reply stays, with its provider, tokens and
-    status, and the new reply is appended after it. ``_history`` sends a provider only the
-    newest reply to a user message, so the model sees one coherent thread."""
+    status, as a sibling of the new one (‹ 1/2 ›), and the model sees the branch up to the
+    message being answered."""
     conversation = get_conversation_for(user, conversation_id)  # 404 before anything else
     return start_turn(
         user=user,
@@ -396,7 +420,58 @@ def start_regenerate(*, user: User, conversation_id: int) -> Turn:
         message=None,
         conversation_id=conversation.id,
         regenerate=True,
+        reply_to=reply_id,
     )
+
+
+def start_edit(*, user: User, message_id: int, message: str | None) -> Turn:
+    """Send a new version of a user's message: a sibling of it, answered with the branch up
+    to it; the old version and everything after it stay, one ‹ › away."""
+    original = get_message_for(user, message_id)  # 404 before anything else
+    conversation = original.conversation_id
+    project_id = db.session.scalar(
+        select(Conversation.project_id).where(Conversation.id == conversation)
+    )
+    return start_turn(
+        user=user,
+        project_id=project_id,
+        message=message,
+        conversation_id=conversation,
+        edit_of=message_id,
+    )
+
+
+def select_branch(*, user: User, message_id: int) -> Conversation:
+    """Show the branch through ``message_id`` (one version of a message): its newest end
+    becomes the conversation's ``leaf_id``."""
+    message = get_message_for(user, message_id)
+    conversation = get_conversation_for(user, message.conversation_id)
+    tree = branches.load(conversation.id)
+    conversation.leaf_id = tree.newest_leaf(message.id)
+    db.session.commit()
+    return conversation
+
+
+def _to_answer_again(tree: branches.Tree, message_id: int | None) -> Message:
+    """The user's message to answer again for ``message_id``: a reply's user's message, or the
+    message itself when it is a user's."""
+    if message_id is None:
+        raise ValidationFailed(fields={"conversation_id": "Nothing to regenerate yet."})
+    if message_id not in tree:
+        raise ValidationFailed(fields={"message_id": "Not a message of this conversation."})
+    message = db.session.get(Message, message_id)
+    if message.role == Role.ASSISTANT:
+        message = db.session.get(Message, message.parent_id) if message.parent_id else None
+    if message is None or message.role != Role.USER:
+        raise ValidationFailed(fields={"message_id": "This reply answers no message."})
+    return message
+
+
+def _edited(tree: branches.Tree, message_id: int) -> Message:
+    message = db.session.get(Message, message_id) if message_id in tree else None
+    if message is None or message.role != Role.USER:
+        raise ValidationFailed(fields={"message_id": "Only your own messages can be edited."})
+    return message
 
 
 def _conversation_in(project: Project, user: User, conversation_id: int) -> Conversation:

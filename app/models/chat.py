@@ -68,6 +68,10 @@ class Conversation(CreatedAtMixin, Base):
     )
     model: Mapped[str | None] = mapped_column(String(120))
     arm: Mapped[str | None] = mapped_column(String(16))  # Arm; None: no canary, not pinned
+    # The last message of the branch being viewed (app/chat/branches.py): the page, the message
+    # API and the model see the path from the first message to it. No foreign key (messages
+    # point at conversations already); a missing or stale id means the newest message.
+    leaf_id: Mapped[int | None] = mapped_column(Integer)
     updated_at: Mapped[datetime] = mapped_column(
         UTCDateTime(), default=utcnow, onupdate=utcnow, nullable=False
     )
@@ -110,6 +114,11 @@ class Message(CreatedAtMixin, Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     conversation_id: Mapped[int] = mapped_column(
         ForeignKey("conversations.id", ondelete="CASCADE"), nullable=False
+    )
+    # The message before this one on its branch (None for a first message): an edited message
+    # is a sibling of the one it replaces, a regenerated reply a sibling of the earlier reply.
+    parent_id: Mapped[int | None] = mapped_column(
+        ForeignKey("messages.id", ondelete="CASCADE"), index=True
     )
     role: Mapped[str] = mapped_column(String(16), nullable=False)
     content: Mapped[str] = mapped_column(Text, default="", nullable=False)

@@ -11,7 +11,7 @@ import { initFeedback } from "./feedback.js";
 import { readEvents } from "./sse.js";
 import { initConversations } from "./conversations.js";
 import {
-  assistantBubble, bubbleFor, decorate, finish, foldEarlierAnswers, footer, markNotStored,
+  assistantBubble, branchSwitch, bubbleFor, decorate, finish, footer, markNotStored,
   plainText, showFailure, showStreamed, userBubble,
 } from "./messages.js";
 
@@ -66,7 +66,6 @@ function init(root) {
   });
 
   decorate(list);
-  foldEarlierAnswers(list);
   initFeedback(list, announce);
   addRegenerate();
   scroll();
@@ -77,6 +76,13 @@ function init(root) {
   form.addEventListener("submit", (e) => { e.preventDefault(); submit(); });
   input.addEventListener("keydown", (e) => {
     if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); submit(); }
+    if (e.key === "ArrowUp" && !input.value && !e.shiftKey && !e.altKey && !e.ctrlKey && !e.metaKey) {
+      const mine = list.querySelectorAll(":scope > .msg-user[data-id]:not(.queued)");
+      if (mine.length && !controller) {
+        e.preventDefault();
+        startEdit(mine[mine.length - 1]); // ↑ in an empty box edits your last message
+      }
+    }
   });
   document.addEventListener("keydown", (e) => {
     if (e.key === "Escape" && turn && !e.defaultPrevented) { e.preventDefault(); requestStop(); }
@@ -211,19 +217,123 @@ function init(root) {
     input.focus();
   });
 
-  function regenerate() {
+  // --- branches: regenerate any reply, edit any message of yours, switch versions ------------
+  // The page shows one branch of the conversation. Regenerating a reply or sending an edited
+  // message starts a new branch at that point: what followed it leaves the page (it stays on
+  // its branch, one ‹ › away) and the new reply streams in its place.
+
+  function detachFrom(bubble) {
+    const gone = [];
+    for (let b = bubble; b; ) {
+      const next = b.nextElementSibling;
+      if (b.classList.contains("msg")) gone.push(b);
+      b = next;
+    }
+    gone.forEach((b) => b.remove());
+    return () => { // put them back (the server refused the new version)
+      list.querySelectorAll(":scope > .msg").forEach((b) => { if (!b.dataset.id) b.remove(); });
+      list.append(...gone);
+    };
+  }
+
+  function regenerate(reply) {
     if (controller || !conversationId) return;
     showError("");
     follow = true;
     autoTop = null; // asked to follow again, from wherever the pane is
-    run(`/api/conversations/${conversationId}/regenerate`, {}, {});
+    const restore = detachFrom(reply);
+    run(`/api/conversations/${conversationId}/regenerate`, { message_id: Number(reply.dataset.id) },
+      { restore, branched: true });
+  }
+
+  function startEdit(bubble) {
+    if (controller || bubble.querySelector(".edit-form")) return;
+    const body = bubble.querySelector(".msg-body");
+    const meta = bubble.querySelector(":scope > .msg-meta");
+    const form = document.createElement("form");
+    form.className = "edit-form";
+    const box = document.createElement("textarea");
+    box.value = body.textContent;
+    box.rows = Math.min(8, box.value.split("\n").length + 1);
+    box.setAttribute("aria-label", "Edit your message");
+    const save = document.createElement("button");
+    save.type = "submit";
+    save.className = "button small";
+    save.textContent = "Send";
+    const cancel = document.createElement("button");
+    cancel.type = "button";
+    cancel.className = "button small secondary";
+    cancel.textContent = "Cancel";
+    const row = document.createElement("div");
+    row.className = "row";
+    row.append(save, cancel);
+    form.append(box, row);
+    body.hidden = true;
+    if (meta) meta.hidden = true;
+    bubble.classList.add("editing");
+    bubble.append(form);
+    const close = () => {
+      form.remove();
+      body.hidden = false;
+      if (meta) meta.hidden = false;
+      bubble.classList.remove("editing");
+    };
+    cancel.addEventListener("click", () => { close(); bubble.querySelector(".edit-message")?.focus(); });
+    form.addEventListener("keydown", (e) => {
+      if (e.key === "Escape") {
+        e.preventDefault();
+        e.stopPropagation();
+        close();
+        bubble.querySelector(".edit-message")?.focus();
+      } else if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
+        e.preventDefault();
+        form.requestSubmit();
+      }
+    });
+    form.addEventListener("submit", (e) => {
+      e.preventDefault();
+      const text = box.value.trim();
+      if (!text || controller) return;
+      close();
+      showError("");
+      follow = true;
+      autoTop = null;
+      const restore = detachFrom(bubble);
+      const pending = userBubble(text);
+      list.append(pending);
+      scroll();
+      run(`/api/messages/${bubble.dataset.id}/edit`, { message: text }, { pending, restore, branched: true });
+    });
+    box.focus();
+    box.setSelectionRange(box.value.length, box.value.length);
+  }
+
+  async function selectBranch(messageId) {
+    if (controller) return;
+    const r = await fetch(`/api/messages/${messageId}/select`, { method: "POST", headers: jsonHeaders() })
+      .catch(() => null);
+    if (r?.ok) window.location.reload(); // the page shows that branch
+    else showError("Could not switch to that version. Try again.");
+  }
+
+  // After a new branch: which messages now have other versions (their ‹ n/n › switch).
+  async function refreshSiblings() {
+    const r = await fetch(`/api/conversations/${conversationId}/messages?limit=200`).catch(() => null);
+    if (!r?.ok) return;
+    for (const m of (await r.json()).data) {
+      const bubble = list.querySelector(`:scope > .msg[data-id="${m.id}"]`);
+      if (!bubble) continue;
+      if (m.siblings) bubble.dataset.siblings = m.siblings.join(",");
+      else delete bubble.dataset.siblings;
+      branchSwitch(bubble, selectBranch);
+    }
   }
 
   // A turn is generated on the server whatever happens to this page's connection: the stream is
   // only a reader. Stop asks the server (POST /api/turns/<id>/stop) and reads on to the end; a
   // lost connection is resumed from the last event id (GET /api/turns/<id>/events).
 
-  async function run(url, body, { pending = null, typed = null }) {
+  async function run(url, body, { pending = null, typed = null, restore = null, branched = false }) {
     controller = new AbortController();
     turn = { id: null, lastEventId: null, stopAsked: false };
     busy(true);
@@ -243,13 +353,17 @@ function init(root) {
         const msg = problem?.error?.fields?.message || problem?.error?.fields?.conversation_id
           || problem?.error?.message || `Error ${response.status}`;
         pending?.remove();
-        if (typed !== null) input.value = typed; // give the text back
+        restore?.();
+        if (typed !== null && !restore) input.value = typed; // give the text back
         saveDraft();
         if (response.status === 401) showSessionEnded();
         else showError(msg);
         return;
       }
-      if (await consume(response, state)) return;
+      if (await consume(response, state)) {
+        if (branched) refreshSiblings();
+        return;
+      }
       await resume(state);
     } catch (err) {
       if (state.reply && turn.id) {
@@ -280,8 +394,7 @@ function init(root) {
         state.reply = assistantBubble();
         state.reply.dataset.turn = String(data.turn_id);
         list.append(state.reply);
-        foldEarlierAnswers(list);
-        announce("Replying…");
+              announce("Replying…");
         if (turn.stopAsked) requestStop();
       } else if (event === "delta" || event === "snapshot") {
         state.text = event === "delta" ? (state.text ?? "") + data.text : data.text;
@@ -399,21 +512,33 @@ function init(root) {
     if (pending) pending.dataset.id = data.user_message.id;
   }
 
-  // Regenerate (or Retry, for a failed reply) belongs to the last reply, once it has ended.
+  // Every reply that has ended gets Regenerate (Retry when it failed); every message of yours
+  // that is stored gets Edit; a message with other versions gets its ‹ 2/3 › switch.
   function addRegenerate() {
-    list.querySelectorAll(".regenerate").forEach((b) => b.remove());
-    const bubbles = list.querySelectorAll(":scope > .msg");
-    const last = bubbles[bubbles.length - 1];
-    if (!last || last.dataset.role !== "assistant") return;
-    if (last.classList.contains("streaming")) return; // not while it is being written
-    const failed = last.classList.contains("is-failed");
-    const b = document.createElement("button");
-    b.type = "button";
-    b.className = failed ? "button small secondary regenerate retry" : "link regenerate";
-    b.textContent = failed ? "Retry" : "Regenerate";
-    b.setAttribute("aria-label", failed ? "Retry this reply" : "Regenerate this reply");
-    b.addEventListener("click", regenerate);
-    footer(last).append(b);
+    for (const bubble of list.querySelectorAll(":scope > .msg[data-id]")) {
+      branchSwitch(bubble, selectBranch);
+      if (bubble.dataset.role === "user") {
+        if (bubble.querySelector(".edit-message") || bubble.classList.contains("queued")) continue;
+        const b = document.createElement("button");
+        b.type = "button";
+        b.className = "link edit-message";
+        b.textContent = "Edit";
+        b.setAttribute("aria-label", "Edit this message");
+        b.addEventListener("click", () => startEdit(bubble));
+        footer(bubble).append(b);
+        continue;
+      }
+      bubble.querySelector(":scope > .msg-meta .regenerate")?.remove();
+      if (bubble.classList.contains("streaming")) continue; // not while it is being written
+      const failed = bubble.classList.contains("is-failed");
+      const b = document.createElement("button");
+      b.type = "button";
+      b.className = failed ? "button small secondary regenerate retry" : "link regenerate";
+      b.textContent = failed ? "Retry" : "Regenerate";
+      b.setAttribute("aria-label", failed ? "Retry this reply" : "Regenerate this reply");
+      b.addEventListener("click", () => regenerate(bubble));
+      footer(bubble).append(b);
+    }
   }
 
   async function loadEarlier(e) {
@@ -435,8 +560,7 @@ function init(root) {
     const frag = document.createDocumentFragment();
     page.data.forEach((m) => frag.append(bubbleFor(m)));
     button.after(frag);
-    foldEarlierAnswers(list);
-    list.scrollTop = top + (list.scrollHeight - height); // keep the reader's place
+      list.scrollTop = top + (list.scrollHeight - height); // keep the reader's place
     announce(`${page.data.length} earlier messages loaded.`);
     if (page.has_more) {
       button.disabled = false;

@@ -1,5 +1,6 @@
 // Chat bubbles: build them, finish them with the server's stored message, copy buttons, the
-// feedback bar (👍/👎 and a comment; feedback.js sends it), and the folding of earlier answers.
+// feedback bar (👍/👎 and a comment; feedback.js sends it), and the ‹ 2/3 › switch of a message
+// with other versions.
 // Pure DOM helpers with no network; chat.js decides when.
 //
 // Safety: user text is only ever set with textContent. innerHTML takes only sanitised HTML: the
@@ -48,6 +49,7 @@ export function bubbleFor(m) {
   const b = m.role === "assistant" ? assistantBubble() : userBubble(m.content);
   if (m.role === "assistant") finish(b, m);
   b.dataset.id = m.id;
+  if (m.siblings) b.dataset.siblings = m.siblings.join(",");
   return b;
 }
 
@@ -303,34 +305,27 @@ export async function copyText(text, b, label) {
   setTimeout(() => { b.textContent = label; }, 1500);
 }
 
+
 /**
- * Fold earlier answers: an assistant reply followed by another one (Regenerate, or Retry after a
- * failure) is kept, collapsed to one line that can be opened again. A failed reply with no text
- * that was retried is left out: the new answer takes its place (the API still lists it).
+ * The ‹ 2/3 › switch of a message with other versions (``data-siblings``: their ids, oldest
+ * first): ‹ and › show the branch through the previous or next version (``onSelect(id)``).
  */
-export function foldEarlierAnswers(list) {
-  const bubbles = [...list.querySelectorAll(":scope > .msg")];
-  bubbles.forEach((bubble, i) => {
-    const next = bubbles[i + 1];
-    const earlier = bubble.dataset.role === "assistant" && next?.dataset.role === "assistant";
-    if (!earlier || bubble.classList.contains("superseded")) return;
-    if (bubble.classList.contains("is-failed") && !plainText(bubble)) {
-      bubble.remove(); // a failure with no text, answered again: nothing to keep on screen
-      return;
-    }
-    bubble.classList.add("superseded");
-    bubble.querySelectorAll(".retry, .regenerate").forEach((b) => b.remove());
-    const f = footer(bubble);
-    const label = document.createElement("span");
-    label.className = "superseded-label";
-    label.textContent = "Earlier answer";
-    const toggle = button("link toggle-earlier", null, "Show");
-    toggle.setAttribute("aria-expanded", "false");
-    toggle.addEventListener("click", () => {
-      const open = bubble.classList.toggle("expanded");
-      toggle.textContent = open ? "Hide" : "Show";
-      toggle.setAttribute("aria-expanded", String(open));
-    });
-    f.prepend(label, toggle);
-  });
+export function branchSwitch(bubble, onSelect) {
+  footer(bubble).querySelector(".branch-switch")?.remove();
+  const ids = (bubble.dataset.siblings || "").split(",").filter(Boolean).map(Number);
+  const at = ids.indexOf(Number(bubble.dataset.id));
+  if (ids.length < 2 || at < 0) return;
+  const box = document.createElement("span");
+  box.className = "branch-switch";
+  const prev = button("branch-prev", `Previous version (${at} of ${ids.length})`, "‹");
+  const next = button("branch-next", `Next version (${at + 2} of ${ids.length})`, "›");
+  const count = document.createElement("span");
+  count.className = "branch-count";
+  count.textContent = `${at + 1}/${ids.length}`;
+  prev.disabled = at === 0;
+  next.disabled = at === ids.length - 1;
+  prev.addEventListener("click", () => onSelect(ids[at - 1]));
+  next.addEventListener("click", () => onSelect(ids[at + 1]));
+  box.append(prev, count, next);
+  footer(bubble).prepend(box);
 }

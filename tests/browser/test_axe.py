@@ -66,7 +66,7 @@ def project(app, owner, fake):
     conversation = make_conversation(app, owner, project, message="How long do refunds take?")
     with app.app_context():
         user = db.session.get(User, owner.id)
-        # A regenerated reply (the first answer folds as "Earlier answer"), then a failed one.
+        # A regenerated reply (two versions: a ‹ 2/2 › switch), then a failed one.
         for message in (None, "And exchanges?"):
             turn = chat_services.start_turn(
                 user=user,
@@ -138,7 +138,7 @@ def test_pages_signed_in_have_no_violations(app, live_server, new_page, owner, p
         page.goto(live_server + path)
         if path.endswith(f"?c={conversation}"):
             chat_ready(page)
-            wait_until(page, "document.querySelector('.msg.superseded')")
+            wait_until(page, "document.querySelector('.branch-switch')")
         found[path] = violations(page)
     # The account menu, open.
     page.goto(live_server + "/")

@@ -116,4 +116,4 @@ def test_a_send_after_the_session_ended_offers_a_way_back(app, live_server, owne
     chat.wait_for_url(f"{live_server}/projects/*?c={conversation}")
     chat_ready(chat)
     assert chat.input_value("#message") == "Are you still there?"  # the draft came back
-    assert chat.locator(".msg-user").all_inner_texts() == ["Hi"]
+    assert chat.locator(".msg-user .msg-body").all_inner_texts() == ["Hi"]

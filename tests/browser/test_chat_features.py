@@ -126,36 +126,33 @@ def test_markdown_reply_with_code_copy_buttons_and_regenerate(app, fake, chat_pa
     shot(page, "chat-dark", full_page=True)
     page.click("#theme-toggle")
 
-    # Regenerate: a new reply to the same message; the first is kept, folded as "earlier".
+    # Regenerate: a new reply to the same message takes its place; the first is kept as a
+    # version of it (‹ 1/2 ›), one click away, also after a reload.
     fake.script("responses", Scenario(text="A second take: use a lambda.", token_delay_ms=20))
     reply.locator(".regenerate").click()
-    page.wait_for_selector(".msg-assistant >> nth=1")
+    wait_until(page, "document.querySelector('.msg-assistant .branch-switch')")
     reply_done(page)
     replies = page.locator(".msg-assistant")
-    assert replies.count() == 2
-    assert replies.nth(1).locator(".msg-body").inner_text() == "A second take: use a lambda."
-    first = replies.nth(0)
-    assert "superseded" in first.get_attribute("class")
-    assert first.locator(".superseded-label").inner_text() == "Earlier answer"
-    assert not first.locator(".msg-body").is_visible()
-    first.locator(".toggle-earlier").click()
-    assert first.locator(".msg-body").is_visible()
-    assert page.locator(".regenerate").count() == 1
-    assert replies.nth(1).locator(".regenerate").is_visible()
+    assert replies.count() == 1
+    second = replies.nth(0)
+    assert second.locator(".msg-body").inner_text() == "A second take: use a lambda."
+    assert second.locator(".branch-count").inner_text() == "2/2"
     assert page.locator(".msg-user").count() == 1
-
     calls = fake.calls("responses")
     assert len(calls) == 2
     assert calls[0].json["input"] == calls[1].json["input"]  # the same question, answered again
 
-    page.reload()
+    with page.expect_navigation():
+        second.locator(".branch-prev").click()  # back to the first version
     chat_ready(page)
-    assert [m.get_attribute("data-role") for m in page.locator(".msg").all()] == [
-        "user",
-        "assistant",
-        "assistant",
-    ]
-    assert "superseded" in page.locator(".msg-assistant").first.get_attribute("class")
+    wait_until(page, "document.querySelector('.msg-assistant .branch-count')")
+    first = page.locator(".msg-assistant")
+    assert first.count() == 1
+    assert first.locator(".branch-count").inner_text() == "1/2"
+    assert first.locator("pre code").inner_text().startswith("def greet")
+    page.reload()  # the version shown is kept
+    chat_ready(page)
+    assert page.locator(".msg-assistant .branch-count").inner_text() == "1/2"
     assert page.problems == []
 
 
@@ -215,7 +212,7 @@ def test_provider_failure_shows_the_reason_keeps_the_message_and_retry_succeeds(
     assert "OpenRouter" in details.inner_text() and "overloaded" in details.inner_text()
     shot(page, "chat-failure")
     assert page.locator("#chat-live").inner_text() == reason
-    assert page.locator(".msg-user").inner_text() == "Are you there?"  # the message stays
+    assert page.locator(".msg-user .msg-body").inner_text() == "Are you there?"  # the message stays
     assert reply.locator(".retry").inner_text() == "Retry"  # not "Regenerate"
 
     page.reload()  # the same story from the stored reply
@@ -224,19 +221,21 @@ def test_provider_failure_shows_the_reason_keeps_the_message_and_retry_succeeds(
     assert reply.locator(".msg-error > p").inner_text() == reason
     assert "overloaded" in reply.locator(".msg-details p").text_content()  # folded
     reply.locator(".retry").click()  # the fake answers normally again
-    wait_until(page, "document.querySelector('.msg-assistant .msg-body').textContent.length > 0")
+    new_text = "document.querySelector('.msg-assistant .msg-body')?.textContent.length ?? 0"
+    wait_until(page, f"({new_text}) > 0")
     reply_done(page)
-    # The retried answer takes the failed one's place: no empty "Earlier answer" is left.
+    # The retried answer takes the failed one's place (the failure is a version of it, ‹ 1/2 ›).
     assert page.locator(".msg-assistant").count() == 1
     retried = page.locator(".msg-assistant").last
     assert retried.get_attribute("data-status") == "complete"
     assert retried.locator(".msg-body").inner_text() == "Hello from the fake model."
-    assert page.locator(".superseded").count() == 0
+    versions = "document.querySelector('.msg-assistant .branch-count')?.textContent"
+    wait_until(page, f"{versions} === '2/2'")
 
     page.reload()
     chat_ready(page)
     assert page.locator(".msg-assistant").count() == 1
-    assert page.locator(".msg-user").all_inner_texts() == ["Are you there?"]
+    assert page.locator(".msg-user .msg-body").all_inner_texts() == ["Are you there?"]
     assert page.locator(".msg-assistant").last.get_attribute("data-status") == "complete"
     assert [s for s, _ in stored_replies(app)] == ["error", "complete"]
     assert page.problems == []
@@ -310,7 +309,7 @@ def test_load_earlier_messages_and_auto_scroll_pauses_when_scrolled_up(
     wait_until(page, "document.querySelectorAll('#messages .msg').length === 40")
     assert not page.is_visible("#load-earlier")  # nothing more
     assert messages.first.inner_text() == "m0"
-    assert page.locator(".msg-user").all_inner_texts() == [f"m{i}" for i in range(20)]
+    assert page.locator(".msg-user .msg-body").all_inner_texts() == [f"m{i}" for i in range(20)]
 
     words = [f"w{i} " + "lorem ipsum " * 6 + "\n\n" for i in range(40)]
     fake.script("responses", Scenario(deltas=words, token_delay_ms=70))
@@ -379,3 +378,52 @@ def test_search_conversations_and_keyboard_shortcuts(app, owner, project_id, cha
     page.wait_for_url(lambda url: "?c=" not in url)
     chat_ready(page)
     assert page.inner_text("#chat-title") == "New conversation"
+
+
+def test_edit_a_sent_message_into_a_new_branch_and_switch_back(app, fake, chat_page, shot):
+    fake.script("responses", Scenario(text="Thirty days."), Scenario(text="Yes, by card."))
+    page = chat_page()
+    send(page, "How long do refunds take?")
+    reply_done(page)
+    send(page, "Can I get it on my card?")
+    reply_done(page)
+    first = page.locator(".msg-user").first
+    first.locator(".edit-message").click()
+    box = first.locator(".edit-form textarea")
+    assert box.input_value() == "How long do refunds take?"
+    box.fill("How long do refunds take for a damaged parcel?")
+    fake.script("responses", Scenario(text="Damaged parcels: five days.", token_delay_ms=20))
+    box.press("Enter")
+    wait_until(page, "document.querySelector('.msg-user .branch-count')?.textContent === '2/2'")
+    reply_done(page)
+    # The new branch: the edited message and its answer; the old second exchange is gone.
+    assert page.locator(".msg-user .msg-body").all_inner_texts() == [
+        "How long do refunds take for a damaged parcel?"
+    ]
+    assert page.locator(".msg-assistant .msg-body").all_inner_texts() == [
+        "Damaged parcels: five days."
+    ]
+    # The model was sent the new text alone, not the old branch.
+    assert fake.calls("responses")[-1].json["input"] == [
+        {"role": "user", "content": "How long do refunds take for a damaged parcel?"}
+    ]
+    shot(page, "chat-branches")
+    # ‹ goes back to the first version with everything after it.
+    with page.expect_navigation():
+        page.locator(".msg-user .branch-prev").click()
+    chat_ready(page)
+    wait_until(page, "document.querySelectorAll('.msg').length === 4")
+    assert page.locator(".msg-user .msg-body").all_inner_texts() == [
+        "How long do refunds take?",
+        "Can I get it on my card?",
+    ]
+    assert page.locator(".msg-user .branch-count").first.inner_text() == "1/2"
+    # ↑ in the empty message box edits your last message; Escape leaves it as it was.
+    page.focus("#message")
+    page.keyboard.press("ArrowUp")
+    editing = page.locator(".msg-user.editing")
+    assert editing.locator("textarea").input_value() == "Can I get it on my card?"
+    page.keyboard.press("Escape")
+    assert page.locator(".msg-user.editing").count() == 0
+    assert page.locator(".msg-user .msg-body").last.is_visible()
+    assert page.problems == []

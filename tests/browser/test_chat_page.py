@@ -74,7 +74,7 @@ def test_register_create_project_and_chat(app, live_server, page):
     assert page.input_value("#message") == "line one\nline two"
     page.keyboard.press("Enter")
     reply_done(page)
-    assert page.locator(".msg-user").last.inner_text() == "line one\nline two"
+    assert page.locator(".msg-user .msg-body").last.inner_text() == "line one\nline two"
 
     page.reload()
     assert page.locator(".msg").count() == 4  # persisted

@@ -126,7 +126,7 @@ def test_reload_mid_reply_resumes_and_completes(app, fake, chat_page, shot):
     assert not page.is_visible("#stop")
     assert page.locator(".msg-user").count() == 1
     assert page.locator(".msg-assistant").count() == 1
-    assert page.locator(".msg-user").inner_text() == "Tell me a long story"
+    assert page.locator(".msg-user .msg-body").inner_text() == "Tell me a long story"
 
     assert stored_replies(app) == [("complete", STORED_TEXT, None)]
     assert len(fake.calls("responses")) == 1  # one upstream request, not one per reader

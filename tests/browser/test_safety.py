@@ -32,7 +32,7 @@ def test_hostile_name_prompt_and_message_are_shown_as_text(app, live_server, pag
     page.fill("#message", MESSAGE)
     page.keyboard.press("Enter")
     reply_done(page)
-    assert page.locator(".msg-user").inner_text() == MESSAGE
+    assert page.locator(".msg-user .msg-body").inner_text() == MESSAGE
     assert page.locator("#conv-list a").inner_text() == MESSAGE  # the title, as text
     assert page.inner_text("#chat-title") == MESSAGE
     # The offline model quotes the message inside Markdown: raw HTML stays text there too.
@@ -40,7 +40,7 @@ def test_hostile_name_prompt_and_message_are_shown_as_text(app, live_server, pag
     assert "<script>alert(4)</script>" in echo
     assert page.evaluate(INJECTED) == 0
     page.reload()
-    assert page.locator(".msg-user").inner_text() == MESSAGE
+    assert page.locator(".msg-user .msg-body").inner_text() == MESSAGE
     assert page.evaluate(INJECTED) == 0
 
     page.click("nav.tabs >> text=Prompt")
