@@ -17,6 +17,18 @@ from tests.conftest import base_config
 SCHEMA = "migration_check"
 
 
+def seed_user_and_project(conn) -> None:
+    """User 1 and their project 1, as raw rows (the models may be ahead of the schema)."""
+    conn.exec_driver_sql(
+        "INSERT INTO users (id, email, password_hash, token_version, created_at) "
+        "VALUES (1, 'a@example.com', 'x', 0, CURRENT_TIMESTAMP)"
+    )
+    conn.exec_driver_sql(
+        "INSERT INTO projects (id, owner_id, name, description, created_at, updated_at,"
+        " canary_percent) VALUES (1, 1, 'Bot', '', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, 0)"
+    )
+
+
 @pytest.fixture
 def scratch_url(request, tmp_path):
     if request.param == "sqlite":
@@ -104,15 +116,7 @@ def test_existing_files_keep_their_copy_and_get_no_openai_answer(scratch_url):
     with app.app_context():
         upgrade(revision="0007")
         with db.engine.begin() as conn:
-            conn.exec_driver_sql(
-                "INSERT INTO users (id, email, password_hash, token_version, created_at) "
-                "VALUES (1, 'a@example.com', 'x', 0, CURRENT_TIMESTAMP)"
-            )
-            conn.exec_driver_sql(
-                "INSERT INTO projects (id, owner_id, name, description, created_at, updated_at,"
-                " canary_percent) VALUES (1, 1, 'Bot', '', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP,"
-                " 0)"
-            )
+            seed_user_and_project(conn)
             columns = (
                 "INSERT INTO files (id, project_id, name, stored_name, size, content_type, "
                 "sha256, text_status, text_chars, use_in_chat, openai_file_id, sync_status, "
@@ -175,15 +179,7 @@ def test_existing_conversations_become_branches(scratch_url):
     with app.app_context():
         upgrade(revision="0009")
         with db.engine.begin() as conn:
-            conn.exec_driver_sql(
-                "INSERT INTO users (id, email, password_hash, token_version, created_at) "
-                "VALUES (1, 'a@example.com', 'x', 0, CURRENT_TIMESTAMP)"
-            )
-            conn.exec_driver_sql(
-                "INSERT INTO projects (id, owner_id, name, description, created_at, updated_at,"
-                " canary_percent) VALUES (1, 1, 'Bot', '', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP,"
-                " 0)"
-            )
+            seed_user_and_project(conn)
             conn.exec_driver_sql(
                 "INSERT INTO conversations (id, project_id, title, updated_at, created_at) "
                 "VALUES (1, 1, 'Q1', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
