@@ -738,6 +738,17 @@ def cluster_bench(
 # --- command line ------------------------------------------------------------------------------
 
 
+def emit(report: dict[str, Any], out: Path | None) -> dict[str, Any]:
+    """Finish a report (the load at its end), print it as JSON and write it to ``out``."""
+    report["load_at_end"] = os.getloadavg()
+    text = json.dumps(report, indent=2)
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text + "\n")
+    print(text)  # noqa: T201
+    return report
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -783,13 +794,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 report["endpoints"] = asyncio.run(endpoints(stack, account, args.duration))
                 report["app_start"] = app_start_seconds()
             report["worker_rss_mb_end"] = stack.worker_rss_mb()
-    report["load_at_end"] = os.getloadavg()
-    text = json.dumps(report, indent=2)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
-    print(text)  # noqa: T201
-    return report
+    return emit(report, args.out)
 
 
 if __name__ == "__main__":

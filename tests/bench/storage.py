@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
 import re
 import statistics
@@ -28,7 +27,7 @@ from typing import Any
 
 import httpx
 
-from tests.bench.harness import ServerConfig, Stack, machine, make_account
+from tests.bench.harness import ServerConfig, Stack, emit, machine, make_account
 from tests.filehelp import multipart
 from tests.seaweed import SeaweedFS
 
@@ -139,13 +138,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 with Stack(server=server, workdir=folder / backend, extra_env=extra) as stack:
                     report[backend] = through_the_app(stack, size, args.repeats)
             report["seaweed_direct"] = straight_to_seaweed(s3, size, args.repeats, folder)
-    report["load_at_end"] = os.getloadavg()
-    text = json.dumps(report, indent=2)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
-    print(text)  # noqa: T201
-    return report
+    return emit(report, args.out)
 
 
 if __name__ == "__main__":
