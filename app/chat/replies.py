@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask, current_app
-from sqlalchemy import update
+from sqlalchemy import bindparam, update
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from app import maintenance
@@ -62,15 +62,24 @@ def rollback() -> None:
         pass
 
 
+# The two writes of every reply, built once as Core statements on the table (no ORM
+# bulk-update bookkeeping, no statement to build per call); the values come as parameters.
+_messages = Message.__table__
+_CHECKPOINT = update(_messages).where(
+    _messages.c.id == bindparam("reply_id"), _messages.c.status == MessageStatus.STREAMING
+)
+_FINAL = update(_messages).where(
+    _messages.c.id == bindparam("reply_id"), _messages.c.status.in_(OPEN)
+)
+
+
 def checkpoint(reply_id: int, text: str) -> bool:
     """Store the text so far and renew the lease. False when the row is no longer
     ``streaming`` (a Stop arrived through the database, or the conversation was deleted): the
     caller stops generating. A database outage only skips the checkpoint (True)."""
     try:
         changed = db.session.execute(
-            update(Message)
-            .where(Message.id == reply_id, Message.status == MessageStatus.STREAMING)
-            .values(content=text, lease_until=lease_until())
+            _CHECKPOINT, {"reply_id": reply_id, "content": text, "lease_until": lease_until()}
         ).rowcount
         db.session.commit()
     except DB_DOWN as exc:
@@ -95,11 +104,7 @@ def _write(reply_id: int, values: dict[str, Any]) -> None:
     """One statement: the conversation's ``updated_at`` was set when the turn started (its
     place in the list is the time of the user's last message), so the end of a reply touches
     only its own row."""
-    db.session.execute(
-        update(Message)
-        .where(Message.id == reply_id, Message.status.in_(OPEN))
-        .values(**values, lease_until=None)
-    )
+    db.session.execute(_FINAL, {**values, "lease_until": None, "reply_id": reply_id})
     db.session.commit()
 
 

@@ -30,7 +30,7 @@ from flask import current_app
 from sqlalchemy import delete, select
 
 from app import catalog
-from app.chat import branches, relay, replies
+from app.chat import branches, relay, replies, rows
 from app.chat.feedback import get_message_for
 from app.errors import NotFound, ProviderFailed, ValidationFailed
 from app.extensions import db
@@ -257,6 +257,7 @@ def start_turn(
     latest: bool = False,
     reply_to: int | None = None,
     edit_of: int | None = None,
+    title: str | None = None,
 ) -> Turn:
     """Store the user's message (or pick the one to answer again) and prepare the call.
 
@@ -269,7 +270,8 @@ def start_turn(
     A new conversation is pinned to ``version`` (a number in this project) when one is given,
     with ``model`` overriding the version's model (Compare); otherwise, while a canary runs, it
     is sent to the candidate or kept on production by its ``canary_bucket``, and the choice is
-    recorded (``conversations.arm``). With ``latest`` and no ``conversation_id`` (and no
+    recorded (``conversations.arm``); ``title`` replaces the title a new conversation takes
+    from its first message. With ``latest`` and no ``conversation_id`` (and no
     ``version``), the message continues the project's chat: its most recently active
     conversation that is not pinned, or a new one if it has none."""
     project = get_project_for(user, project_id)
@@ -293,17 +295,18 @@ def start_turn(
             pinned = _pinned_version(project, version)
             if model is not None and catalog.listed_name(model) != model:
                 raise ValidationFailed(fields={"model": catalog.not_offered()})
-            conversation = Conversation(
+            # Its ``leaf_id`` stays NULL (the newest message: the reply) until a branch is
+            # chosen or a second turn starts: no UPDATE for it here.
+            conversation = rows.insert_row(
+                Conversation,
                 project_id=project.id,
-                title=title_from(text),
+                title=title or title_from(text),
                 prompt_version_id=pinned.id if pinned else None,
                 model=model,
                 arm=Arm.PINNED if pinned else None,
             )
-            db.session.add(conversation)
-            db.session.flush()  # its id (the canary's bucket) and updated_at are now known
             if pinned is None:
-                _assign_canary(project, conversation)
+                _assign_canary(project, conversation)  # by its id, known now
             tree = branches.Tree()
         else:
             conversation = _conversation_in(project, user, conversation_id)
@@ -312,12 +315,16 @@ def start_turn(
             parent_id = _edited(tree, edit_of).parent_id
         else:
             parent_id = branches.leaf(conversation, tree)
-        user_message = Message(
-            conversation_id=conversation.id, role=Role.USER, content=text, parent_id=parent_id
+        user_message = rows.insert_row(
+            Message,
+            conversation_id=conversation.id,
+            role=Role.USER,
+            content=text,
+            parent_id=parent_id,
         )
-        db.session.add(user_message)
-        db.session.flush()
     serving = _serving_version(project, conversation)
+    if conversation_id is None:  # transient: its relationship is set, not loaded
+        conversation.pinned_version = serving if conversation.prompt_version_id else None
     settings = settings_of(serving)
     choice = catalog.resolve(conversation.model or settings.model)
     system = serving.content if serving else DEFAULT_SYSTEM_PROMPT
@@ -330,24 +337,22 @@ def start_turn(
         temperature=settings.temperature,
         max_output_tokens=settings.max_output_tokens,
     )
-    if conversation_id is not None:
-        conversation.updated_at = utcnow()
-    reply = Message(
+    reply = rows.insert_row(
+        Message,
         conversation_id=conversation.id,
         role=Role.ASSISTANT,
         content="",
         status=MessageStatus.STREAMING,
-        prompt_version=serving,
+        prompt_version_id=serving.id if serving else None,
         context_files=files.files or None,
         lease_until=replies.lease_until(),
         parent_id=user_message.id,
     )
-    db.session.add(reply)
-    db.session.flush()
-    conversation.leaf_id = reply.id  # the new reply ends the branch being viewed
+    reply.prompt_version = serving  # for rendering; the row is never added to the session
+    if conversation_id is not None:  # the new reply ends the branch being viewed
+        rows.update_row(conversation, updated_at=utcnow(), leaf_id=reply.id)
     with _kept_loaded():
         db.session.commit()  # the user's message is safe before any provider is called
-    db.session.expunge(reply)  # from here on it changes only through guarded UPDATEs
     if serving is not None:  # never changes: keep it loaded past later commits (rendering)
         db.session.expunge(serving)
     return Turn(
@@ -391,10 +396,9 @@ def _assign_canary(project: Project, conversation: Conversation) -> None:
     if candidate_id is None or not percent:
         return
     if canary_bucket(conversation.id, candidate_id) < percent:
-        conversation.prompt_version_id = candidate_id
-        conversation.arm = Arm.CANDIDATE
+        rows.update_row(conversation, prompt_version_id=candidate_id, arm=Arm.CANDIDATE)
     else:
-        conversation.arm = Arm.PRODUCTION
+        rows.update_row(conversation, arm=Arm.PRODUCTION)
 
 
 def _serving_version(project: Project, conversation: Conversation) -> PromptVersion | None:

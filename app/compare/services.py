@@ -212,11 +212,10 @@ def start_comparison(
             message=text,
             version=side.version.version,
             model=side.override,
+            title=_title(chat.title_from(text), side),
         )
         for side in (a, b)
     ]
-    for side, turn in zip((a, b), started, strict=True):
-        turn.conversation.title = _title(turn.conversation.title, side)
     comparison = Comparison(
         project_id=project.id,
         message=text,
