@@ -26,7 +26,9 @@ threads = int(os.environ.get("GUNICORN_THREADS", "128"))
 timeout = 60
 graceful_timeout = 30
 keepalive = 5
-accesslog = "-"
+# No gunicorn access log: the app writes one line per request itself (``prompthub.access``,
+# with the request id, the user and the duration); a second line per request only cost CPU.
+accesslog = None
 # Workers never run migrations: leave Flask-Migrate (Alembic, Mako) out of them (~11 MB each).
 raw_env = ["DB_MIGRATE_COMMANDS=false"]
 

@@ -66,6 +66,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         security_headers,
     )
     from app.auth import loading
+    from app.auth import services as auth_services
     from app.blueprints import ALL
     from app.chat import replies, turns
     from app.cli import register_cli
@@ -86,6 +87,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     login_manager.init_app(app)
     csrf.init_app(app)
     loading.init_app(app)
+    auth_services.init_app(app)  # the token check's cache
     limits.init_app(app)  # after loading: per-user limits need the bearer user
     security_headers.init_app(app)
     cors.init_app(app)  # only /api/, only CORS_ORIGINS; never credentials
@@ -122,3 +124,6 @@ def _configure_logging(app: Flask) -> None:
     level = getattr(logging, str(app.config["LOG_LEVEL"]).upper(), logging.INFO)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    # httpx logs every provider call at INFO; the chat path logs what went wrong itself, and
+    # the access log has every request: one line fewer per reply.
+    logging.getLogger("httpx").setLevel(logging.WARNING)

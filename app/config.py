@@ -329,6 +329,13 @@ def load_config(
         # database is back (app/chat/replies.py).
         "CHAT_STORE_RETRY_SECONDS": _float(env, "CHAT_STORE_RETRY_SECONDS", 10.0),
         "REPLY_SPOOL_DIR": _str(env, "REPLY_SPOOL_DIR", str(instance_path / "spool" / "replies")),
+        # A bearer token's user is read at most this often per process (0: every request);
+        # "log out everywhere" reaches this machine's processes at once through the revocation
+        # log, other machines within this many seconds (app/auth/token_cache.py).
+        "AUTH_CACHE_SECONDS": _float(env, "AUTH_CACHE_SECONDS", 10.0),
+        "AUTH_REVOCATION_LOG": _str(
+            env, "AUTH_REVOCATION_LOG", str(instance_path / "auth-revocations.log")
+        ),
         # Lease sweeps, spool replay and extraction sweeps run this often per process (0: off).
         "MAINTENANCE_SECONDS": _float(env, "MAINTENANCE_SECONDS", 10.0),
         "LOG_LEVEL": _str(env, "LOG_LEVEL", "INFO"),

@@ -35,6 +35,7 @@ def settings_from_config(config) -> ProviderSettings:
         connect_timeout_seconds=config["LLM_CONNECT_TIMEOUT_SECONDS"],
         retry_max_wait_seconds=config["LLM_RETRY_MAX_WAIT_SECONDS"],
         offline_delay_ms=config["OFFLINE_TOKEN_DELAY_MS"],
+        stream_read_pace_seconds=config["CHAT_STREAM_COALESCE_MS"] / 1000,
     )
 
 

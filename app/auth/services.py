@@ -10,7 +10,9 @@ from datetime import timedelta
 from flask import current_app
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.attributes import set_committed_value
 
+from app.auth.token_cache import TokenUsers
 from app.errors import Conflict, Unauthorized, ValidationFailed
 from app.extensions import db
 from app.identity import canonical_email
@@ -88,12 +90,17 @@ def token_for(user: User) -> str:
 
 def revoke_all_sessions(*, user: User) -> None:
     """Log out everywhere: every token issued before now stops working, every session ends."""
-    db.session.execute(
-        update(User).where(User.id == user.id).values(token_version=User.token_version + 1)
-    )
+    version = db.session.execute(
+        update(User)
+        .where(User.id == user.id)
+        .values(token_version=User.token_version + 1)
+        .returning(User.token_version)
+    ).scalar_one()
     db.session.execute(delete(UserSession).where(UserSession.user_id == user.id))
     db.session.commit()
-    db.session.refresh(user)
+    token_users().revoke(user.id)  # this machine's processes refuse the old tokens at once
+    # ``user`` may be detached (a token's cached user): give it the new version directly.
+    set_committed_value(user, "token_version", version)
 
 
 def _session_key(session_id: str) -> str:
@@ -161,11 +168,28 @@ def user_for_session_id(session_id: str) -> User | None:
     return user
 
 
+def token_users() -> TokenUsers:
+    return current_app.extensions["token_users"]
+
+
 def user_for_token(token: str) -> User:
+    """The user a bearer token names, while the token is current (``token_cache``: no query
+    while this process holds the user's current row)."""
     user_id, version = decode_token(token)
+    cache = token_users()
+    user, generation = cache.lookup(user_id, version)
+    if user is not None:
+        return user
     user = db.session.get(User, user_id)
     if user is None:
         raise TokenError("token_invalid", "The token is not valid.")
     if user.token_version != version:
         raise TokenError("token_revoked", "The token was revoked; log in again.")
+    cache.put(user, generation)
     return user
+
+
+def init_app(app) -> None:
+    app.extensions["token_users"] = TokenUsers(
+        app.config["AUTH_CACHE_SECONDS"], app.config["AUTH_REVOCATION_LOG"]
+    )

@@ -34,7 +34,7 @@ from app.chat import branches, relay, replies, rows
 from app.chat.feedback import get_message_for
 from app.errors import NotFound, ProviderFailed, ValidationFailed
 from app.extensions import db
-from app.files.services import chat_context
+from app.files.services import NO_FILES, chat_context, chat_files_exist
 from app.llm import get_chain
 from app.models import (
     Arm,
@@ -47,7 +47,7 @@ from app.models import (
     User,
 )
 from app.models.base import utcnow
-from app.projects.services import get_project_for
+from app.projects.services import get_project_for, get_project_with
 from app.prompts.versions import (
     DEFAULT_SYSTEM_PROMPT,
     active_version,
@@ -274,7 +274,7 @@ def start_turn(
     from its first message. With ``latest`` and no ``conversation_id`` (and no
     ``version``), the message continues the project's chat: its most recently active
     conversation that is not pinned, or a new one if it has none."""
-    project = get_project_for(user, project_id)
+    project, has_files = get_project_with(user, project_id, chat_files_exist())
     if (version is not None or model is not None) and (regenerate or conversation_id):
         raise ValidationFailed(
             "A version is chosen when a conversation starts.",
@@ -328,7 +328,7 @@ def start_turn(
     settings = settings_of(serving)
     choice = catalog.resolve(conversation.model or settings.model)
     system = serving.content if serving else DEFAULT_SYSTEM_PROMPT
-    files = chat_context(project.id)
+    files = chat_context(project.id) if has_files else NO_FILES
     request = ChatRequest(
         system=f"{system}\n\n{files.text}" if files.text else system,
         history=_history(tree, user_message.parent_id),

@@ -462,6 +462,24 @@ class ChatContext:
     files: list[dict]  # what the reply's metadata records
 
 
+def chat_files_exist():
+    """Whether ``Project.id``'s project has a file whose text goes into chat: an ``EXISTS``
+    column for the query that loads the project (``get_project_with``), so a turn in a project
+    without such files makes no query for them."""
+    return (
+        select(StoredFile.id)
+        .where(
+            StoredFile.project_id == Project.id,
+            StoredFile.use_in_chat.is_(True),
+            StoredFile.text_status == TextStatus.OK,
+        )
+        .exists()
+    )
+
+
+NO_FILES = ChatContext("", [])
+
+
 def chat_context(project_id: int) -> ChatContext:
     """The marked files' text, each delimited with its name, within ``CHAT_FILES_MAX_CHARS``.
 
@@ -478,7 +496,7 @@ def chat_context(project_id: int) -> ChatContext:
         .order_by(StoredFile.id)
     ).all()
     if not rows:
-        return ChatContext("", [])
+        return NO_FILES
     parts = [
         "<project_files>",
         "The user attached these project files for reference. Each one is between its "

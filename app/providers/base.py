@@ -152,6 +152,66 @@ def _shut(sock: socket.socket) -> None:
         pass
 
 
+class Pacer:
+    """Paces the socket reads of one streamed body (``paced_reads``) once ``start`` is called.
+
+    A model sends each token in its own small write, a few milliseconds apart. Read as they
+    come, every token costs a blocking socket read: a wait, a wake-up, a ``recv``, about
+    0.1 ms of CPU each on our machines, the largest single cost of relaying a reply
+    (docs/benchmarks.md, section 15). The relay joins the text of one
+    ``CHAT_STREAM_COALESCE_MS`` window into one event anyway, so waiting that long before the
+    next read delays nothing a reader sees, and one read then takes every token of the window
+    from the socket buffer. The adapters call ``start`` at their first text: what comes before
+    it (the stream's opening events, the wait for the model) is read at once, so the first
+    token is never held back; the last one is, by at most ``pace``. A ``Cancel`` still ends the
+    body: it shuts the socket, which the next read finds closed."""
+
+    def __init__(self, pace: float) -> None:
+        self.pace = pace
+        self.active = False
+        self._last: float | None = None
+
+    def start(self) -> None:
+        self.active = self.pace > 0
+
+    def before_read(self) -> None:
+        if self.active and self._last is not None:
+            wait = self._last + self.pace - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+
+    def after_read(self) -> None:
+        self._last = time.monotonic()
+
+
+@contextmanager
+def paced_reads(response: httpx.Response, pace: float) -> Iterator[Pacer]:
+    """A ``Pacer`` for the body of ``response``, installed on its connection's reads.
+
+    httpx has no setting for this. For a response that is not an upgrade, httpcore's
+    ``network_stream`` extension is the very stream its HTTP/1.1 connection reads the body
+    from, with ``read(max_bytes, timeout)``; the pacing is installed on that object for this
+    body only, and removed before the connection goes back to the pool."""
+    pacer = Pacer(pace)
+    stream = response.extensions.get("network_stream")
+    if pace <= 0 or stream is None or not callable(getattr(stream, "read", None)):
+        yield pacer
+        return
+    read = stream.read
+
+    def paced(max_bytes: int, timeout: float | None = None) -> bytes:
+        pacer.before_read()
+        data = read(max_bytes, timeout)
+        pacer.after_read()
+        return data
+
+    stream.read = paced
+    try:
+        yield pacer
+    finally:
+        del stream.read  # the class's own method again
+
+
 @contextmanager
 def open_stream(
     client: httpx.Client,
@@ -161,19 +221,22 @@ def open_stream(
     headers: dict[str, str],
     cancel: Cancel | None,
     status_error: Callable[[httpx.Response], ProviderError],
-) -> Iterator[httpx.Response]:
+    pace: float = 0.0,
+) -> Iterator[tuple[httpx.Response, Pacer]]:
     """POST a streamed request, for the adapters' ``stream``: a non-2xx answer is read and
     raised as ``status_error(response)``; a 2xx one is read by the caller while ``cancel``
-    watches it. httpx errors are left to the caller (``transport_error``)."""
+    watches it, its socket at most once per ``pace`` seconds once the caller starts the
+    ``Pacer`` (``paced_reads``). httpx errors are left to the caller (``transport_error``)."""
     with client.stream("POST", url, json=json, headers=headers) as response:
         if not response.is_success:
             response.read()
             raise status_error(response)
-        if cancel is None:
-            yield response
-        else:
-            with cancel.watching(response):
-                yield response
+        with paced_reads(response, pace) as pacer:
+            if cancel is None:
+                yield response, pacer
+            else:
+                with cancel.watching(response):
+                    yield response, pacer
 
 
 @runtime_checkable
@@ -217,6 +280,9 @@ class ProviderSettings:
     connect_timeout_seconds: float = 5.0
     retry_max_wait_seconds: float = 2.0  # a longer retry-after means: fall back, do not wait
     offline_delay_ms: int = 15  # per offline token, so streaming is visible
+    # A streamed body's socket is read at most once per this many seconds after its first
+    # read (``paced_reads``); 0 reads whenever data arrives.
+    stream_read_pace_seconds: float = 0.0
 
     def __repr__(self) -> str:  # keys never reach logs or tracebacks
         def state(key: str | None) -> str:

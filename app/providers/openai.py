@@ -28,6 +28,7 @@ from app.providers.base import (
     CONTEXT_CODES,
     Cancel,
     ChatRequest,
+    Pacer,
     ProviderAuthError,
     ProviderBadRequest,
     ProviderContentPolicy,
@@ -209,12 +210,15 @@ class OpenAIProvider:
                 headers=self.headers(stream=True),
                 cancel=cancel,
                 status_error=status_error,
-            ) as response:
-                yield from self._events(response, req)
+                pace=self.settings.stream_read_pace_seconds,
+            ) as (response, pacer):
+                yield from self._events(response, req, pacer)
         except httpx.HTTPError as exc:
             raise transport_error(NAME, exc) from exc
 
-    def _events(self, response: httpx.Response, req: ChatRequest) -> Iterator[StreamEvent]:
+    def _events(
+        self, response: httpx.Response, req: ChatRequest, pacer: Pacer
+    ) -> Iterator[StreamEvent]:
         request_id = response.headers.get("x-request-id")
         try:
             for sse in EventSource(response).iter_sse():
@@ -228,6 +232,7 @@ class OpenAIProvider:
                 if kind == "response.output_text.delta":
                     delta = event.get("delta")
                     if isinstance(delta, str) and delta:
+                        pacer.start()  # from the first text on (no-op after it)
                         yield TextDelta(delta)
                 elif kind in ("response.completed", "response.incomplete"):
                     yield StreamEnd(self.meta(as_dict(event.get("response")), request_id, req))

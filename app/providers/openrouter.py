@@ -33,6 +33,7 @@ from httpx_sse import EventSource, SSEError
 from app.providers.base import (
     Cancel,
     ChatRequest,
+    Pacer,
     ProviderAuthError,
     ProviderBadRequest,
     ProviderContentPolicy,
@@ -278,12 +279,15 @@ class OpenRouterProvider:
                 headers=self.headers(stream=True),
                 cancel=cancel,
                 status_error=status_error,
-            ) as response:
-                yield from self._chunks(response, req)
+                pace=self.settings.stream_read_pace_seconds,
+            ) as (response, pacer):
+                yield from self._chunks(response, req, pacer)
         except httpx.HTTPError as exc:
             raise transport_error(NAME, exc) from exc
 
-    def _chunks(self, response: httpx.Response, req: ChatRequest) -> Iterator[StreamEvent]:
+    def _chunks(
+        self, response: httpx.Response, req: ChatRequest, pacer: Pacer
+    ) -> Iterator[StreamEvent]:
         generation_id = response.headers.get("x-generation-id")
         last: dict[str, Any] = {}
         usage: dict[str, Any] = {}
@@ -314,6 +318,7 @@ class OpenRouterProvider:
                     )
                 content = as_dict(choice.get("delta")).get("content")
                 if isinstance(content, str) and content:
+                    pacer.start()  # from the first text on (no-op after it)
                     yield TextDelta(content)
                 if isinstance(choice.get("finish_reason"), str):
                     finish = choice["finish_reason"]

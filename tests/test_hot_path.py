@@ -1,0 +1,94 @@
+"""The statements of a chat turn (issue 19: the hot path's round trips). A warm streamed turn
+in a new conversation reads the project once (with whether it has chat files), inserts the
+conversation, the user's message and the reply row, and stores the reply with one UPDATE: no
+user row (the token cache), no files query for a project without chat files, no ORM flush of
+rows written once."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.extensions import db
+from tests.factories import make_project
+from tests.test_prompt_cache import Statements
+
+pytestmark = pytest.mark.use_fake()
+
+
+def kinds(statements: list[str]) -> list[str]:
+    """Each statement as its verb and table: ``SELECT projects``, ``INSERT messages``…"""
+    out = []
+    for s in statements:
+        verb = s.split(None, 1)[0]
+        if verb == "SELECT":
+            table = _outer_from(s)
+        elif verb == "INSERT":
+            table = s.split()[2]
+        elif verb == "UPDATE":
+            table = s.split()[1]
+        else:
+            table = ""
+        out.append(f"{verb} {table}".strip())
+    return out
+
+
+def _outer_from(statement: str) -> str:
+    """The table after the statement's own FROM (not a subquery's)."""
+    depth = 0
+    for i, char in enumerate(statement):
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if depth == 0 and statement.startswith(" FROM ", i):
+            return statement[i + 6 :].split()[0]
+    return ""
+
+
+def stream(client, owner, project_id, **body):
+    resp = client.post(
+        f"/api/projects/{project_id}/chat",
+        json={"message": "Hi", "stream": True, **body},
+        headers=owner.headers,
+    )
+    data = resp.get_data(as_text=True)
+    assert resp.status_code == 200 and "event: done" in data, data[-500:]
+    return data
+
+
+def warm_versions(app) -> list[str]:
+    """What a turn reads of prompt versions: nothing where they are cached (PostgreSQL)."""
+    with app.app_context():
+        cached = db.engine.dialect.name != "sqlite"
+    return [] if cached else ["SELECT prompt_versions"]
+
+
+def test_a_warm_turn_in_a_new_conversation(app, client, owner):
+    project_id = make_project(app, owner, system_prompt="You help.")
+    stream(client, owner, project_id)  # warms the token and prompt caches
+    with Statements(app) as statements:
+        stream(client, owner, project_id)
+    assert kinds(statements.seen) == [
+        "SELECT projects",
+        "INSERT conversations",
+        "INSERT messages",
+        *warm_versions(app),
+        "INSERT messages",
+        "UPDATE messages",
+    ]
+
+
+def test_a_warm_turn_in_a_conversation_with_history(app, client, owner):
+    project_id = make_project(app, owner, system_prompt="You help.")
+    first = stream(client, owner, project_id)
+    conversation_id = int(first.split('"conversation":{"id":', 1)[1].split(",", 1)[0])
+    with Statements(app) as statements:
+        stream(client, owner, project_id, conversation_id=conversation_id)
+    assert kinds(statements.seen) == [
+        "SELECT projects",
+        "SELECT conversations",  # the owner's conversation, with its pinned version
+        "SELECT messages",  # the tree: (id, parent_id)
+        "INSERT messages",
+        *warm_versions(app),
+        "SELECT messages",  # the branch's history
+        "INSERT messages",
+        "UPDATE conversations",  # updated_at and the new end of the branch
+        "UPDATE messages",
+    ]
