@@ -264,6 +264,12 @@ def load_config(
         # given up on after this many seconds, so requests answer 503 instead of waiting on
         # the operating system's TCP timeout (PostgreSQL: libpq's connect_timeout).
         "DB_CONNECT_TIMEOUT_SECONDS": _int(env, "DB_CONNECT_TIMEOUT_SECONDS", 5),
+        # PostgreSQL connections each web process keeps open, and how many more it may open
+        # for a burst (closed again when returned). A gevent worker serves hundreds of requests
+        # at once: with SQLAlchemy's default of 5 + 10, bursts of chat turns opened and closed
+        # connections all the time (docs/benchmarks.md §15).
+        "DB_POOL_SIZE": _int(env, "DB_POOL_SIZE", 20),
+        "DB_MAX_OVERFLOW": _int(env, "DB_MAX_OVERFLOW", 10),
         "BCRYPT_ROUNDS": _int(env, "BCRYPT_ROUNDS", 12),
         "JWT_EXPIRES_DAYS": _int(env, "JWT_EXPIRES_DAYS", 7),
         # Signs and verifies API tokens; unset: SECRET_KEY does. Rotating it revokes every
@@ -407,6 +413,8 @@ def load_config(
         options = cfg["SQLALCHEMY_ENGINE_OPTIONS"] = dict(cfg["SQLALCHEMY_ENGINE_OPTIONS"])
         connect_args = options["connect_args"] = dict(options.get("connect_args") or {})
         connect_args.setdefault("connect_timeout", cfg["DB_CONNECT_TIMEOUT_SECONDS"])
+        options.setdefault("pool_size", cfg["DB_POOL_SIZE"])
+        options.setdefault("max_overflow", cfg["DB_MAX_OVERFLOW"])
     if cfg["APP_ENV"] == "testing":
         cfg["TESTING"] = True
 

@@ -23,6 +23,7 @@ import json
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -63,6 +64,9 @@ class LocalBroker:
     def __init__(self, ttl: float) -> None:
         self.ttl = ttl
         self._logs: dict[int, _Log] = {}
+        # Ended turns in the order they ended (monotonic times grow), so a purge looks only at
+        # the oldest few instead of sorting every log on every new turn.
+        self._ended: OrderedDict[int, float] = OrderedDict()
         self._lock = threading.Lock()
         self._stop_handlers: list[StopHandler] = []
 
@@ -71,6 +75,7 @@ class LocalBroker:
     def open(self, turn_id: int) -> None:
         with self._lock:
             self._purge()
+            self._ended.pop(turn_id, None)  # running again: never purged while it runs
             self._logs[turn_id] = _Log(threading.Condition(self._lock))
 
     def publish(self, turn_id: int, event: str, data: dict[str, Any]) -> Entry:
@@ -88,6 +93,8 @@ class LocalBroker:
             found = self._logs.get(turn_id)
             if found is not None:
                 found.closed_at = time.monotonic()
+                self._ended[turn_id] = found.closed_at
+                self._ended.move_to_end(turn_id)
                 found.changed.notify_all()
 
     def is_local(self, turn_id: int) -> bool:
@@ -100,11 +107,12 @@ class LocalBroker:
         """Forget ended turns past the TTL, and the oldest beyond ``KEEP_ENDED``: memory stays
         bounded under any load, and a late reader gets the outcome from the database."""
         limit = time.monotonic() - self.ttl
-        ended = sorted((lg.closed_at, t) for t, lg in self._logs.items() if lg.closed_at)
-        surplus = len(ended) - self.KEEP_ENDED
-        for n, (closed_at, turn_id) in enumerate(ended):
-            if closed_at < limit or n < surplus:
-                del self._logs[turn_id]
+        while self._ended:
+            turn_id, closed_at = next(iter(self._ended.items()))
+            if closed_at >= limit and len(self._ended) <= self.KEEP_ENDED:
+                break
+            del self._ended[turn_id]
+            self._logs.pop(turn_id, None)
 
     # -- readers --------------------------------------------------------------------------
 
