@@ -104,11 +104,12 @@ class Turn:
     conversation_id: int
     reply_id: int  # the assistant row, inserted as ``streaming`` with the user's message
     request: ChatRequest
-    # The rows start_turn wrote or read, committed without expiring (``_kept_loaded``), so the
-    # stream renders them without reloading them.
+    # The rows start_turn wrote or read, so the stream renders them without reloading them:
+    # rows it read are committed without expiring (``_kept_loaded``); rows it inserted are
+    # transient instances (``rows.insert_row``), never in the session.
     conversation: Conversation
     user_message: Message
-    reply: Message  # detached: its final values are set in memory for rendering
+    reply: Message  # transient: its final values are set in memory for rendering
 
 
 @contextmanager
@@ -539,7 +540,7 @@ def _finish(
     stored = replies.finish(turn.reply_id, turn.conversation_id, values)
     reply = turn.reply
     for key, value in values.items():
-        setattr(reply, key, value)  # detached: nothing more is written
+        setattr(reply, key, value)  # transient: nothing more is written
     reply.lease_until = None
     return reply, stored
 
