@@ -166,3 +166,14 @@ def test_revocations_from_the_log_drop_only_their_users(app, tmp_path):
     assert here.lookup(first.id, 0)[0] is None
     cached = here.lookup(second.id, 0)[0]
     assert cached is not None and cached.email == second.email
+
+
+def test_the_cache_stays_bounded(app, tmp_path):
+    users = [make_user(app) for _ in range(4)]
+    cache = TokenUsers(60, tmp_path / "log")
+    cache.MAX_ENTRIES = 3
+    for user in users:
+        _, generation = cache.lookup(user.id, 0)
+        cache.put(row(app, user.id), generation)
+    assert len(cache._entries) <= 3
+    assert cache.lookup(users[-1].id, 0)[0] is not None  # the newest is kept

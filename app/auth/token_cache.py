@@ -56,6 +56,8 @@ class _Entry:
 class TokenUsers:
     """The per-process cache of users checked by token, and this machine's revocation log."""
 
+    MAX_ENTRIES = 10_000  # beyond this, expired entries are dropped (all of them if need be)
+
     def __init__(self, ttl: float, log_path: str | Path, clock=time.monotonic) -> None:
         self.ttl = ttl
         self.log_path = Path(log_path)
@@ -128,8 +130,14 @@ class TokenUsers:
             return
         values = {key: getattr(user, key) for key in COLUMNS}
         with self._lock:
-            if generation == self.generation:
-                self._entries[user.id] = _Entry(values, self._clock() + self.ttl)
+            if generation != self.generation:
+                return
+            if len(self._entries) >= self.MAX_ENTRIES:  # memory stays bounded
+                now = self._clock()
+                self._entries = {k: e for k, e in self._entries.items() if e.expires > now}
+                if len(self._entries) >= self.MAX_ENTRIES:
+                    self._entries.clear()
+            self._entries[user.id] = _Entry(values, self._clock() + self.ttl)
 
     def revoke(self, user_id: int) -> None:
         """After a user's tokens were revoked (committed): forget the user here, and tell the
