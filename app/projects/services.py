@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import func, select
 
@@ -111,24 +110,19 @@ def latest_project(*, user: User) -> Project | None:
 
 
 def get_project_for(user: User, project_id: int) -> Project:
-    project = db.session.scalar(
-        select(Project).where(Project.id == project_id, Project.owner_id == user.id)
-    )
-    if project is None:
-        raise NotFound("No such project.")
-    return project
+    return get_project_with(user, project_id)[0]
 
 
-def get_project_with(user: User, project_id: int, extra) -> tuple[Project, Any]:
-    """``get_project_for``, and one more value about the project (``extra``: a column
-    expression such as an ``EXISTS`` on ``Project.id``) read by the same query: one round trip
-    where a hot path would make two."""
+def get_project_with(user: User, project_id: int, *extra) -> tuple[Project, ...]:
+    """``user``'s project ``project_id`` (else ``NotFound``), followed by the values of the
+    ``extra`` column expressions (such as an ``EXISTS`` on ``Project.id``) read by the same
+    query: one round trip where a hot path would make two."""
     row = db.session.execute(
-        select(Project, extra).where(Project.id == project_id, Project.owner_id == user.id)
+        select(Project, *extra).where(Project.id == project_id, Project.owner_id == user.id)
     ).first()
     if row is None:
         raise NotFound("No such project.")
-    return row[0], row[1]
+    return tuple(row)
 
 
 def create_project(
