@@ -152,6 +152,11 @@ def _shut(sock: socket.socket) -> None:
         pass
 
 
+# Reading the rest of a finished stream's body, so its connection can be reused, takes at most
+# this long (``Pacer.drain``).
+DRAIN_SECONDS = 0.2
+
+
 class Pacer:
     """Paces the socket reads of one streamed body (``paced_reads``) once ``start`` is called.
 
@@ -170,18 +175,41 @@ class Pacer:
         self.pace = pace
         self.active = False
         self._last: float | None = None
+        self._deadline: float | None = None  # set by ``drain``
 
     def start(self) -> None:
         self.active = self.pace > 0
 
-    def before_read(self) -> None:
+    def before_read(self, timeout: float | None) -> float | None:
+        """Wait for the pace; returns the read's timeout (shortened while draining)."""
+        if self._deadline is not None:
+            return max(0.001, min(timeout or DRAIN_SECONDS, self._deadline - time.monotonic()))
         if self.active and self._last is not None:
             wait = self._last + self.pace - time.monotonic()
             if wait > 0:
                 time.sleep(wait)
+        return timeout
 
     def after_read(self) -> None:
         self._last = time.monotonic()
+
+    def drain(self, rest: Iterator[Any]) -> None:
+        """Read what is left of a body whose last event has arrived, unpaced and for at most
+        ``DRAIN_SECONDS``, so that its connection goes back to the pool.
+
+        An adapter stops at the stream's terminal event, before the body's closing chunk has
+        been read; httpcore then closes the connection, since it cannot reuse one with unread
+        bytes, and the next call to the provider opens a new one: a TCP and TLS handshake (a
+        round trip or two to the provider, and a few ms of CPU) in front of every reply's first
+        token. The closing chunk normally follows the terminal event at once. A provider that
+        stalls instead costs at most ``DRAIN_SECONDS``, and its connection is closed as
+        before; nothing read here is used."""
+        self._deadline = time.monotonic() + DRAIN_SECONDS
+        try:
+            for _ in rest:
+                pass
+        except Exception:  # noqa: BLE001, S110 (a timeout or a broken body: not reused, that is all)
+            pass
 
 
 @contextmanager
@@ -194,13 +222,13 @@ def paced_reads(response: httpx.Response, pace: float) -> Iterator[Pacer]:
     body only, and removed before the connection goes back to the pool."""
     pacer = Pacer(pace)
     stream = response.extensions.get("network_stream")
-    if pace <= 0 or stream is None or not callable(getattr(stream, "read", None)):
+    if stream is None or not callable(getattr(stream, "read", None)):
         yield pacer
         return
     read = stream.read
 
     def paced(max_bytes: int, timeout: float | None = None) -> bytes:
-        pacer.before_read()
+        timeout = pacer.before_read(timeout)
         data = read(max_bytes, timeout)
         pacer.after_read()
         return data

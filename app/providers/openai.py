@@ -221,7 +221,8 @@ class OpenAIProvider:
     ) -> Iterator[StreamEvent]:
         request_id = response.headers.get("x-request-id")
         try:
-            for sse in EventSource(response).iter_sse():
+            events = EventSource(response).iter_sse()
+            for sse in events:
                 data = sse.data.strip()
                 if not data:
                     continue
@@ -235,6 +236,7 @@ class OpenAIProvider:
                         pacer.start()  # from the first text on (no-op after it)
                         yield TextDelta(delta)
                 elif kind in ("response.completed", "response.incomplete"):
+                    pacer.drain(events)  # the connection goes back to the pool
                     yield StreamEnd(self.meta(as_dict(event.get("response")), request_id, req))
                     return
                 elif kind == "response.failed":

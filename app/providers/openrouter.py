@@ -293,11 +293,13 @@ class OpenRouterProvider:
         usage: dict[str, Any] = {}
         finish: str | None = None
         try:
-            for sse in EventSource(response).iter_sse():
+            events = EventSource(response).iter_sse()
+            for sse in events:
                 data = sse.data.strip()
                 if not data:
                     continue
                 if data == "[DONE]":
+                    pacer.drain(events)  # the connection goes back to the pool
                     yield StreamEnd(self.meta(last, generation_id, req, usage, finish))
                     return
                 chunk = decode(data, generation_id)
