@@ -141,8 +141,13 @@ class Cancel:
         try:
             yield
         finally:
-            with self._lock:
-                self._socket = None
+            self.unwatch()
+
+    def unwatch(self) -> None:
+        """Stop watching the response's socket: from here on ``cancel`` leaves it alone (its
+        connection may go back to the pool, ``Pacer.drain``)."""
+        with self._lock:
+            self._socket = None
 
 
 def _shut(sock: socket.socket) -> None:
@@ -176,6 +181,8 @@ class Pacer:
         self.active = False
         self._last: float | None = None
         self._deadline: float | None = None  # set by ``drain``
+        self.uninstall: Callable[[], None] = lambda: None  # set by ``paced_reads``
+        self.before_drain: Callable[[], None] = lambda: None  # set by ``open_stream``
 
     def start(self) -> None:
         self.active = self.pace > 0
@@ -204,12 +211,15 @@ class Pacer:
         token. The closing chunk normally follows the terminal event at once. A provider that
         stalls instead costs at most ``DRAIN_SECONDS``, and its connection is closed as
         before; nothing read here is used."""
+        self.before_drain()  # a Stop now has nothing left to stop, and must not shut the socket
         self._deadline = time.monotonic() + DRAIN_SECONDS
         try:
             for _ in rest:
                 pass
         except Exception:  # noqa: BLE001, S110 (a timeout or a broken body: not reused, that is all)
             pass
+        finally:
+            self.uninstall()
 
 
 @contextmanager
@@ -219,25 +229,37 @@ def paced_reads(response: httpx.Response, pace: float) -> Iterator[Pacer]:
     httpx has no setting for this. For a response that is not an upgrade, httpcore's
     ``network_stream`` extension is the very stream its HTTP/1.1 connection reads the body
     from, with ``read(max_bytes, timeout)``; the pacing is installed on that object for this
-    body only, and removed before the connection goes back to the pool."""
+    body only. It applies only to the thread (greenlet) reading this body: when the body ends,
+    httpcore may hand the connection to the next request before the pacing is removed (its pool
+    lock can switch greenlets), and that request reads as usual."""
     pacer = Pacer(pace)
     stream = response.extensions.get("network_stream")
-    if stream is None or not callable(getattr(stream, "read", None)):
+    if stream is None or not callable(getattr(type(stream), "read", None)):
         yield pacer
         return
-    read = stream.read
+    read = type(stream).read.__get__(stream)  # the class's own method, never another wrapper
+    owner = threading.get_ident()  # the thread (greenlet, under gevent) reading this body
 
     def paced(max_bytes: int, timeout: float | None = None) -> bytes:
+        if threading.get_ident() != owner:
+            # The body is read and its connection already serves the next request (httpcore
+            # may hand it over before ``uninstall`` runs): that request reads as usual.
+            return read(max_bytes, timeout)
         timeout = pacer.before_read(timeout)
         data = read(max_bytes, timeout)
         pacer.after_read()
         return data
 
+    def uninstall() -> None:
+        if stream.__dict__.get("read") is paced:  # ours, not the next request's
+            del stream.read  # the class's own method again
+
     stream.read = paced
+    pacer.uninstall = uninstall
     try:
         yield pacer
     finally:
-        del stream.read  # the class's own method again
+        uninstall()
 
 
 @contextmanager
@@ -263,6 +285,7 @@ def open_stream(
             if cancel is None:
                 yield response, pacer
             else:
+                pacer.before_drain = cancel.unwatch
                 with cancel.watching(response):
                     yield response, pacer
 

@@ -8,11 +8,19 @@ from __future__ import annotations
 import dataclasses
 import subprocess
 import sys
+import threading
 import time
 
+import httpx
 import pytest
 
-from app.providers.base import DRAIN_SECONDS, StreamEnd, TextDelta, make_http_client
+from app.providers.base import (
+    DRAIN_SECONDS,
+    StreamEnd,
+    TextDelta,
+    make_http_client,
+    paced_reads,
+)
 from app.providers.openai import OpenAIProvider
 from app.providers.openrouter import OpenRouterProvider
 from tests.fake_provider import DEFAULT_OPENAI_KEY, Scenario
@@ -85,10 +93,11 @@ def test_the_connection_reads_unpaced_after_a_paced_body(fake_provider, settings
 @pytest.fixture(scope="module")
 def keepalive_fake():
     """The bench's asyncio fake provider: HTTP/1.1 with keep-alive, as the real APIs (the
-    suite's threaded fake answers HTTP/1.0 and closes every connection)."""
+    suite's threaded fake answers HTTP/1.0 and closes every connection). Its first token takes
+    longer than ``DRAIN_SECONDS``."""
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.bench.fake_async", "--port", str(port), "--ttft-ms", "5",
+        [sys.executable, "-m", "tests.bench.fake_async", "--port", str(port), "--ttft-ms", "300",
          "--tokens", "5", "--token-delay-ms", "2", "--openai-key", DEFAULT_OPENAI_KEY],
         stdout=subprocess.PIPE,
     )  # fmt: skip
@@ -138,3 +147,58 @@ def test_a_provider_slow_to_close_delays_the_end_by_the_drain_bound_only(
     assert isinstance(events[-1], StreamEnd)
     assert text_of(events) == "Hi there"
     assert took < DRAIN_SECONDS + 0.5  # not the 3 s it lingers, nor the 1 s read timeout
+
+
+def test_the_next_call_on_the_connection_is_not_drained(settings, keepalive_fake):
+    """Once a stream's last event is in, its connection is back in the pool while the adapter
+    still holds the finished stream: a call that takes the connection then reads with its own
+    timeout and pace, not the drain's 0.2 s (its first token takes 0.3 s)."""
+    settings = dataclasses.replace(
+        settings, openai_base_url=f"{keepalive_fake}/v1", stream_read_pace_seconds=0.025
+    )
+    client = make_http_client(settings)
+    provider = OpenAIProvider(settings, client)
+    try:
+        first = provider.stream(make_request())
+        for event in first:
+            if isinstance(event, StreamEnd):
+                break  # suspended at its last event, not closed yet
+        second = list(provider.stream(make_request()))
+        assert isinstance(second[-1], StreamEnd)
+        first.close()
+    finally:
+        client.close()
+
+
+class InstantStream:
+    """Stands in for httpcore's network stream: ``read`` returns at once."""
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return b"x"
+
+
+def test_pacing_applies_only_to_the_thread_reading_the_body():
+    """httpcore can give the connection to the next request (another thread or greenlet) a
+    moment before the pacing is removed: that request's reads are not paced."""
+    stream = InstantStream()
+    response = httpx.Response(200, extensions={"network_stream": stream})
+    foreign: list[float] = []
+    with paced_reads(response, 0.2) as pacer:
+        pacer.start()
+        stream.read(10)  # the body's first read after the first text
+        started = time.monotonic()
+        stream.read(10)  # paced: waits out the window
+        own = time.monotonic() - started
+
+        def other_request():
+            begun = time.monotonic()
+            stream.read(10)
+            stream.read(10)
+            foreign.append(time.monotonic() - begun)
+
+        thread = threading.Thread(target=other_request)
+        thread.start()
+        thread.join()
+    assert own >= 0.15
+    assert foreign[0] < 0.1
+    assert "read" not in vars(stream)  # removed with the body
