@@ -90,8 +90,7 @@ class Scenario:
     ``truncate_after`` N deltas the body ends cleanly without its terminal event / ``[DONE]``;
     ``cut_after`` N deltas the connection closes in the middle of a chunk. ``malformed``: an
     event whose data is not JSON, before any delta. ``usage_variant`` (OpenRouter):
-    ``empty_choices`` (documented) or ``one_choice`` (seen live). ``linger_s``: silence after
-    the terminal event / ``[DONE]`` before the body ends (a provider slow to close).
+    ``empty_choices`` (documented) or ``one_choice`` (seen live).
     """
 
     status: int = 200
@@ -122,7 +121,6 @@ class Scenario:
     cut_after: int | None = None
     malformed: bool = False
     usage_variant: str = "empty_choices"
-    linger_s: float = 0
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Scenario:
@@ -1176,8 +1174,6 @@ class OpenAIReply:
             yield self.event(
                 "response.completed", response=self.response("completed", output=[item], usage=True)
             )
-        if self.sc.linger_s:
-            yield Pause(self.sc.linger_s)
 
     def failure(self) -> Any:
         """The live in-band failure: ``error`` (nested, or flat as documented), then
@@ -1318,8 +1314,6 @@ class OpenRouterReply:
         else:
             yield self.chunk([], usage=self.usage())
         yield b"data: [DONE]\n\n"
-        if sc.linger_s:
-            yield Pause(sc.linger_s)
 
 
 def cut_connection(environ: dict[str, Any], event: bytes) -> None:

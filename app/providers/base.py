@@ -141,13 +141,8 @@ class Cancel:
         try:
             yield
         finally:
-            self.unwatch()
-
-    def unwatch(self) -> None:
-        """Stop watching the response's socket: from here on ``cancel`` leaves it alone (its
-        connection may go back to the pool, ``Pacer.drain``)."""
-        with self._lock:
-            self._socket = None
+            with self._lock:
+                self._socket = None
 
 
 def _shut(sock: socket.socket) -> None:
@@ -155,11 +150,6 @@ def _shut(sock: socket.socket) -> None:
         sock.shutdown(socket.SHUT_RDWR)
     except OSError:  # already closed: nothing is being read from it
         pass
-
-
-# Reading the rest of a finished stream's body, so its connection can be reused, takes at most
-# this long (``Pacer.drain``).
-DRAIN_SECONDS = 0.2
 
 
 class Pacer:
@@ -180,46 +170,18 @@ class Pacer:
         self.pace = pace
         self.active = False
         self._last: float | None = None
-        self._deadline: float | None = None  # set by ``drain``
-        self.uninstall: Callable[[], None] = lambda: None  # set by ``paced_reads``
-        self.before_drain: Callable[[], None] = lambda: None  # set by ``open_stream``
 
     def start(self) -> None:
         self.active = self.pace > 0
 
-    def before_read(self, timeout: float | None) -> float | None:
-        """Wait for the pace; returns the read's timeout (shortened while draining)."""
-        if self._deadline is not None:
-            return max(0.001, min(timeout or DRAIN_SECONDS, self._deadline - time.monotonic()))
+    def before_read(self) -> None:
         if self.active and self._last is not None:
             wait = self._last + self.pace - time.monotonic()
             if wait > 0:
                 time.sleep(wait)
-        return timeout
 
     def after_read(self) -> None:
         self._last = time.monotonic()
-
-    def drain(self, rest: Iterator[Any]) -> None:
-        """Read what is left of a body whose last event has arrived, unpaced and for at most
-        ``DRAIN_SECONDS``, so that its connection goes back to the pool.
-
-        An adapter stops at the stream's terminal event, before the body's closing chunk has
-        been read; httpcore then closes the connection, since it cannot reuse one with unread
-        bytes, and the next call to the provider opens a new one: a TCP and TLS handshake (a
-        round trip or two to the provider, and a few ms of CPU) in front of every reply's first
-        token. The closing chunk normally follows the terminal event at once. A provider that
-        stalls instead costs at most ``DRAIN_SECONDS``, and its connection is closed as
-        before; nothing read here is used."""
-        self.before_drain()  # a Stop now has nothing left to stop, and must not shut the socket
-        self._deadline = time.monotonic() + DRAIN_SECONDS
-        try:
-            for _ in rest:
-                pass
-        except Exception:  # noqa: BLE001, S110 (a timeout or a broken body: not reused, that is all)
-            pass
-        finally:
-            self.uninstall()
 
 
 @contextmanager
@@ -234,7 +196,7 @@ def paced_reads(response: httpx.Response, pace: float) -> Iterator[Pacer]:
     lock can switch greenlets), and that request reads as usual."""
     pacer = Pacer(pace)
     stream = response.extensions.get("network_stream")
-    if stream is None or not callable(getattr(type(stream), "read", None)):
+    if pace <= 0 or stream is None or not callable(getattr(type(stream), "read", None)):
         yield pacer
         return
     read = type(stream).read.__get__(stream)  # the class's own method, never another wrapper
@@ -245,7 +207,7 @@ def paced_reads(response: httpx.Response, pace: float) -> Iterator[Pacer]:
             # The body is read and its connection already serves the next request (httpcore
             # may hand it over before ``uninstall`` runs): that request reads as usual.
             return read(max_bytes, timeout)
-        timeout = pacer.before_read(timeout)
+        pacer.before_read()
         data = read(max_bytes, timeout)
         pacer.after_read()
         return data
@@ -255,7 +217,6 @@ def paced_reads(response: httpx.Response, pace: float) -> Iterator[Pacer]:
             del stream.read  # the class's own method again
 
     stream.read = paced
-    pacer.uninstall = uninstall
     try:
         yield pacer
     finally:
@@ -285,7 +246,6 @@ def open_stream(
             if cancel is None:
                 yield response, pacer
             else:
-                pacer.before_drain = cancel.unwatch
                 with cancel.watching(response):
                     yield response, pacer
 

@@ -221,8 +221,7 @@ class OpenAIProvider:
     ) -> Iterator[StreamEvent]:
         request_id = response.headers.get("x-request-id")
         try:
-            events = EventSource(response).iter_sse()
-            for sse in events:
+            for sse in EventSource(response).iter_sse():
                 data = sse.data.strip()
                 if not data:
                     continue
@@ -236,7 +235,6 @@ class OpenAIProvider:
                         pacer.start()  # from the first text on (no-op after it)
                         yield TextDelta(delta)
                 elif kind in ("response.completed", "response.incomplete"):
-                    pacer.drain(events)  # the connection goes back to the pool
                     yield StreamEnd(self.meta(as_dict(event.get("response")), request_id, req))
                     return
                 elif kind == "response.failed":

@@ -293,13 +293,11 @@ class OpenRouterProvider:
         usage: dict[str, Any] = {}
         finish: str | None = None
         try:
-            events = EventSource(response).iter_sse()
-            for sse in events:
+            for sse in EventSource(response).iter_sse():
                 data = sse.data.strip()
                 if not data:
                     continue
                 if data == "[DONE]":
-                    pacer.drain(events)  # the connection goes back to the pool
                     yield StreamEnd(self.meta(last, generation_id, req, usage, finish))
                     return
                 chunk = decode(data, generation_id)
