@@ -6,34 +6,18 @@ from __future__ import annotations
 
 import time
 
-from sqlalchemy import event
-
 from app import create_app
 from app.auth.token_cache import TokenUsers
 from app.extensions import db
 from app.models import User
 from tests.conftest import base_config
 from tests.factories import make_user
+from tests.test_prompt_cache import Statements
 
 
-class UserReads:
-    """How many statements reading ``users`` an app's engine ran while active."""
-
-    def __init__(self, app):
-        with app.app_context():
-            self.engine = db.engine
-        self.count = 0
-
-    def _record(self, conn, cursor, statement, *args):
-        if statement.lstrip().startswith("SELECT") and "FROM users" in statement:
-            self.count += 1
-
-    def __enter__(self):
-        event.listen(self.engine, "before_cursor_execute", self._record)
-        return self
-
-    def __exit__(self, *exc):
-        event.remove(self.engine, "before_cursor_execute", self._record)
+def user_reads(statements: Statements) -> int:
+    """How many of the statements read ``users``."""
+    return sum(1 for s in statements.seen if s.startswith("SELECT") and "FROM users" in s)
 
 
 def me(client, headers):
@@ -47,19 +31,19 @@ def other_process(database_url, log_path, **extra):
 
 def test_a_warm_token_reads_no_user_row(app, client, owner):
     assert me(client, owner.headers).status_code == 200  # reads the row, keeps it
-    with UserReads(app) as reads:
+    with Statements(app) as reads:
         for _ in range(3):
             assert me(client, owner.headers).get_json()["user"]["email"] == owner.email
-    assert reads.count == 0
+    assert user_reads(reads) == 0
 
 
 def test_without_the_cache_every_request_reads_the_row(app, client, owner):
     app.extensions["token_users"].ttl = 0
     me(client, owner.headers)
-    with UserReads(app) as reads:
+    with Statements(app) as reads:
         me(client, owner.headers)
         me(client, owner.headers)
-    assert reads.count == 2
+    assert user_reads(reads) == 2
 
 
 def test_log_out_everywhere_refuses_the_cached_token_at_once(app, client, owner):
@@ -111,9 +95,9 @@ def test_a_token_newer_than_the_cached_row_is_read_again(
         "/api/auth/login", json={"email": owner.email, "password": owner.password}
     ).get_json()
     fresh = {"Authorization": f"Bearer {login['token']}"}
-    with UserReads(other) as reads:
+    with Statements(other) as reads:
         assert me(other_client, fresh).status_code == 200
-    assert reads.count == 1
+    assert user_reads(reads) == 1
     with other.app_context():
         db.engine.dispose()
 
