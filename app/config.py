@@ -331,6 +331,14 @@ def load_config(
         "REDIS_URL": _str(env, "REDIS_URL"),
         "REDIS_KEY_PREFIX": _str(env, "REDIS_KEY_PREFIX", "prompthub:"),
         "TURN_EVENTS_TTL_SECONDS": _float(env, "TURN_EVENTS_TTL_SECONDS", 120.0),
+        # Redis connections each process may open: commands (publish, Stop, counts) and
+        # blocking reads of other processes' turns (beyond it, a reader reads the database).
+        "REDIS_MAX_CONNECTIONS": _int(env, "REDIS_MAX_CONNECTIONS", 200),
+        "REDIS_READ_CONNECTIONS": _int(env, "REDIS_READ_CONNECTIONS", 100),
+        # Readers of turn events (GET /api/turns/<id>/events) open at once, per user and per
+        # turn; beyond either a 429 (app/chat/readers.py). Across machines with Redis.
+        "TURN_READERS_PER_USER": _int(env, "TURN_READERS_PER_USER", 20),
+        "TURN_READERS_PER_TURN": _int(env, "TURN_READERS_PER_TURN", 5),
         # The final store retries this long; then the reply waits in REPLY_SPOOL_DIR until the
         # database is back (app/chat/replies.py).
         "CHAT_STORE_RETRY_SECONDS": _float(env, "CHAT_STORE_RETRY_SECONDS", 10.0),
@@ -395,6 +403,7 @@ def load_config(
         "RATELIMIT_REGISTER": _str(env, "RATELIMIT_REGISTER", "10 per hour"),
         "RATELIMIT_CHAT": _str(env, "RATELIMIT_CHAT", "30 per minute"),
         "RATELIMIT_UPLOAD": _str(env, "RATELIMIT_UPLOAD", "60 per minute"),
+        "RATELIMIT_TURN_EVENTS": _str(env, "RATELIMIT_TURN_EVENTS", "120 per minute"),
         # Behind a reverse proxy: trust one hop of X-Forwarded-For/-Proto/-Host.
         "TRUST_PROXY": _bool(env.get("TRUST_PROXY"), False),
     }
@@ -406,6 +415,14 @@ def load_config(
         raise ConfigError(f"STORAGE_URL: {exc}") from exc
     if storage.scheme == "s3" and cfg["STORAGE_S3_MAX_ATTEMPTS"] < 1:
         raise ConfigError("STORAGE_S3_MAX_ATTEMPTS must be 1 or more")
+    for key in (
+        "TURN_READERS_PER_USER",
+        "TURN_READERS_PER_TURN",
+        "REDIS_MAX_CONNECTIONS",
+        "REDIS_READ_CONNECTIONS",
+    ):
+        if cfg[key] < 1:
+            raise ConfigError(f"{key} must be 1 or more")
     # One upload request may carry MAX_UPLOAD_MB of file plus the multipart framing. Only upload
     # views get this cap; other bodies get MAX_JSON_KB or MAX_FORM_KB (app/edge.py).
     cfg.setdefault("MAX_CONTENT_LENGTH", cfg["MAX_UPLOAD_MB"] * 1024 * 1024 + 64 * 1024)

@@ -85,3 +85,8 @@ upload_per_user = limiter.limit(
 compare_per_user = limiter.limit(
     _config("RATELIMIT_CHAT"), key_func=user_or_address, scope="chat", cost=2
 )
+# Attaching to a turn's events (a resumed connection, a Compare column): counted per user so
+# opening and dropping readers in a loop is bounded too (open ones are capped in chat/readers).
+turn_events_per_user = limiter.limit(
+    _config("RATELIMIT_TURN_EVENTS"), key_func=user_or_address, scope="turn-events"
+)

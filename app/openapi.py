@@ -1167,20 +1167,34 @@ def _operations() -> dict[str, dict[str, dict]]:
                 "the database (another process without a shared broker, the broker out of "
                 "reach, or events past `TURN_EVENTS_TTL_SECONDS`) gets a `snapshot` of the text "
                 "so far first, then `delta`s as the server stores more; those events carry no "
-                "`id`. `: keep-alive` comments while nothing happens.",
+                "`id`. `: keep-alive` comments while nothing happens. A finished turn is "
+                "answered at once, whatever the id. Open readers are capped per user "
+                "(`TURN_READERS_PER_USER`) and per turn (`TURN_READERS_PER_TURN`), and "
+                "attaching counts against `RATELIMIT_TURN_EVENTS`.",
                 query={
                     "after": (
                         {**STR, "pattern": "^[0-9]{1,20}-[0-9]{1,20}$"},
                         False,
-                        "The last event id received (as `Last-Event-ID`).",
+                        "The last event id received (as `Last-Event-ID`); present but empty is "
+                        "a 422.",
                     )
                 },
+                rate_limited=True,
                 responses={
                     200: {
                         "description": "The turn's events.",
                         "content": {"text/event-stream": {"schema": ref("ChatStreamEvent")}},
                     },
                     422: error(422, "`after` / `Last-Event-ID` is not an event id."),
+                    429: {
+                        **error(
+                            429,
+                            "`rate_limited` (`RATELIMIT_TURN_EVENTS`), or `too_many_readers`: "
+                            "this user (or this turn) has as many readers open as allowed; "
+                            "close one.",
+                        ),
+                        "headers": _retry_after("Seconds to wait before trying again."),
+                    },
                 },
             )
         },

@@ -30,6 +30,7 @@ def config_overrides(request):
         "RATELIMIT_REGISTER": "2 per hour",
         "RATELIMIT_CHAT": "2 per minute",
         "RATELIMIT_UPLOAD": "2 per minute",
+        "RATELIMIT_TURN_EVENTS": "3 per minute",
     }
 
 
@@ -176,3 +177,24 @@ def test_regenerate_is_limited_per_user_like_chat(app, client):
     assert [regenerate().status_code for _ in range(3)] == [200, 200, 429]
     with app.app_context():
         assert db.session.query(Message).filter_by(role="assistant").count() == 3
+
+
+def test_attaching_to_a_turn_is_limited_per_user(app, client):
+    """Readers of turn events count in the rate limits (issue 26): opening and dropping readers
+    in a loop is bounded, for this user only."""
+
+    def a_turn(user) -> int:
+        project = make_project(app, user)
+        reply = client.post(
+            f"/api/projects/{project}/chat", json={"message": "Hi"}, headers=user.headers
+        )
+        return reply.get_json()["message"]["id"]
+
+    ada, eve = make_user(app, email="ada@example.com"), make_user(app, email="eve@example.com")
+    turn = a_turn(ada)
+    statuses = [
+        client.get(f"/api/turns/{turn}/events", headers=ada.headers).status_code for _ in range(4)
+    ]
+    assert statuses == [200, 200, 200, 429]
+    theirs = a_turn(eve)
+    assert client.get(f"/api/turns/{theirs}/events", headers=eve.headers).status_code == 200

@@ -12,7 +12,7 @@ from app.chat import feedback, services, titles, turns
 from app.chat.serializers import conversation_json, message_json
 from app.chat.streaming import sse_response
 from app.errors import ValidationFailed
-from app.limits import chat_per_user
+from app.limits import chat_per_user, turn_events_per_user
 
 bp = Blueprint("chat", __name__)
 
@@ -179,14 +179,17 @@ EVENT_ID = re.compile(r"\d{1,20}-\d{1,20}")
 
 
 @bp.get("/turns/<int:turn_id>/events")
+@turn_events_per_user
 def turn_events(turn_id: int):
     """Attach to a turn: the events after ``Last-Event-ID`` (or ``?after=``), then live, then
     the terminal event; a finished turn replays its stored outcome."""
-    turns.get_turn_for(current_user, turn_id)
-    after = request.headers.get("Last-Event-ID") or request.args.get("after") or None
+    after = request.headers.get("Last-Event-ID") or request.args.get("after")
     if after is not None and not EVENT_ID.fullmatch(after):
         raise ValidationFailed(fields={"after": "An event id, such as 0-12."})
-    return sse_response(turns.follow(turn_id, after))
+    entries, release = turns.open_reader(current_user, turn_id, after)
+    response = sse_response(entries)
+    response.call_on_close(release)  # also when the client left before the first byte
+    return response
 
 
 @bp.post("/turns/<int:turn_id>/stop")

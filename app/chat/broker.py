@@ -152,21 +152,51 @@ class LocalBroker:
 class RedisBroker(LocalBroker):
     backend = "redis"
 
-    def __init__(self, ttl: float, url: str, prefix: str, longest_wait: float = 30.0) -> None:
+    def __init__(
+        self,
+        ttl: float,
+        url: str,
+        prefix: str,
+        longest_wait: float = 30.0,
+        *,
+        connections: int = 200,
+        read_connections: int = 100,
+    ) -> None:
         import redis
 
         super().__init__(ttl)
-        self._errors = (redis.RedisError, OSError)
-        self.redis = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=1)
+        self._errors = self.errors = (redis.RedisError, OSError)
+        # Both pools are bounded and keep what they opened for the next caller: a burst of
+        # readers can never leave more than ``read_connections`` idle connections behind
+        # (issue 26: 1,207 stayed open after an attack), and a caller beyond the bound waits
+        # briefly for one instead of opening another.
+        self.redis = redis.Redis(
+            connection_pool=redis.BlockingConnectionPool.from_url(
+                url,
+                max_connections=connections,
+                timeout=2,
+                socket_timeout=2,
+                socket_connect_timeout=1,
+            )
+        )
         # Blocking reads (XREAD BLOCK up to ``longest_wait``) need a socket timeout above the
         # block, or every quiet wait would end as a timeout error; writes keep the short one.
-        self.reading = redis.Redis.from_url(
-            url, socket_timeout=longest_wait + 5, socket_connect_timeout=1
+        # When every reading connection is taken, a reader reads the database instead.
+        self.reading = redis.Redis(
+            connection_pool=redis.BlockingConnectionPool.from_url(
+                url,
+                max_connections=read_connections,
+                timeout=0.5,
+                socket_timeout=longest_wait + 5,
+                socket_connect_timeout=1,
+                client_name=f"{prefix}turn-reader",
+            )
         )
         self.longest_wait = longest_wait
         self.prefix = prefix
         self.channel = f"{prefix}turn-stop"
         self._degraded: set[int] = set()
+        self._busy_said = -60.0
         self._listener: threading.Thread | None = None
         self._closing = threading.Event()
 
@@ -220,13 +250,17 @@ class RedisBroker(LocalBroker):
         if self.is_local(turn_id):
             return super().read(turn_id, after, timeout)
         key = self.key(turn_id)
-        block = int(min(timeout, self.longest_wait) * 1000)
+        # ``timeout`` 0 looks without waiting (XREAD without BLOCK: BLOCK 0 waits forever).
+        block = int(min(timeout, self.longest_wait) * 1000) or None
         try:
             found = self.reading.xread({key: after or "0-0"}, count=500, block=block)
             if not found and not self.redis.exists(key):
                 return None
         except self._errors as exc:
-            log.warning("turn %s: Redis unavailable (%s); reading the database", turn_id, exc)
+            if str(exc) == "No connection available.":  # the bounded pool is all in use
+                self._busy()
+            else:
+                log.warning("turn %s: Redis unavailable (%s); reading the database", turn_id, exc)
             return None
         entries = []
         for _key, items in found:
@@ -235,6 +269,17 @@ class RedisBroker(LocalBroker):
                     Entry(entry_id.decode(), fields[b"e"].decode(), json.loads(fields[b"d"]))
                 )
         return entries
+
+    def _busy(self) -> None:
+        """Said at most once a minute, not once per reader."""
+        now = time.monotonic()
+        if now - self._busy_said >= 60:
+            self._busy_said = now
+            log.warning(
+                "all %d Redis reading connections are in use; further readers of turns from "
+                "other processes read the database (REDIS_READ_CONNECTIONS)",
+                self.reading.connection_pool.max_connections,
+            )
 
     def stop(self, turn_id: int) -> None:
         super().stop(turn_id)  # a turn of this process stops even while Redis is down
@@ -287,7 +332,14 @@ def build(config) -> LocalBroker:
     url = config.get("REDIS_URL")
     if not url:
         return LocalBroker(ttl)
-    return RedisBroker(ttl, url, config["REDIS_KEY_PREFIX"], config["CHAT_HEARTBEAT_SECONDS"])
+    return RedisBroker(
+        ttl,
+        url,
+        config["REDIS_KEY_PREFIX"],
+        config["CHAT_HEARTBEAT_SECONDS"],
+        connections=config["REDIS_MAX_CONNECTIONS"],
+        read_connections=config["REDIS_READ_CONNECTIONS"],
+    )
 
 
 def get_broker() -> LocalBroker:

@@ -28,12 +28,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import closing
 
 from flask import Flask, current_app
 from sqlalchemy import select
 
-from app.chat import replies, services
+from app.chat import readers, replies, services
 from app.chat.broker import TERMINAL, Entry, get_broker
 from app.chat.serializers import conversation_json, message_json
 from app.errors import NotFound
@@ -219,10 +220,46 @@ def get_turn_for(user: User, turn_id: int) -> Message:
     return found
 
 
-def follow(turn_id: int, after: str | None = None) -> Iterator[Entry | None]:
-    """The turn's events after ``after`` until its terminal event; ``None`` = keep-alive."""
+def open_reader(
+    user: User, turn_id: int, after: str | None
+) -> tuple[Iterator[Entry | None], Callable[[], None]]:
+    """One reader of ``user``'s turn (``GET /api/turns/<id>/events``): its events, and the
+    function that gives its reader slot back, to call when the response closes.
+
+    ``NotFound`` for another user's turn, ``TooManyReaders`` beyond the caps (``readers``)."""
+    row = get_turn_for(user, turn_id)
+    finished = row.status not in replies.LIVE
+    db.session.commit()  # hold no connection while the stream waits
+    slot = readers.get_gate().acquire(user.id, turn_id)
+    return _renewing(follow(turn_id, after, finished=finished), slot), slot.release
+
+
+def _renewing(entries: Iterator[Entry | None], slot: readers.Slot) -> Iterator[Entry | None]:
+    """``entries``, keeping the reader's slot while they come (a keep-alive at least once per
+    heartbeat)."""
+    with closing(entries):
+        for entry in entries:
+            slot.renew()
+            yield entry
+
+
+def follow(
+    turn_id: int, after: str | None = None, *, finished: bool = False
+) -> Iterator[Entry | None]:
+    """The turn's events after ``after`` until its terminal event; ``None`` = keep-alive.
+
+    A turn that had ``finished`` is answered at once, never waited on: the broker's events
+    after ``after`` when they reach the end, else the stored outcome (an ``after`` past the
+    last event, a turn the broker no longer holds)."""
     config = current_app.config
     broker = get_broker()
+    if finished:
+        entries = broker.read(turn_id, after, timeout=0)
+        if entries and entries[-1].event in TERMINAL:
+            yield from entries
+        else:
+            yield from from_database(turn_id)
+        return
     heartbeat = config["CHAT_HEARTBEAT_SECONDS"]
     while True:
         entries = broker.read(turn_id, after, timeout=heartbeat)
@@ -230,7 +267,7 @@ def follow(turn_id: int, after: str | None = None) -> Iterator[Entry | None]:
             yield from from_database(turn_id)
             return
         if not entries:
-            if _abandoned(turn_id):  # its process died: the lease says so
+            if _over(turn_id):  # it ended (our ``after`` is past its end) or its process died
                 yield from from_database(turn_id)
                 return
             yield None
@@ -242,16 +279,23 @@ def follow(turn_id: int, after: str | None = None) -> Iterator[Entry | None]:
                 return
 
 
-def _abandoned(turn_id: int) -> bool:
-    """Whether the turn's lease is over (its process died). Unknown while the database is out
-    of reach: keep waiting, the broker may still bring the end."""
+def _over(turn_id: int) -> bool:
+    """Whether the database answers for the turn from here: it has ended (a reader whose
+    ``after`` is past the terminal event would otherwise wait for the broker to forget it), or
+    its lease is over (its process died). Unknown while the database is out of reach: keep
+    waiting, the broker may still bring the end."""
     try:
-        lease = db.session.scalar(select(Message.lease_until).where(Message.id == turn_id))
+        found = db.session.execute(
+            select(Message.status, Message.lease_until).where(Message.id == turn_id)
+        ).first()
         db.session.commit()  # hold no connection while waiting for the next event
     except replies.DB_DOWN:
         replies.rollback()
         return False
-    return lease is not None and lease < utcnow()
+    if found is None:
+        return True  # deleted with its conversation: the database says so
+    status, lease = found
+    return status not in replies.LIVE or (lease is not None and lease < utcnow())
 
 
 def from_database(turn_id: int) -> Iterator[Entry | None]:
@@ -346,6 +390,7 @@ def init_app(app: Flask) -> None:
     from app.chat import broker
 
     broker.init_app(app)
+    readers.init_app(app, app.extensions["broker"])
     if app.config.get("REDIS_URL"):
         observability.register_check(
             app, "redis", lambda: app.extensions["broker"].status().get("redis", "ok")
