@@ -8,7 +8,9 @@ from __future__ import annotations
 import os
 import time
 import uuid
+from contextlib import ExitStack
 
+import httpx
 import pytest
 
 from app import create_app
@@ -17,7 +19,7 @@ from app.extensions import db
 from app.models import User
 from tests.conftest import base_config
 from tests.factories import make_user
-from tests.servers import PrivateRedis
+from tests.servers import PrivateRedis, free_port, gunicorn, migrate, register, server_env
 from tests.test_prompt_cache import Statements
 
 REDIS = os.environ.get("TEST_BROKER_REDIS_URL", "redis://127.0.0.1:6379/11")
@@ -290,3 +292,47 @@ def test_without_a_reachable_redis_revocation_falls_back_to_the_ttl(
             node.extensions["token_users"].shutdown()
             with node.app_context():
                 db.engine.dispose()
+
+
+def test_two_gunicorn_nodes_refuse_a_revoked_token_at_once(server_database, tmp_path):
+    """The attack as it was run: two nodes (gunicorn masters, each with its own revocation log,
+    so only Redis links them), AUTH_CACHE_SECONDS=60. Log out everywhere on A; B refuses the
+    old token, writes included, at once."""
+    settings = {
+        "AUTH_CACHE_SECONDS": "60",
+        "REDIS_URL": REDIS,
+        "REDIS_KEY_PREFIX": f"t{uuid.uuid4().hex[:10]}:",
+    }
+    with ExitStack() as stack:
+        nodes = []
+        for name in ("a", "b"):
+            folder = tmp_path / name
+            folder.mkdir()
+            env = server_env(
+                server_database,
+                free_port(),
+                AUTH_REVOCATION_LOG=str(folder / "revocations.log"),
+                UPLOAD_DIR=str(folder / "uploads"),
+                REPLY_SPOOL_DIR=str(folder / "spool"),
+                **settings,
+            )
+            if name == "a":
+                migrate(env)
+            nodes.append(stack.enter_context(gunicorn(env, folder)))
+        a, b = nodes
+        auth = {"Authorization": f"Bearer {register(a.base, 'ada@example.com')}"}
+        http = stack.enter_context(httpx.Client(trust_env=False, timeout=10))
+        for _ in range(20):  # B caches the user (its listener subscribes at the first check)
+            assert http.get(f"{b.base}/api/auth/me", headers=auth).status_code == 200
+            time.sleep(0.02)
+        project = {"name": "P", "system_prompt": "You help."}
+        assert http.post(f"{b.base}/api/projects", json=project, headers=auth).status_code == 201
+
+        assert http.post(f"{a.base}/api/auth/logout-all", headers=auth).status_code == 204
+        start = time.monotonic()
+        while http.get(f"{b.base}/api/auth/me", headers=auth).status_code == 200:
+            assert time.monotonic() - start < 2, "node B still accepts the revoked token"
+            time.sleep(0.01)
+        write = http.post(f"{b.base}/api/projects", json=project, headers=auth)
+        assert write.status_code == 401
+        assert write.json()["error"]["code"] == "token_revoked"
