@@ -875,7 +875,9 @@ def _operations() -> dict[str, dict[str, dict]]:
                 rate_limited=True,
                 public=True,
                 description="Passwords: at least 8 characters and at most 72 bytes (UTF-8). "
-                "Names: at most 80 characters.",
+                "Names: at most 80 characters. A taken email is a 409: registration tells "
+                "whether an address has an account, so it counts against `RATELIMIT_REGISTER` "
+                "per client address, shared with the `/register` page.",
                 body=body_of(
                     {"email": {**STR, "format": "email"}, "password": {**STR, "minLength": 8}},
                     {"name": STR},
