@@ -1447,7 +1447,9 @@ def _operations() -> dict[str, dict[str, dict]]:
                 "Upload a file",
                 tag="files",
                 rate_limited=True,
-                description="Multipart, exactly one file in the field `file`, at most "
+                description="Multipart, exactly one file in the field `file` and no other "
+                "field but a form's `csrf_token` (another one, `files` included, is a 422 naming "
+                "it), at most "
                 "`MAX_UPLOAD_MB` (20 MB). The type comes from the name's extension, which "
                 "`UPLOAD_ALLOWED_EXTENSIONS` must allow. A built-in type must match its bytes "
                 "(a `.png` must be a PNG, text must be UTF-8); a type the operator added "
@@ -1464,6 +1466,7 @@ def _operations() -> dict[str, dict[str, dict]]:
                             "properties": {
                                 "file": {**STR, "contentMediaType": "application/octet-stream"}
                             },
+                            "additionalProperties": False,
                         },
                         "encoding": {
                             "file": {
@@ -1491,7 +1494,8 @@ def _operations() -> dict[str, dict[str, dict]]:
                     ),  # fmt: skip
                     422: error(
                         422,
-                        "Not exactly one file in `file` (`validation_failed`), "
+                        "Not exactly one file in `file`, or another field (`validation_failed`, "
+                        "naming it in `fields`), "
                         "or an empty file (`file_empty`).",
                     ),  # fmt: skip
                 },
