@@ -77,10 +77,11 @@ class Channel:
                     if message.get("type") == "subscribe":
                         self.subscribed.set()
                         if self._on_subscribe is not None:
-                            self._on_subscribe()
+                            self._deliver(self._on_subscribe)
                     elif message.get("type") == "message":
                         data = message["data"]
-                        self._on_message(data.decode() if isinstance(data, bytes) else str(data))
+                        text = data.decode() if isinstance(data, bytes) else str(data)
+                        self._deliver(self._on_message, text)
             except (*self._errors, ValueError) as exc:  # ValueError: closed under our feet
                 self.subscribed.clear()
                 if self._closing.is_set():
@@ -94,6 +95,14 @@ class Channel:
                         pubsub.close()
                     except (*self._errors, ValueError):
                         pass
+
+    def _deliver(self, handler: Callable, *args) -> None:
+        """Run a receiver's handler; its failure is logged and never ends the listener (a
+        dead listener would be silent: every later message lost)."""
+        try:
+            handler(*args)
+        except Exception:
+            log.exception("%s listener: a handler failed", self.name)
 
     def close(self) -> None:
         """Stop the listener (tests build one per app; a process exiting needs nothing)."""

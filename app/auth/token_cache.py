@@ -184,12 +184,6 @@ class TokenUsers:
         with self._lock:
             self._entries.pop(user_id, None)
             self.generation += 1
-        if self.channel is not None and not self.channel.publish(str(int(user_id))):
-            log.error(
-                "revocation of user %s not published (Redis unavailable): other machines "
-                "refuse the old tokens within AUTH_CACHE_SECONDS",
-                user_id,
-            )
         try:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
@@ -199,6 +193,13 @@ class TokenUsers:
                 os.close(fd)
         except OSError as exc:  # the other processes learn it when their entries expire
             log.error("revocation log %s not written: %s", self.log_path, exc)
+        # After the log: a Redis that hangs (up to its 1 s connect timeout) never delays it.
+        if self.channel is not None and not self.channel.publish(str(int(user_id))):
+            log.error(
+                "revocation of user %s not published (Redis unavailable): other machines "
+                "refuse the old tokens within AUTH_CACHE_SECONDS",
+                user_id,
+            )
 
     def shutdown(self) -> None:
         """Stop the revocation listener and close its connections (tests build one per app)."""
