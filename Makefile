@@ -5,6 +5,17 @@ VENV := .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 5000
+# `make run DEBUGGER=1` adds Werkzeug's interactive debugger (a Python console in the browser,
+# behind a PIN): loopback hosts only, refused below before anything runs.
+DEBUGGER ?= 0
+LOOPBACK := 127.0.0.1 localhost ::1
+ifneq ($(filter run,$(MAKECMDGOALS)),)
+ifeq ($(DEBUGGER),1)
+ifneq ($(filter-out $(LOOPBACK),$(HOST)),)
+$(error DEBUGGER=1 serves a Python console to anyone who reaches HOST=$(HOST); use it only with HOST=127.0.0.1, localhost or ::1)
+endif
+endif
+endif
 export FLASK_APP := app
 # Loopback traffic (fake providers, test servers) must never go through a proxy.
 export NO_PROXY := 127.0.0.1,localhost,::1
@@ -23,9 +34,9 @@ install: $(VENV)/.installed
 upgrade: install  ## apply migrations to DATABASE_URL (default: SQLite in instance/)
 	$(BIN)/flask db upgrade
 
-run: upgrade  ## development server with reload; says which model answers chat
+run: upgrade  ## development server with reload, no debugger (DEBUGGER=1: loopback only)
 	$(BIN)/flask providers
-	$(BIN)/flask run --host $(HOST) --port $(PORT) --debug
+	$(BIN)/flask run --host $(HOST) --port $(PORT) --debug $(if $(filter 1,$(DEBUGGER)),--debugger,--no-debugger)
 
 serve: upgrade  ## production-style server (see README: worker model chosen by measurement)
 	$(BIN)/gunicorn --config gunicorn.conf.py 'app:create_app()'

@@ -2,17 +2,18 @@
 
 ``load_config`` runs inside ``create_app`` (never at import time). It merges, lowest first:
 built-in defaults, ``.env`` (python-dotenv), the process environment, then the override mapping
-passed to ``create_app``. Production refuses to start without a real ``SECRET_KEY``; development
-generates one into ``instance/secret_key`` once and reuses it. ``JWT_SECRET`` (optional) signs
-API tokens instead of ``SECRET_KEY``; production refuses a weak one, or one equal to
-``SECRET_KEY``. ``CORS_ORIGINS`` is checked here, overrides included, so a bad entry stops the
-app at start instead of silently never matching.
+passed to ``create_app``. Production refuses to start without a real ``SECRET_KEY`` (long enough
+and random-looking, ``secret_bits``); development generates one into ``instance/secret_key`` once
+and reuses it. ``JWT_SECRET`` (optional) signs API tokens instead of ``SECRET_KEY``; production
+refuses a weak one, or one equal to ``SECRET_KEY``. ``CORS_ORIGINS`` is checked here, overrides
+included, so a bad entry stops the app at start instead of silently never matching.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import json
+import math
 import os
 import re
 import secrets
@@ -215,6 +216,60 @@ def cors_origins(raw: str | Iterable[str] | None) -> tuple[str, ...]:
 def _weak(secret: str | None) -> bool:
     """Not fit to sign anything in production: missing, a known default, or short."""
     return not secret or secret.lower() in WEAK_SECRETS or len(secret) < 32
+
+
+# A production secret must also look random (``_predictable``). Words that make a secret easy to
+# guess however long it is, keyboard rows included; each costs a guesser a few bits, not a
+# character's worth.
+GUESSABLE_WORDS = (
+    "password", "passwort", "secret", "changeme", "change-me", "admin", "letmein", "welcome",
+    "prompthub", "default", "example", "token", "qwertyuiop", "asdfghjkl", "zxcvbnm", "qwerty",
+)  # fmt: skip
+SECRET_MIN_BITS = 80
+_SECRET_SCAN = 256  # characters examined; enough to tell, and the scan stays quadratic at most
+
+
+def secret_bits(secret: str) -> float:
+    """A conservative estimate of how many bits of chance ``secret`` holds, in the spirit of
+    LZ77 and zxcvbn: a character costs log2 of its alphabet (the character classes it uses, at
+    most the number of distinct characters it has); a repeat of something earlier (3+
+    characters), a run in steps of 0 or 1 (``aaaa``, ``1234``, ``zyx``) and a guessable word cost
+    only a few bits. ``secrets.token_urlsafe(48)`` scores about 300; ``token_hex(16)`` about 100;
+    ``'a' * 32`` 6, ``'abc' * 11`` 11, ``'password1234…'`` about 30."""
+    text = secret[:_SECRET_SCAN]
+    lowered, n = text.lower(), len(text)
+    classes = (
+        (26, str.islower), (26, str.isupper), (10, str.isdigit), (33, lambda c: not c.isalnum()),
+    )  # fmt: skip
+    alphabet = sum(size for size, member in classes if any(member(c) for c in text))
+    per_char = math.log2(max(2, min(alphabet, len(set(text)))))
+    bits, i = 0.0, 0
+    while i < n:
+        word = next((w for w in GUESSABLE_WORDS if lowered.startswith(w, i)), None)
+        if word is not None:
+            bits, i = bits + 4.0, i + len(word)
+            continue
+        longest = 0  # the longest earlier copy of what starts here (it may overlap, as in LZ77)
+        for j in range(i):
+            k = 0
+            while i + k < n and text[j + k] == text[i + k]:
+                k += 1
+            longest = max(longest, k)
+        if longest >= 3:  # where it starts and how long it is
+            bits, i = bits + math.log2(i) + math.log2(longest), i + longest
+            continue
+        if i >= 2:
+            step = ord(text[i]) - ord(text[i - 1])
+            if abs(step) <= 1 and step == ord(text[i - 1]) - ord(text[i - 2]):
+                bits, i = bits + 1.0, i + 1
+                continue
+        bits, i = bits + per_char, i + 1
+    return bits
+
+
+def _predictable(secret: str) -> bool:
+    """Long enough but not random: patterns, runs, repeats, common words, few characters."""
+    return secret_bits(secret) < SECRET_MIN_BITS
 
 
 def normalise_database_url(url: str) -> str:
@@ -437,11 +492,18 @@ def load_config(
 
     secret = cfg.get("SECRET_KEY")
     generate = '(python -c "import secrets; print(secrets.token_urlsafe(48))")'
+    # Long enough is not enough: 'a' * 32 or 'password1234…' can be guessed (secret_bits).
+    patterned = (
+        "; this one is long enough but predictable (a repeated or sequential pattern, a common "
+        "word, or too few different characters): generate one "
+    )
     if production and _weak(secret):
         raise ConfigError(
             "SECRET_KEY must be set to a random value of at least 32 characters in production "
             + generate
         )
+    if production and _predictable(secret):
+        raise ConfigError("SECRET_KEY must be a random value in production" + patterned + generate)
     jwt_secret = cfg.get("JWT_SECRET") or None
     cfg["JWT_SECRET"] = jwt_secret
     if production and jwt_secret is not None and _weak(jwt_secret):
@@ -449,6 +511,8 @@ def load_config(
             "JWT_SECRET must be a random value of at least 32 characters in production, "
             "or unset (API tokens are then signed with SECRET_KEY) " + generate
         )
+    if production and jwt_secret is not None and _predictable(jwt_secret):
+        raise ConfigError("JWT_SECRET must be a random value in production" + patterned + generate)
     if production and jwt_secret is not None and jwt_secret == secret:
         # Equal keys give none of the separation JWT_SECRET is set for: rotating one would
         # rotate both, and a leak of one is a leak of both. Most likely a copy-paste slip.

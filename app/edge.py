@@ -19,6 +19,10 @@ already capped) and refuses more than ``MAX_JSON_DEPTH`` levels with ``JSONTooDe
 ``json_too_deep``, ``get_json(silent=True)`` (the login rate limit's key) gets ``None``, and
 Flask-WTF's JSON forms a 400.
 
+**An upload has only the fields its view reads.** ``refuse_unknown_fields`` (called by an
+upload view once ownership is checked) turns any other multipart field, text or file, into a
+422 naming it, instead of silently ignoring it (a misspelt ``files`` would look like success).
+
 No database, no ``flask.g``: this runs before authentication.
 """
 
@@ -35,7 +39,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.utils import cached_property
 from werkzeug.wsgi import LimitedStream, get_content_length
 
-from app.errors import wants_json
+from app.errors import ValidationFailed, wants_json
 
 # Our bodies are a level or two deep; 64 leaves room for clients' own extra fields and is far
 # below the interpreter's recursion limit (1000), inside a greenlet too.
@@ -49,6 +53,28 @@ def takes_uploads(view):
     decorator, like ``@public``."""
     view.takes_uploads = True
     return view
+
+
+# Sent by our own forms on every POST (and accepted by the CSRF check in the body): never unknown.
+ALWAYS_ALLOWED_FIELDS = frozenset({"csrf_token"})
+
+
+def refuse_unknown_fields(*allowed: str) -> None:
+    """422 (``ValidationFailed``, one field error each) when the multipart body of this upload
+    has fields other than ``allowed``; the message names them (the first few, shortened)."""
+    known = ALWAYS_ALLOWED_FIELDS.union(allowed)
+    unknown = sorted({*request.form.keys(), *request.files.keys()} - known)
+    if not unknown:
+        return
+    shown = [name if len(name) <= 40 else name[:40] + "…" for name in unknown[:5]]
+    more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+    expected = ", ".join(f"`{name}`" for name in allowed)
+    raise ValidationFailed(
+        f"Unknown field{'s' if len(unknown) > 1 else ''} "
+        f"{', '.join(f'`{name}`' for name in shown)}{more}: "
+        f"this upload takes only {expected}.",
+        fields=dict.fromkeys(shown, "Unknown field."),
+    )
 
 
 def body_cap() -> tuple[int, str]:

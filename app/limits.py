@@ -73,8 +73,10 @@ def count_login_attempt(email: str | None) -> None:
     _count_login_account()
 
 
-register_per_address = limiter.limit(
-    _config("RATELIMIT_REGISTER"), methods=["POST"], scope="register"
+# One count per address for the page and the API together (a shared limit): registering answers
+# whether an email has an account (409), so this is also the bound on probing for accounts.
+register_per_address = limiter.shared_limit(
+    _config("RATELIMIT_REGISTER"), scope="register", methods=["POST"]
 )
 chat_per_user = limiter.limit(_config("RATELIMIT_CHAT"), key_func=user_or_address, scope="chat")
 upload_per_user = limiter.limit(

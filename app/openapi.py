@@ -875,7 +875,9 @@ def _operations() -> dict[str, dict[str, dict]]:
                 rate_limited=True,
                 public=True,
                 description="Passwords: at least 8 characters and at most 72 bytes (UTF-8). "
-                "Names: at most 80 characters.",
+                "Names: at most 80 characters. A taken email is a 409: registration tells "
+                "whether an address has an account, so it counts against `RATELIMIT_REGISTER` "
+                "per client address, shared with the `/register` page.",
                 body=body_of(
                     {"email": {**STR, "format": "email"}, "password": {**STR, "minLength": 8}},
                     {"name": STR},
@@ -1459,7 +1461,9 @@ def _operations() -> dict[str, dict[str, dict]]:
                 "Upload a file",
                 tag="files",
                 rate_limited=True,
-                description="Multipart, exactly one file in the field `file`, at most "
+                description="Multipart, exactly one file in the field `file` and no other "
+                "field but a form's `csrf_token` (another one, `files` included, is a 422 naming "
+                "it), at most "
                 "`MAX_UPLOAD_MB` (20 MB). The type comes from the name's extension, which "
                 "`UPLOAD_ALLOWED_EXTENSIONS` must allow. A built-in type must match its bytes "
                 "(a `.png` must be a PNG, text must be UTF-8); a type the operator added "
@@ -1476,6 +1480,7 @@ def _operations() -> dict[str, dict[str, dict]]:
                             "properties": {
                                 "file": {**STR, "contentMediaType": "application/octet-stream"}
                             },
+                            "additionalProperties": False,
                         },
                         "encoding": {
                             "file": {
@@ -1503,7 +1508,8 @@ def _operations() -> dict[str, dict[str, dict]]:
                     ),  # fmt: skip
                     422: error(
                         422,
-                        "Not exactly one file in `file` (`validation_failed`), "
+                        "Not exactly one file in `file`, or another field (`validation_failed`, "
+                        "naming it in `fields`), "
                         "or an empty file (`file_empty`).",
                     ),  # fmt: skip
                 },

@@ -7,7 +7,8 @@ error instead of a 500. ``verify_password`` does exactly one bcrypt check for ev
 (unknown account, over-long password and all), so login time reveals nothing.
 
 Tokens: HS256 JWTs signed with ``JWT_SECRET`` (``SECRET_KEY`` when it is not set) carrying the
-user id (``sub``) and the user's ``token_version`` (``ver``). Bumping the version revokes every
+user id (``sub``) and the user's ``token_version`` (``ver``, required: a token without it is
+invalid, never read as version 0). Bumping the version revokes every
 token issued before; rotating ``JWT_SECRET`` revokes every token of every user, and leaves the
 browser sessions (signed with ``SECRET_KEY``) alone.
 """
@@ -129,14 +130,19 @@ def decode_token(token: str) -> tuple[int, int]:
             token,
             signing_key(),
             algorithms=[JWT_ALGORITHM],
-            options={"require": ["sub", "exp", "iat"]},
+            options={"require": ["sub", "ver", "exp", "iat"]},
         )
         # A user id must fit the id column: a larger one names no user and would overflow
         # inside the query (a 500), even in a token we signed ourselves.
         user_id = db_int(claims["sub"]) if isinstance(claims["sub"], str) else None
         if user_id is None:
             raise ValueError("sub is not a user id")
-        return user_id, int(claims.get("ver", 0))
+        # Every token we issue names the version it was issued at; one without it (or with
+        # anything but a whole number) is not ours to read as version 0.
+        version = claims["ver"]
+        if isinstance(version, bool) or not isinstance(version, int) or version < 0:
+            raise ValueError("ver is not a token version")
+        return user_id, version
     except jwt.ExpiredSignatureError as exc:
         raise TokenError("token_expired", "The token has expired; log in again.") from exc
     except (jwt.InvalidTokenError, ValueError, TypeError) as exc:

@@ -150,6 +150,7 @@ def app(database_url, config_overrides, tmp_path):
     assert app.extensions["running_turns"].stop_all(), "a turn did not end"
     close_client(app)
     app.extensions["broker"].shutdown()
+    app.extensions["token_users"].shutdown()
     with app.app_context():
         db.session.remove()
         db.engine.dispose()

@@ -1,5 +1,6 @@
 from datetime import UTC, datetime, timedelta
 
+import jwt
 import pytest
 
 from app.security import issue_token
@@ -202,6 +203,29 @@ def test_a_signed_token_naming_an_id_beyond_32_bits_is_401(app, client, user_id)
     overflows at 2**31, SQLite at 2**63), and must not reach the query."""
     with app.app_context():
         token = issue_token(user_id, 0)
+    resp = client.get("/api/auth/me", headers=bearer(token))
+    assert resp.status_code == 401
+    assert resp.get_json()["error"]["code"] == "token_invalid"
+
+
+@pytest.mark.parametrize(
+    "version",
+    [
+        pytest.param(None, id="no-ver"),
+        pytest.param("0", id="string"),
+        pytest.param(False, id="boolean"),
+        pytest.param(0.0, id="float"),
+        pytest.param(-1, id="negative"),
+    ],
+)
+def test_a_signed_token_without_a_whole_version_is_401(app, client, version):
+    """Signed with our key and naming a real user, but its ``ver`` claim is missing or not a
+    version we issue: invalid, never read as version 0 (issue 26, finding 10)."""
+    user = make_user(app)
+    claims = {"sub": str(user.id), "iat": 0, "exp": 4102444800}
+    if version is not None:
+        claims["ver"] = version
+    token = jwt.encode(claims, app.config["SECRET_KEY"], algorithm="HS256")
     resp = client.get("/api/auth/me", headers=bearer(token))
     assert resp.status_code == 401
     assert resp.get_json()["error"]["code"] == "token_invalid"

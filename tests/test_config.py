@@ -1,9 +1,13 @@
+import base64
+import secrets
 from pathlib import Path
 
 import pytest
 
 from app.config import ConfigError, load_config, normalise_database_url
 from app.filetypes import DEFAULT_ALLOWED
+
+STRONG = "PXpnWGgWFuqS9lB_7UClcBytv6YtDm8Fw59wtUJsClSPAEAqfinGVBhnCdEPuy4C"  # token_urlsafe(48)
 
 
 def test_production_refuses_to_start_without_a_secret(tmp_path):
@@ -18,7 +22,7 @@ def test_production_refuses_weak_secrets(tmp_path, secret):
 
 
 def test_production_accepts_a_strong_secret_and_secures_cookies(tmp_path):
-    cfg = load_config(tmp_path, env={"APP_ENV": "production", "SECRET_KEY": "s" * 48})
+    cfg = load_config(tmp_path, env={"APP_ENV": "production", "SECRET_KEY": STRONG})
     assert cfg["SESSION_COOKIE_SECURE"] is True
     assert cfg["SESSION_COOKIE_HTTPONLY"] is True
     assert cfg["SESSION_COOKIE_SAMESITE"] == "Lax"
@@ -139,9 +143,6 @@ def test_bad_upload_types_are_refused_at_start(raw, why):
     assert message.endswith("add other types with their dot, e.g. builtin,.docx,.zip")
 
 
-STRONG = "s" * 48
-
-
 @pytest.mark.parametrize(
     "entry",
     [
@@ -213,9 +214,61 @@ def test_production_refuses_a_jwt_secret_equal_to_the_secret_key(tmp_path):
 def test_production_takes_a_strong_jwt_secret_or_none(tmp_path):
     env = {"APP_ENV": "production", "SECRET_KEY": STRONG}
     assert load_config(tmp_path, env=env)["JWT_SECRET"] is None
-    cfg = load_config(tmp_path, env={**env, "JWT_SECRET": "j" * 40})
-    assert cfg["JWT_SECRET"] == "j" * 40
+    other = secrets.token_urlsafe(48)
+    cfg = load_config(tmp_path, env={**env, "JWT_SECRET": other})
+    assert cfg["JWT_SECRET"] == other
 
 
 def test_development_takes_any_jwt_secret(tmp_path):
     assert load_config(tmp_path, env={"JWT_SECRET": "dev"})["JWT_SECRET"] == "dev"
+
+
+# Long enough, but guessable (issue 26, finding 7): refused in production whatever the length.
+PREDICTABLE = [
+    pytest.param("a" * 32, id="one-character"),
+    pytest.param("x" * 64, id="one-character-64"),
+    pytest.param("abc" * 11, id="repeated-abc"),
+    pytest.param("0123456789abcdef" * 2, id="repeated-hex-digits"),
+    pytest.param("password1234567890123456789012345", id="password-and-a-run"),
+    pytest.param("Password1234!" * 3, id="password-repeated"),
+    pytest.param("qwertyuiopasdfghjklzxcvbnm123456", id="keyboard-rows"),
+    pytest.param("abcdefghijklmnopqrstuvwxyz012345", id="alphabet"),
+    pytest.param("ab" * 16 + "ba" * 16, id="two-characters"),
+]
+
+
+@pytest.mark.parametrize("secret", PREDICTABLE)
+def test_production_refuses_a_long_but_predictable_secret_key(tmp_path, secret):
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path, env={"APP_ENV": "production", "SECRET_KEY": secret})
+    message = str(info.value)
+    assert message.startswith("SECRET_KEY must be a random value in production")
+    assert "predictable" in message
+    assert "secrets.token_urlsafe(48)" in message  # how to make a good one
+
+
+@pytest.mark.parametrize("jwt_secret", PREDICTABLE)
+def test_production_refuses_a_long_but_predictable_jwt_secret(tmp_path, jwt_secret):
+    env = {"APP_ENV": "production", "SECRET_KEY": STRONG, "JWT_SECRET": jwt_secret}
+    with pytest.raises(ConfigError, match="JWT_SECRET must be a random value") as info:
+        load_config(tmp_path, env=env)
+    assert "predictable" in str(info.value)
+    assert "secrets.token_urlsafe(48)" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        pytest.param(lambda: secrets.token_urlsafe(48), id="token_urlsafe-48"),
+        pytest.param(lambda: secrets.token_urlsafe(32), id="token_urlsafe-32"),
+        pytest.param(lambda: secrets.token_hex(32), id="token_hex-32"),
+        pytest.param(lambda: secrets.token_hex(16), id="token_hex-16"),
+        pytest.param(lambda: base64.b64encode(secrets.token_bytes(32)).decode(), id="render"),
+    ],
+)
+def test_production_accepts_every_real_random_secret(tmp_path, make):
+    """Fresh random values each run, many of them: the check must never refuse a real one."""
+    for _ in range(100):
+        secret, jwt_secret = make(), make()
+        env = {"APP_ENV": "production", "SECRET_KEY": secret, "JWT_SECRET": jwt_secret}
+        assert load_config(tmp_path, env=env)["SECRET_KEY"] == secret

@@ -350,15 +350,77 @@ def test_empty_file_is_422(app, client, owner, project_id):
     assert rows(app) == [] and on_disk(app, project_id) == []
 
 
-def test_api_upload_needs_exactly_one_file(client, owner, project_id):
+@pytest.mark.parametrize("count", [0, 2])
+def test_api_upload_needs_exactly_one_file(client, owner, project_id, count):
+    parts = [(io.BytesIO(b"x"), f"{i}.txt") for i in range(count)]
     resp = client.post(
         f"/api/projects/{project_id}/files",
-        data={"other": "x"},
+        data={"file": parts} if parts else {},
         headers=owner.headers,
         content_type="multipart/form-data",
     )
     assert resp.status_code == 422
     assert "file" in resp.get_json()["error"]["fields"]
+
+
+# An upload takes only `file` (and a form's `csrf_token`): anything else is named, not ignored
+# (issue 26, finding 10).
+UNKNOWN_FIELDS = [  # the extra fields made fresh for each test (a sent file is closed)
+    pytest.param(lambda: {"purpose": "assistants"}, ["purpose"], id="text-field"),
+    pytest.param(
+        lambda: {"files": (io.BytesIO(b"b"), "b.txt")}, ["files"], id="misspelt-file-field"
+    ),
+    pytest.param(
+        lambda: {"use_in_chat": "1", "note": "x"}, ["note", "use_in_chat"], id="two-fields"
+    ),
+]
+
+
+@pytest.mark.parametrize(("extra", "named"), UNKNOWN_FIELDS)
+def test_api_upload_with_an_unknown_field_is_422_naming_it(
+    app, client, owner, project_id, extra, named
+):
+    resp = client.post(
+        f"/api/projects/{project_id}/files",
+        data={"file": (io.BytesIO(b"alpha"), "a.txt"), **extra()},
+        headers=owner.headers,
+        content_type="multipart/form-data",
+    )
+    assert resp.status_code == 422
+    error = resp.get_json()["error"]
+    assert sorted(error["fields"]) == named
+    assert all(f"`{name}`" in error["message"] for name in named)
+    assert "`file`" in error["message"]  # what to send instead
+    assert rows(app) == [] and on_disk(app, project_id) == []
+
+
+@pytest.mark.parametrize(("extra", "named"), UNKNOWN_FIELDS)
+def test_form_upload_with_an_unknown_field_stores_nothing_and_names_it(
+    app, client, owner, project_id, extra, named
+):
+    login(client, owner)
+    resp = client.post(
+        f"/projects/{project_id}/files",
+        data={"file": (io.BytesIO(b"alpha"), "a.txt"), **extra()},
+        content_type="multipart/form-data",
+    )
+    assert resp.status_code == 302
+    html = files_page(client, project_id)
+    assert all(f"<code>{name}</code>" in html or f"`{name}`" in html for name in named)
+    assert rows(app) == [] and on_disk(app, project_id) == []
+
+
+def test_an_unknown_field_on_another_users_project_is_still_404(app, client, project_id):
+    from tests.factories import make_user
+
+    stranger = make_user(app)
+    resp = client.post(
+        f"/api/projects/{project_id}/files",
+        data={"file": (io.BytesIO(b"alpha"), "a.txt"), "purpose": "x"},
+        headers=stranger.headers,
+        content_type="multipart/form-data",
+    )
+    assert resp.status_code == 404
 
 
 def test_images_are_accepted_by_their_bytes(app, client, owner, project_id):

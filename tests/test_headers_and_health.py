@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import secrets
 
 from flask import Flask
 
@@ -66,7 +67,9 @@ def test_behind_a_trusted_proxy_forwarded_https_counts(database_url, tmp_path):
 
 def test_production_cookies_are_secure(database_url):
     app = create_app(
-        base_config(database_url, APP_ENV="production", SECRET_KEY="x" * 40, TESTING=True)
+        base_config(
+            database_url, APP_ENV="production", SECRET_KEY=secrets.token_urlsafe(48), TESTING=True
+        )
     )
     assert app.config["SESSION_COOKIE_SECURE"] is True
     assert app.config["SESSION_COOKIE_HTTPONLY"] is True

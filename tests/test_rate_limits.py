@@ -128,6 +128,37 @@ def test_register_is_limited_per_address(app, client):
     assert [register(i).status_code for i in range(3)] == [201, 201, 429]
 
 
+def test_the_account_limit_tells_nothing_about_whether_the_account_exists(app, client):
+    """The per-account count applies to any well-formed address: its 429 comes as soon for an
+    address with no account as for one with an account (issue 26, finding 9)."""
+    make_user(app, email="ada@example.com")
+    for email in ("ada@example.com", "nobody@example.com"):
+        statuses = [api_login(client, email, ip=f"10.0.3.{i}").status_code for i in range(3)]
+        assert statuses == [401, 401, 429]
+
+
+def test_register_page_and_api_share_one_count_per_address(app, client):
+    """Registering tells whether an email has an account (409 email_taken), so the limit is the
+    bound on probing: the page must not add a second budget to the API's (issue 26, finding 9)."""
+    here, elsewhere = {"REMOTE_ADDR": "10.0.2.1"}, {"REMOTE_ADDR": "10.0.2.2"}
+    make_user(app, email="taken@example.com")
+    probe = {"email": "taken@example.com", "password": "correct horse battery"}
+    for _ in range(2):
+        resp = client.post("/api/auth/register", json=probe, environ_base=here)
+        assert resp.status_code == 409
+    page = client.post("/register", data={**probe, "confirm": probe["password"]}, environ_base=here)
+    assert page.status_code == 429
+    assert page.mimetype == "text/html"
+    api = client.post("/api/auth/register", json=probe, environ_base=here)
+    assert api.status_code == 429
+    # Another address has its own count, on either path.
+    other_page = client.post(
+        "/register", data={**probe, "confirm": probe["password"]}, environ_base=elsewhere
+    )
+    assert other_page.status_code == 422  # the form answers: the email is taken
+    assert client.post("/api/auth/register", json=probe, environ_base=elsewhere).status_code == 409
+
+
 def test_chat_is_limited_per_user_and_a_refused_message_is_not_stored(app, client):
     owner = make_user(app, email="ada@example.com")
     other = make_user(app, email="bob@example.com")

@@ -214,3 +214,20 @@ def test_login_does_the_same_bcrypt_work_for_every_input(
     bcrypt_costs.clear()
     client.post("/api/auth/login", json={"email": email, "password": password})
     assert bcrypt_costs == [app.config["BCRYPT_ROUNDS"]]
+
+
+@pytest.mark.parametrize("email", ["ada@example.com", "bob@example.com", "not an email"])
+def test_the_login_page_does_the_same_bcrypt_work_for_every_address(
+    app, client, bcrypt_costs, email
+):
+    """The page path too: an unknown address costs what a wrong password costs, and answers
+    the same (issue 26, finding 9)."""
+    from tests.factories import make_user
+
+    make_user(app, email="ada@example.com")
+    client.get("/login")
+    bcrypt_costs.clear()
+    resp = client.post("/login", data={"email": email, "password": "wrong password"})
+    assert resp.status_code == 422
+    assert "Invalid email or password." in resp.get_data(as_text=True)
+    assert bcrypt_costs == [app.config["BCRYPT_ROUNDS"]]

@@ -1,10 +1,17 @@
 """Bearer tokens checked from the per-process cache (``app/auth/token_cache.py``): a warm token
-costs no query, and "log out everywhere" is refused at once by every process of the machine,
-within ``AUTH_CACHE_SECONDS`` by another machine's."""
+costs no query, and "log out everywhere" is refused at once by every process of the machine, by
+another machine's at once through Redis (``TEST_BROKER_REDIS_URL``'s server, a channel prefix per
+test), and without Redis within ``AUTH_CACHE_SECONDS``."""
 
 from __future__ import annotations
 
+import os
 import time
+import uuid
+from contextlib import ExitStack
+
+import httpx
+import pytest
 
 from app import create_app
 from app.auth.token_cache import TokenUsers
@@ -12,7 +19,10 @@ from app.extensions import db
 from app.models import User
 from tests.conftest import base_config
 from tests.factories import make_user
+from tests.servers import PrivateRedis, free_port, gunicorn, migrate, register, server_env
 from tests.test_prompt_cache import Statements
+
+REDIS = os.environ.get("TEST_BROKER_REDIS_URL", "redis://127.0.0.1:6379/11")
 
 
 def user_reads(statements: Statements) -> int:
@@ -161,3 +171,168 @@ def test_the_cache_stays_bounded(app, tmp_path):
         cache.put(row(app, user.id), generation)
     assert len(cache._entries) <= 3
     assert cache.lookup(users[-1].id, 0)[0] is not None  # the newest is kept
+
+
+# --- other machines, through Redis (issue 26, finding 6) ------------------------------------------
+
+
+@pytest.fixture
+def machines(database_url, tmp_path):
+    """``machines(redis_url)``: two nodes of a cluster, each with its own cache and its own
+    revocation log (no shared disk), the same database and Redis, AUTH_CACHE_SECONDS=60."""
+    made = []
+    prefix = f"t{uuid.uuid4().hex[:10]}:"  # pub/sub channels are server-wide: one per test
+
+    def build(redis_url: str):
+        for name in ("a", "b"):
+            log = str(tmp_path / f"{name}-revocations.log")
+            made.append(
+                other_process(
+                    database_url,
+                    log,
+                    AUTH_CACHE_SECONDS=60,
+                    REDIS_URL=redis_url,
+                    REDIS_KEY_PREFIX=prefix,
+                )
+            )
+        return made
+
+    yield build
+    for node in made:
+        node.extensions["token_users"].shutdown()
+        node.extensions["broker"].shutdown()
+        with node.app_context():
+            db.engine.dispose()
+
+
+def served_from_cache(node, headers):
+    """A client of ``node`` once it answers the token from its cache (no user read): its
+    revocation listener is subscribed (rows read before that are not kept)."""
+    client = node.test_client()
+    deadline = time.monotonic() + 5
+    while True:
+        with Statements(node) as reads:
+            assert me(client, headers).status_code == 200
+        if user_reads(reads) == 0:
+            return client
+        assert time.monotonic() < deadline, "the token was never served from the cache"
+        time.sleep(0.02)
+
+
+def refused_within(client, headers, seconds: float) -> float:
+    """How long until ``client`` refuses the token (fails past ``seconds``)."""
+    start = time.monotonic()
+    while me(client, headers).status_code == 200:
+        assert time.monotonic() - start < seconds, "another machine still accepts the token"
+        time.sleep(0.01)
+    return time.monotonic() - start
+
+
+def new_project(client, headers):
+    return client.post(
+        "/api/projects", json={"name": "After", "system_prompt": "You help."}, headers=headers
+    )
+
+
+def test_log_out_everywhere_reaches_another_machine_at_once_through_redis(app, owner, machines):
+    a, b = machines(REDIS)
+    on_a = served_from_cache(a, owner.headers)
+    on_b = served_from_cache(b, owner.headers)
+    assert new_project(on_b, owner.headers).status_code == 201  # writes pass through the cache
+
+    assert on_a.post("/api/auth/logout-all", headers=owner.headers).status_code == 204
+    took = refused_within(on_b, owner.headers, seconds=2)  # AUTH_CACHE_SECONDS is 60
+
+    assert took < 1.0
+    resp = me(on_b, owner.headers)
+    assert resp.status_code == 401
+    assert resp.get_json()["error"]["code"] == "token_revoked"
+    write = new_project(on_b, owner.headers)
+    assert write.status_code == 401
+    assert write.get_json()["error"]["code"] == "token_revoked"
+    other = make_user(app)  # another user's cached token on that machine is unaffected
+    assert me(on_b, other.headers).status_code == 200
+
+
+def test_revocations_missed_while_redis_was_away_are_not_trusted_after(app, owner, machines):
+    """The listener of B loses Redis; A's revocation cannot be published; when Redis is back,
+    B's listener subscribes again and drops everything it cached before."""
+    redis = PrivateRedis().start()
+    try:
+        a, b = machines(redis.url)
+        on_a = served_from_cache(a, owner.headers)
+        on_b = served_from_cache(b, owner.headers)
+        redis.stop()
+        assert on_a.post("/api/auth/logout-all", headers=owner.headers).status_code == 204
+        assert me(on_b, owner.headers).status_code == 200  # the TTL is all B has now
+        redis.start()  # same port
+        refused_within(on_b, owner.headers, seconds=10)  # the listener retries every 2 s
+    finally:
+        redis.stop()
+
+
+def test_without_a_reachable_redis_revocation_falls_back_to_the_ttl(
+    app, owner, database_url, tmp_path
+):
+    """Redis configured but down: tokens are still cached and checked, "log out everywhere"
+    still answers 204, and another machine refuses the token when its entry expires."""
+    dead = PrivateRedis()  # a free port nothing listens on
+    settings = {"REDIS_URL": dead.url, "REDIS_KEY_PREFIX": f"t{uuid.uuid4().hex[:10]}:"}
+    a = other_process(database_url, str(tmp_path / "a.log"), **settings)
+    b = other_process(database_url, str(tmp_path / "b.log"), AUTH_CACHE_SECONDS=0.5, **settings)
+    try:
+        on_a, on_b = a.test_client(), b.test_client()
+        assert me(on_b, owner.headers).status_code == 200
+        assert on_a.post("/api/auth/logout-all", headers=owner.headers).status_code == 204
+        assert me(on_b, owner.headers).status_code == 200  # within the fallback bound
+        time.sleep(0.6)
+        assert me(on_b, owner.headers).status_code == 401
+    finally:
+        for node in (a, b):
+            node.extensions["token_users"].shutdown()
+            with node.app_context():
+                db.engine.dispose()
+
+
+def test_two_gunicorn_nodes_refuse_a_revoked_token_at_once(server_database, tmp_path):
+    """The attack as it was run: two nodes (gunicorn masters, each with its own revocation log,
+    so only Redis links them), AUTH_CACHE_SECONDS=60. Log out everywhere on A; B refuses the
+    old token, writes included, at once."""
+    settings = {
+        "AUTH_CACHE_SECONDS": "60",
+        "REDIS_URL": REDIS,
+        "REDIS_KEY_PREFIX": f"t{uuid.uuid4().hex[:10]}:",
+    }
+    with ExitStack() as stack:
+        nodes = []
+        for name in ("a", "b"):
+            folder = tmp_path / name
+            folder.mkdir()
+            env = server_env(
+                server_database,
+                free_port(),
+                AUTH_REVOCATION_LOG=str(folder / "revocations.log"),
+                UPLOAD_DIR=str(folder / "uploads"),
+                REPLY_SPOOL_DIR=str(folder / "spool"),
+                **settings,
+            )
+            if name == "a":
+                migrate(env)
+            nodes.append(stack.enter_context(gunicorn(env, folder)))
+        a, b = nodes
+        auth = {"Authorization": f"Bearer {register(a.base, 'ada@example.com')}"}
+        http = stack.enter_context(httpx.Client(trust_env=False, timeout=10))
+        for _ in range(20):  # B caches the user (its listener subscribes at the first check)
+            assert http.get(f"{b.base}/api/auth/me", headers=auth).status_code == 200
+            time.sleep(0.02)
+        project = {"name": "P", "system_prompt": "You help."}
+        assert http.post(f"{b.base}/api/projects", json=project, headers=auth).status_code == 201
+
+        assert http.post(f"{a.base}/api/auth/logout-all", headers=auth).status_code == 204
+        start = time.monotonic()
+        while http.get(f"{b.base}/api/auth/me", headers=auth).status_code == 200:
+            assert time.monotonic() - start < 2, "node B still accepts the revoked token"
+            time.sleep(0.01)
+        write = http.post(f"{b.base}/api/projects", json=project, headers=auth)
+        assert write.status_code == 401
+        assert write.json()["error"]["code"] == "token_revoked"

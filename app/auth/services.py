@@ -191,5 +191,8 @@ def user_for_token(token: str) -> User:
 
 def init_app(app) -> None:
     app.extensions["token_users"] = TokenUsers(
-        app.config["AUTH_CACHE_SECONDS"], app.config["AUTH_REVOCATION_LOG"]
+        app.config["AUTH_CACHE_SECONDS"],
+        app.config["AUTH_REVOCATION_LOG"],
+        redis_url=app.config.get("REDIS_URL"),
+        channel=f"{app.config['REDIS_KEY_PREFIX']}auth-revoked",
     )

@@ -14,10 +14,16 @@ Revocation stays immediate where it matters:
   default). Before using its cache, each request ``stat``s that file (one system call, no
   read): when it has grown, the process reads just the new lines and drops those users. So a
   revoked token is refused by the very next request, whichever gunicorn worker takes it.
-- **Other machines** (a cluster with a shared database and no shared disk) learn it when their
+- **Other machines**, when ``REDIS_URL`` is set: the revoking process also publishes the user's
+  id on a Redis pub/sub channel (``<REDIS_KEY_PREFIX>auth-revoked``, ``app/pubsub.py``); every
+  process that caches tokens listens there (a thread started at its first token check) and
+  drops the user as the message arrives, milliseconds after the commit.
+- **Fallback**: without Redis, or while it is unreachable, other machines learn it when their
   entry expires: at most ``AUTH_CACHE_SECONDS`` (10 s by default) after the revocation. That is
   the bound this cache adds; ``AUTH_CACHE_SECONDS=0`` turns the cache off (every request reads
-  the row again).
+  the row again). A message sent while a listener was disconnected is lost, so each
+  (re)subscription empties the cache and counts as a revocation (see ``generation``): nothing
+  read before it is trusted after it.
 
 A token whose version is *newer* than the cached one (the user logged out everywhere on another
 machine and logged in again) is a miss: the row is read again. Only token checks use this cache;
@@ -41,6 +47,7 @@ from typing import Any
 from sqlalchemy.orm import make_transient_to_detached
 
 from app.models import User
+from app.pubsub import Channel
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +65,15 @@ class TokenUsers:
 
     MAX_ENTRIES = 10_000  # beyond this, expired entries are dropped (all of them if need be)
 
-    def __init__(self, ttl: float, log_path: str | Path, clock=time.monotonic) -> None:
+    def __init__(
+        self,
+        ttl: float,
+        log_path: str | Path,
+        clock=time.monotonic,
+        *,
+        redis_url: str | None = None,
+        channel: str = "prompthub:auth-revoked",
+    ) -> None:
         self.ttl = ttl
         self.log_path = Path(log_path)
         self._clock = clock
@@ -68,6 +83,12 @@ class TokenUsers:
         # Counts the revocations this process has heard of. A row read before one of them may
         # be stale, so ``put`` keeps a row only if none arrived since its ``lookup``.
         self.generation = 0
+        self.channel: Channel | None = None
+        if redis_url:  # no connection until the first token check or revocation
+            import redis
+
+            client = redis.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=1)
+            self.channel = Channel(client, channel, self._heard, self._resubscribed)
 
     @property
     def enabled(self) -> bool:
@@ -105,11 +126,28 @@ class TokenUsers:
                     self._entries.pop(int(line), None)
             self._log_seen = size
 
+    def _heard(self, message: str) -> None:
+        """A revocation published by any process of any machine (our own included)."""
+        if not message.strip().isdigit():
+            return
+        with self._lock:
+            self._entries.pop(int(message), None)
+            self.generation += 1
+
+    def _resubscribed(self) -> None:
+        """The listener (re)subscribed: revocations sent while it was away are lost, so
+        nothing cached before now is trusted (nor any row read before now, via generation)."""
+        with self._lock:
+            self._entries.clear()
+            self.generation += 1
+
     def lookup(self, user_id: int, version: int) -> tuple[User | None, int]:
         """A detached ``User`` for a token of ``version`` when the cached row says it is
         current, else None (read the row); and the generation to hand to ``put``."""
         if not self.enabled:
             return None, self.generation
+        if self.channel is not None:
+            self.channel.listen()  # a no-op once it runs
         self._catch_up()
         generation = self.generation
         entry = self._entries.get(user_id)
@@ -140,8 +178,9 @@ class TokenUsers:
             self._entries[user.id] = _Entry(values, self._clock() + self.ttl)
 
     def revoke(self, user_id: int) -> None:
-        """After a user's tokens were revoked (committed): forget the user here, and tell the
-        other processes of this machine through the log."""
+        """After a user's tokens were revoked (committed): forget the user here, tell every
+        process of every machine through Redis when it is set, and the other processes of this
+        machine through the log (which also covers a Redis outage here)."""
         with self._lock:
             self._entries.pop(user_id, None)
             self.generation += 1
@@ -154,3 +193,16 @@ class TokenUsers:
                 os.close(fd)
         except OSError as exc:  # the other processes learn it when their entries expire
             log.error("revocation log %s not written: %s", self.log_path, exc)
+        # After the log: a Redis that hangs (up to its 1 s connect timeout) never delays it.
+        if self.channel is not None and not self.channel.publish(str(int(user_id))):
+            log.error(
+                "revocation of user %s not published (Redis unavailable): other machines "
+                "refuse the old tokens within AUTH_CACHE_SECONDS",
+                user_id,
+            )
+
+    def shutdown(self) -> None:
+        """Stop the revocation listener and close its connections (tests build one per app)."""
+        if self.channel is not None:
+            self.channel.close()
+            self.channel.redis.close()

@@ -7,7 +7,7 @@ One small interface, two backends, chosen once from ``REDIS_URL`` (``BROKERS``):
 - ``RedisBroker``: the local logs (readers in the generating process never touch Redis) plus
   a Redis Stream per turn (``<prefix>turn:<id>``) for readers in other processes and machines,
   and a pub/sub channel (``<prefix>turn-stop``) that carries Stop to whichever process runs the
-  turn.
+  turn (``app/pubsub.py``: the listener thread, reconnects, shutdown).
 
 An entry's id is ``0-<n>``, ``n`` counting the turn's events from 1; the Redis Stream uses the
 same ids (``XADD`` with an explicit id), so a client may resume from any process with the
@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Flask, current_app
+
+from app.pubsub import Channel
 
 log = logging.getLogger(__name__)
 
@@ -197,8 +199,7 @@ class RedisBroker(LocalBroker):
         self.channel = f"{prefix}turn-stop"
         self._degraded: set[int] = set()
         self._busy_said = -60.0
-        self._listener: threading.Thread | None = None
-        self._closing = threading.Event()
+        self._stops = Channel(self.redis, self.channel, self._heard_stop)
 
     def key(self, turn_id: int) -> str:
         return f"{self.prefix}turn:{int(turn_id)}"
@@ -220,9 +221,7 @@ class RedisBroker(LocalBroker):
 
     def open(self, turn_id: int) -> None:
         super().open(turn_id)
-        if self._listener is None:  # this process generates turns: listen for their Stop
-            self._listener = threading.Thread(target=self._listen, name="turn-stop", daemon=True)
-            self._listener.start()
+        self._stops.listen()  # this process generates turns: listen for their Stop
 
     def _send(self, turn_id: int, entry_id: str, event: str, data: dict[str, Any]) -> None:
         if turn_id in self._degraded:
@@ -283,39 +282,17 @@ class RedisBroker(LocalBroker):
 
     def stop(self, turn_id: int) -> None:
         super().stop(turn_id)  # a turn of this process stops even while Redis is down
-        try:
-            self.redis.publish(self.channel, str(int(turn_id)))
-        except self._errors as exc:
-            log.warning("turn %s: Stop not sent through Redis (%s)", turn_id, exc)
+        if not self._stops.publish(str(int(turn_id))):
+            log.warning("turn %s: Stop not sent through Redis (unavailable)", turn_id)
 
-    def _listen(self) -> None:
+    def _heard_stop(self, message: str) -> None:
         """Stop requests from every process; handlers ignore turns they do not run."""
-        while not self._closing.is_set():
-            pubsub = None
-            try:
-                pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
-                pubsub.subscribe(self.channel)
-                while not self._closing.is_set():
-                    message = pubsub.get_message(timeout=1.0)
-                    if message and message.get("type") == "message":
-                        for handler in self._stop_handlers:
-                            handler(int(message["data"]))
-            except (*self._errors, ValueError) as exc:  # ValueError: closed under our feet
-                if self._closing.is_set():
-                    return
-                log.warning("turn-stop listener: Redis unavailable (%s); retrying", exc)
-                self._closing.wait(2)
-            finally:
-                if pubsub is not None:
-                    try:
-                        pubsub.close()
-                    except (*self._errors, ValueError):
-                        pass
+        if message.isdigit():
+            for handler in self._stop_handlers:
+                handler(int(message))
 
     def shutdown(self) -> None:
-        self._closing.set()
-        if self._listener is not None:
-            self._listener.join(timeout=5)
+        self._stops.close()
         self.redis.close()
         self.reading.close()
 

@@ -6,7 +6,7 @@ from flask import Blueprint, request
 from flask_login import current_user
 
 from app.api import field, json_body
-from app.edge import takes_uploads
+from app.edge import refuse_unknown_fields, takes_uploads
 from app.errors import ValidationFailed
 from app.files import services
 from app.files.serializers import download_response, file_json
@@ -27,6 +27,7 @@ def list_(project_id: int):
 @upload_per_user
 def upload(project_id: int):
     project = get_project_for(current_user, project_id)  # before the body is parsed
+    refuse_unknown_fields("file")
     uploads = request.files.getlist("file")
     if len(uploads) != 1:
         raise ValidationFailed(

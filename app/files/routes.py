@@ -6,7 +6,7 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
 from app import llm
-from app.edge import takes_uploads
+from app.edge import refuse_unknown_fields, takes_uploads
 from app.errors import AppError, Conflict, ValidationFailed
 from app.files import services
 from app.files.serializers import download_response, file_json
@@ -49,6 +49,11 @@ def upload(project_id: int):
     """Form upload of one or more files (the page's script uploads them one by one to the API,
     with progress; this is the same without JavaScript). Each file's outcome is flashed."""
     project = get_project_for(current_user, project_id)  # before the body is parsed
+    try:
+        refuse_unknown_fields("file")
+    except ValidationFailed as exc:  # nothing stored: the form was not ours
+        flash(exc.message, "error")
+        return redirect(url_for("files.index", project_id=project_id))
     uploads = [u for u in request.files.getlist("file") if u.filename]
     if not uploads:
         flash("Choose at least one file to upload.", "error")
