@@ -106,8 +106,8 @@ def _upload_limit(**kwargs):
 # A route that takes one file per request (the API upload, a copy to OpenAI): one file counted
 # before the body is read.
 upload_per_user = _upload_limit()
-# The page form, several files per request: refused before the body is read when not one more
-# file fits (tested, not counted: ``deduct_when`` never deducts); then each file is counted by
+# The page form, several files per request: a 429 before any file is looked at when not one
+# more fits (tested, not counted: ``deduct_when`` never deducts); then each file is counted by
 # ``count_uploaded_file`` as the view comes to it.
 upload_room_per_user = _upload_limit(deduct_when=lambda _response: False)
 
