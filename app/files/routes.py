@@ -65,40 +65,55 @@ def upload(project_id: int):
     nothing and costs one."""
     project = get_project_for(current_user, project_id)  # before the body is parsed
     uploads = [u for u in request.files.getlist("file") if u.filename]
-    most = current_app.config["UPLOAD_MAX_FILES_PER_REQUEST"]
-    if not uploads or len(uploads) > most:
-        count_uploaded_file()
-        if uploads:
-            flash(
-                f"{len(uploads)} files were chosen; up to {most} can be uploaded at once. "
-                "Nothing was uploaded: choose fewer files.",
-                "error",
-            )
-        else:
-            flash("Choose at least one file to upload.", "error")
-        return redirect(url_for("files.index", project_id=project_id))
-    for index, item in enumerate(uploads):
+    refused = _form_refusal(len(uploads))
+    if refused:
+        count_uploaded_file()  # a form that stores nothing still costs one
+        flash(refused, "error")
+    for index, item in enumerate([] if refused else uploads):
         try:
             count_uploaded_file()
         except RateLimitExceeded:
-            names = ", ".join(u.filename or "" for u in uploads[index:])
-            flash(
-                f"Not uploaded: {names}. You reached the upload limit "
-                f"({current_app.config['RATELIMIT_UPLOAD']}, counted per file); "
-                f"try again in {upload_retry_seconds()} seconds.",
-                "error",
-            )
+            flash(_over_the_upload_limit(uploads[index:]), "error")
             break
-        try:
-            result = services.store_upload(project, filename=item.filename, stream=item.stream)
-        except AppError as exc:
-            flash(exc.message, "error")
-        else:
-            if result.created:
-                flash(f"Uploaded {result.file.name}.", "success")
-            else:
-                flash(f"{item.filename} is already here, as {result.file.name}.", "info")
+        _store_one(project, item)
     return redirect(url_for("files.index", project_id=project_id))
+
+
+def _form_refusal(count: int) -> str | None:
+    most = current_app.config["UPLOAD_MAX_FILES_PER_REQUEST"]
+    if not count:
+        return "Choose at least one file to upload."
+    if count > most:
+        return (
+            f"{count} files were chosen; up to {most} can be uploaded at once. "
+            "Nothing was uploaded: choose fewer files."
+        )
+    return None
+
+
+def _over_the_upload_limit(left, shown: int = 5) -> str:
+    """Which files were not uploaded (the first few: a flash lives in the session cookie)."""
+    names = ", ".join(u.filename or "" for u in left[:shown])
+    if len(left) > shown:
+        names += f" and {len(left) - shown} more"
+    return (
+        f"Not uploaded: {names}. You reached the upload limit "
+        f"({current_app.config['RATELIMIT_UPLOAD']}, counted per file); "
+        f"try again in {upload_retry_seconds()} seconds."
+    )
+
+
+def _store_one(project, item) -> None:
+    """Store one file of the form and flash its outcome."""
+    try:
+        result = services.store_upload(project, filename=item.filename, stream=item.stream)
+    except AppError as exc:
+        flash(exc.message, "error")
+    else:
+        if result.created:
+            flash(f"Uploaded {result.file.name}.", "success")
+        else:
+            flash(f"{item.filename} is already here, as {result.file.name}.", "info")
 
 
 @bp.get("/<filename>")
