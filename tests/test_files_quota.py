@@ -304,3 +304,27 @@ def test_concurrent_uploads_never_cross_the_quota(app, server, owner, project_id
     stored = rows(app)
     assert sum(r.size for r in stored) <= 3 * MIB and len(stored) == 3
     assert sorted(on_disk(app, project_id)) == sorted(r.stored_name for r in stored)
+
+
+def test_concurrent_uploads_of_the_same_bytes_at_the_quota_are_duplicates(
+    app, server, owner, project_id
+):
+    """Room for one file, eight uploads of the same bytes at once: one is stored and the others
+    are answered as that file (the same bytes cost nothing), not refused by the quota."""
+    app.config["STORAGE_QUOTA_PROJECT_FILES"] = 1
+    racers = 8
+    start = threading.Barrier(racers)
+    statuses: list[int] = []
+    content = blob(900 * KB, "the same")
+
+    def one(i: int) -> None:
+        start.wait()
+        statuses.append(post_file(server, project_id, owner.token, f"s{i}.txt", content))
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(racers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(statuses) == [200] * (racers - 1) + [201], statuses
+    assert len(rows(app)) == 1 and len(on_disk(app, project_id)) == 1

@@ -286,7 +286,13 @@ def _insert(row: StoredFile, *, owner_id: int) -> Upload:
         if candidate in taken:
             continue
         row.name = candidate
-        quota.reserve(owner_id=owner_id, project_id=row.project_id, name=base, size=row.size)
+        try:
+            quota.reserve(owner_id=owner_id, project_id=row.project_id, name=base, size=row.size)
+        except quota.QuotaExceeded:
+            existing = _by_hash(row.project_id, row.sha256)  # the same bytes, just committed?
+            if existing is not None:
+                return Upload(existing, created=False)
+            raise
         db.session.add(row)
         try:
             db.session.commit()
