@@ -115,7 +115,9 @@ def error_body(
     return {"error": err}
 
 
-def _respond(status: int, code: str, message: str, fields=None, headers=None, extra=None):
+def _respond(
+    status: int, code: str, message: str, fields=None, headers=None, extra=None
+) -> Response:
     if wants_json():
         resp = jsonify(error_body(code, message, fields, extra))
     else:

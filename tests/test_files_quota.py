@@ -220,6 +220,11 @@ def test_the_files_tab_shows_used_and_allowed(app, client, owner, project_id):
     assert "3 KB of 512 MB</span>" in html and "1 of 500 files" in html
     assert "8 KB of 1 GB</span>" in html
     assert f'max="{512 * MIB}" value="{3 * KB}"' in html
+    assert "storage-full" not in html
+    app.config["STORAGE_QUOTA_PROJECT_FILES"] = 1
+    assert "Your storage quota is used up: delete files to upload more." in files_page(
+        client, project_id
+    )
 
 
 def test_a_form_upload_stores_the_files_that_fit_and_says_which_did_not(
