@@ -414,6 +414,12 @@ def load_config(
         # Project files: bytes under UPLOAD_DIR/<project id>/, text extracted for chat.
         "UPLOAD_DIR": _str(env, "UPLOAD_DIR", str(instance_path / "uploads")),
         "MAX_UPLOAD_MB": _int(env, "MAX_UPLOAD_MB", 20),
+        # Storage quotas (app/files/quota.py): bytes per user (all projects) and per project,
+        # files per project; and files per page-form upload (each costs one RATELIMIT_UPLOAD).
+        "STORAGE_QUOTA_USER_MB": _int(env, "STORAGE_QUOTA_USER_MB", 1024),
+        "STORAGE_QUOTA_PROJECT_MB": _int(env, "STORAGE_QUOTA_PROJECT_MB", 512),
+        "STORAGE_QUOTA_PROJECT_FILES": _int(env, "STORAGE_QUOTA_PROJECT_FILES", 500),
+        "UPLOAD_MAX_FILES_PER_REQUEST": _int(env, "UPLOAD_MAX_FILES_PER_REQUEST", 20),
         # Where the bytes live (app/storage/): empty = UPLOAD_DIR on this machine's disk;
         # s3://bucket/prefix = an S3-compatible store (docs/storage.md). Unknown schemes stop
         # the app at start.
@@ -475,9 +481,13 @@ def load_config(
         "TURN_READERS_PER_TURN",
         "REDIS_MAX_CONNECTIONS",
         "REDIS_READ_CONNECTIONS",
+        "STORAGE_QUOTA_USER_MB",
+        "STORAGE_QUOTA_PROJECT_MB",
+        "STORAGE_QUOTA_PROJECT_FILES",
+        "UPLOAD_MAX_FILES_PER_REQUEST",
     ):
         if cfg[key] < 1:
-            raise ConfigError(f"{key} must be 1 or more")
+            raise ConfigError(f"{key} must be 1 or more, got {cfg[key]}")
     # One upload request may carry MAX_UPLOAD_MB of file plus the multipart framing. Only upload
     # views get this cap; other bodies get MAX_JSON_KB or MAX_FORM_KB (app/edge.py).
     cfg.setdefault("MAX_CONTENT_LENGTH", cfg["MAX_UPLOAD_MB"] * 1024 * 1024 + 64 * 1024)

@@ -38,11 +38,13 @@ class AppError(Exception):
         fields: dict[str, str] | None = None,
         code: str | None = None,
         headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(message or self.message)
         self.message = message or self.message
         self.fields = fields
         self.headers = headers or {}
+        self.extra = extra  # more members of the JSON error object (e.g. ``quota``)
         if code:
             self.code = code
 
@@ -103,16 +105,21 @@ def wants_json() -> bool:
     return request.path == "/api" or request.path.startswith("/api/")
 
 
-def error_body(code: str, message: str, fields: dict[str, str] | None = None) -> dict[str, Any]:
+def error_body(
+    code: str, message: str, fields: dict[str, str] | None = None, extra=None
+) -> dict[str, Any]:
     err: dict[str, Any] = {"code": code, "message": message}
     if fields:
         err["fields"] = fields
+    err.update(extra or {})
     return {"error": err}
 
 
-def _respond(status: int, code: str, message: str, fields=None, headers=None) -> Response:
+def _respond(
+    status: int, code: str, message: str, fields=None, headers=None, extra=None
+) -> Response:
     if wants_json():
-        resp = jsonify(error_body(code, message, fields))
+        resp = jsonify(error_body(code, message, fields, extra))
     else:
         html = render_template("errors/error.html", status=status, message=message)
         resp = Response(html, mimetype="text/html")
@@ -139,7 +146,7 @@ _HTTP_CODES = {
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(AppError)
     def handle_app_error(exc: AppError):
-        return _respond(exc.status, exc.code, exc.message, exc.fields, exc.headers)
+        return _respond(exc.status, exc.code, exc.message, exc.fields, exc.headers, exc.extra)
 
     @app.errorhandler(CSRFError)
     def handle_csrf(exc: CSRFError):

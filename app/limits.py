@@ -1,5 +1,7 @@
 """Rate limits (Flask-Limiter): brute force on login and register, chat and uploads per user.
 
+Uploads are counted per file, not per request, in one budget for every upload route (below).
+
 Counts live in ``RATELIMIT_STORAGE_URI``: ``memory://`` (one process) by default, Redis in
 production so every worker and machine shares them. Limits are read from the config on each
 request (``RATELIMIT_LOGIN`` …), so they can be tuned without code. A breach is a 429 with
@@ -17,6 +19,9 @@ when it is called within a request, with the same storage, prefix, 429 and heade
 """
 
 from __future__ import annotations
+
+import math
+import time
 
 from flask import Flask, current_app, g
 from flask_limiter import Limiter
@@ -79,9 +84,6 @@ register_per_address = limiter.shared_limit(
     _config("RATELIMIT_REGISTER"), scope="register", methods=["POST"]
 )
 chat_per_user = limiter.limit(_config("RATELIMIT_CHAT"), key_func=user_or_address, scope="chat")
-upload_per_user = limiter.limit(
-    _config("RATELIMIT_UPLOAD"), methods=["POST"], key_func=user_or_address, scope="upload"
-)
 # A comparison is two provider calls (one per side): it costs two hits of RATELIMIT_CHAT, on its
 # own route's count like every chat route (Flask-Limiter counts each route on its own).
 compare_per_user = limiter.limit(
@@ -92,3 +94,37 @@ compare_per_user = limiter.limit(
 turn_events_per_user = limiter.limit(
     _config("RATELIMIT_TURN_EVENTS"), key_func=user_or_address, scope="turn-events"
 )
+
+
+# Uploads are counted in files, not requests: RATELIMIT_UPLOAD is files per user, in one budget
+# shared by every route that takes a file in (a shared limit: the page form, the API, OpenAI
+# copy retries), so a form of 320 files costs 320, not one request.
+def _upload_limit(**kwargs):
+    return limiter.shared_limit(
+        _config("RATELIMIT_UPLOAD"),
+        scope="upload",
+        key_func=user_or_address,
+        methods=["POST"],
+        error_message=lambda: f"{current_app.config['RATELIMIT_UPLOAD']}, counted per file",
+        **kwargs,
+    )
+
+
+# A route that takes one file per request (the API upload, a copy to OpenAI): one file counted
+# before the body is read.
+upload_per_user = _upload_limit()
+# The page form, several files per request: a 429 before any file is looked at when not one
+# more fits (tested, not counted: ``deduct_when`` never deducts); then each file is counted by
+# ``count_uploaded_file`` as the view comes to it.
+upload_room_per_user = _upload_limit(deduct_when=lambda _response: False)
+
+
+@_upload_limit()
+def count_uploaded_file() -> None:
+    """Count one file against RATELIMIT_UPLOAD; ``RateLimitExceeded`` (429) when over."""
+
+
+def upload_retry_seconds() -> int:
+    """After ``count_uploaded_file`` refused: seconds until the limit lets a file through."""
+    current = limiter.current_limit
+    return max(1, math.ceil(current.reset_at - time.time())) if current else 60

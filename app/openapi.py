@@ -268,9 +268,39 @@ SCHEMAS: dict[str, Schema] = {
                         "minProperties": 1,
                         "additionalProperties": STR,
                         "description": "Field name → what is wrong with it.",
-                    }
+                    },
+                    "quota": obj(
+                        {
+                            "name": {
+                                **STR,
+                                "enum": ["user_bytes", "project_bytes", "project_files"],
+                                "description": "`STORAGE_QUOTA_USER_MB`, `…_PROJECT_MB`, "
+                                "`…_PROJECT_FILES`.",
+                            },
+                            "limit": INT,
+                            "used": INT,
+                            "adding": {**INT, "description": "The refused file's bytes (1 file)."},
+                        },
+                        description="With `storage_quota_exceeded`: the quota the file would "
+                        "cross, in bytes (files for `project_files`).",
+                    ),
                 },
             )
+        }
+    ),
+    "FileList": obj(
+        {
+            "data": {"type": "array", "items": ref("File")},
+            "storage": obj(
+                {
+                    "project": obj(
+                        {"bytes": INT, "files": INT, "max_bytes": INT, "max_files": INT}
+                    ),
+                    "user": obj({"bytes": INT, "files": INT, "max_bytes": INT}),
+                },
+                description="What your files take against the storage quotas: this project, "
+                "and all your projects (this one included).",
+            ),
         }
     ),
     "User": _USER,
@@ -1453,8 +1483,8 @@ def _operations() -> dict[str, dict[str, dict]]:
                 "listFiles",
                 "A project's files",
                 tag="files",
-                description="Newest first.",
-                responses={200: ok("The files.", list_of("File"))},
+                description="Newest first, with the storage they take against the quotas.",
+                responses={200: ok("The files.", ref("FileList"))},
             ),
             "post": op(
                 "uploadFile",
@@ -1471,7 +1501,10 @@ def _operations() -> dict[str, dict[str, dict]]:
                 "without text. The same bytes twice are stored once; a taken name becomes "
                 "`name (2).ext`. With `OPENAI_API_KEY` set the file is also copied to OpenAI "
                 "Files before the answer; a failed copy still answers 201, with "
-                "`openai.status` `failed`.",
+                "`openai.status` `failed`. Each file counts against `RATELIMIT_UPLOAD` (files "
+                "per user, shared with the Files page and copy retries), and must fit the "
+                "storage quotas (`STORAGE_QUOTA_*`; new bytes only: the same bytes again cost "
+                "nothing); a refused file is neither stored nor copied.",
                 body_content={
                     "multipart/form-data": {
                         "schema": {
@@ -1500,7 +1533,12 @@ def _operations() -> dict[str, dict[str, dict]]:
                     201: ok("Stored.", ref("FileUploaded")),
                     200: ok("These bytes were already there.", ref("FileUploaded")),
                     409: error(409, "Too many files share this name."),
-                    413: error(413, "`payload_too_large` / `file_too_large`: over the limit."),
+                    413: error(
+                        413,
+                        "`payload_too_large` / `file_too_large`: over the limit; "
+                        "`storage_quota_exceeded`: the file would cross a storage quota, "
+                        "named in `quota` (nothing was stored).",
+                    ),  # fmt: skip
                     415: error(
                         415,
                         "`file_type_not_allowed`: the type is not allowed, or "
@@ -1565,8 +1603,10 @@ def _operations() -> dict[str, dict[str, dict]]:
                 "syncFile",
                 "Retry the OpenAI Files copy",
                 tag="files",
+                rate_limited=True,
                 description="A synced file is returned as it is. OpenAI's failure is stored on "
-                "the file (`openai.status` `failed`), not answered as an error.",
+                "the file (`openai.status` `failed`), not answered as an error. Each call "
+                "counts as one file against `RATELIMIT_UPLOAD`.",
                 responses={
                     200: ok("The file.", ref("File")),
                     409: error(409, "`sync_unavailable`: no `OPENAI_API_KEY` is set."),

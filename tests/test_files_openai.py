@@ -3,6 +3,9 @@ success, a failure that keeps the local file, retry, and delete propagation."""
 
 from __future__ import annotations
 
+import io
+import uuid
+
 import pytest
 
 from app.filetypes import parse_extensions
@@ -164,6 +167,34 @@ def test_unreachable_openai_is_recorded_not_raised(app, client, owner, project_i
     assert body["openai"]["error"].startswith(
         "PromptHub could not reach OpenAI; retry the copy. Details: could not connect"
     )
+
+
+def test_a_file_refused_by_a_quota_is_never_copied(app, client, owner, project_id, fake):
+    app.config.update(STORAGE_QUOTA_PROJECT_FILES=1)
+    assert (
+        upload(client, owner, project_id, "a.txt", b"a").get_json()["openai"]["status"] == "synced"
+    )
+    refused = upload(client, owner, project_id, "b.txt", b"b")
+    assert refused.status_code == 413
+    assert refused.get_json()["error"]["code"] == "storage_quota_exceeded"
+    assert [call.files["file"]["filename"] for call in fake.calls("files")] == ["a.txt"]
+
+
+@pytest.mark.use_fake(
+    openrouter=False,
+    RATELIMIT_ENABLED=True,
+    RATELIMIT_UPLOAD="2 per minute",
+    RATELIMIT_KEY_PREFIX=f"files-openai-{uuid.uuid4().hex}",
+)
+def test_a_form_upload_copies_only_the_files_within_the_upload_limit(
+    app, client, owner, project_id, fake
+):
+    login(client, owner)
+    files = [(io.BytesIO(name.encode()), name) for name in ("a.txt", "b.txt", "c.txt")]
+    client.post(
+        f"/projects/{project_id}/files", data={"file": files}, content_type="multipart/form-data"
+    )
+    assert [call.files["file"]["filename"] for call in fake.calls("files")] == ["a.txt", "b.txt"]
 
 
 def test_deleting_a_file_deletes_the_remote_copy(app, client, owner, project_id, fake):

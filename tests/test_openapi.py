@@ -408,6 +408,23 @@ class TestWhenRateLimited:
         assert limited.status_code == 429
 
 
+class TestWithAStorageQuota:
+    @pytest.fixture
+    def config_overrides(self):
+        return {"STORAGE_QUOTA_PROJECT_FILES": 1}
+
+    def test_a_quota_refusal_matches_the_document(self, app, api):
+        api.headers = make_user(app).headers
+        project = api("post", "/api/projects", json={"name": "Bot"}).get_json()
+        ids = {"project_id": project["id"]}
+        assert upload(api, ids, "a.txt", b"a").status_code == 201
+        refused = upload(api, ids, "b.txt", b"b").get_json()["error"]
+        assert refused["code"] == "storage_quota_exceeded"
+        assert refused["quota"] == {"name": "project_files", "limit": 1, "used": 1, "adding": 1}
+        listed = api("get", "/api/projects/{project_id}/files", ids).get_json()
+        assert listed["storage"]["project"]["max_files"] == 1
+
+
 class TestWithTheOpenAIFilesCopy:
     @pytest.fixture
     def config_overrides(self, fake):

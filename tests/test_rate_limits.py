@@ -11,8 +11,8 @@ import uuid
 import pytest
 
 from app.extensions import db
-from app.models import Message
-from tests.factories import make_project, make_user
+from app.models import Message, StoredFile
+from tests.factories import make_file, make_project, make_user
 
 # A Redis database of its own (TEST_REDIS_URL), so parallel checkouts never share one.
 REDIS = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -229,3 +229,95 @@ def test_attaching_to_a_turn_is_limited_per_user(app, client):
     assert statuses == [200, 200, 200, 429]
     theirs = a_turn(eve)
     assert client.get(f"/api/turns/{theirs}/events", headers=eve.headers).status_code == 200
+
+
+# --- uploads are counted per file, in one budget for every upload route --------------------
+
+
+def form_upload(client, project_id, names):
+    files = [(io.BytesIO(f"file {name}".encode()), name) for name in names]
+    return client.post(
+        f"/projects/{project_id}/files", data={"file": files}, content_type="multipart/form-data"
+    )
+
+
+def api_upload(client, user, project_id, name):
+    return client.post(
+        f"/api/projects/{project_id}/files",
+        data={"file": (io.BytesIO(f"file {name}".encode()), name)},
+        headers=user.headers,
+        content_type="multipart/form-data",
+    )
+
+
+def stored_names(app) -> list[str]:
+    with app.app_context():
+        return sorted(f.name for f in db.session.scalars(db.select(StoredFile)))
+
+
+def test_each_file_of_a_form_upload_counts_against_the_upload_limit(app, client):
+    """RATELIMIT_UPLOAD is 2 here: a form of eight files stores two and names the others; the
+    API then has nothing left this minute, while another user has their own budget."""
+    owner = make_user(app, email="ada@example.com")
+    project_id = make_project(app, owner)
+    client.post("/login", data={"email": owner.email, "password": owner.password})
+
+    names = [f"{letter}.txt" for letter in "abcdefgh"]
+    assert form_upload(client, project_id, names).status_code == 302
+    assert stored_names(app) == ["a.txt", "b.txt"]
+    html = client.get(f"/projects/{project_id}/files", headers={"Accept": "text/html"}).text
+    assert (
+        "Not uploaded: c.txt, d.txt, e.txt, f.txt, g.txt and 1 more. You reached the upload "
+        "limit (2 per minute, counted per file); try again in "
+    ) in html
+    assert api_upload(client, owner, project_id, "d.txt").status_code == 429
+
+    other = make_user(app, email="bob@example.com")
+    assert api_upload(client, other, make_project(app, other), "e.txt").status_code == 201
+
+
+def test_the_page_and_the_api_share_one_upload_budget(app, client):
+    owner = make_user(app, email="ada@example.com")
+    project_id = make_project(app, owner)
+    client.post("/login", data={"email": owner.email, "password": owner.password})
+    assert form_upload(client, project_id, ["a.txt"]).status_code == 302
+    assert api_upload(client, owner, project_id, "b.txt").status_code == 201
+    refused = api_upload(client, owner, project_id, "c.txt")
+    assert refused.status_code == 429 and int(refused.headers["Retry-After"]) > 0
+    assert "2 per minute, counted per file" in refused.get_json()["error"]["message"]
+    assert stored_names(app) == ["a.txt", "b.txt"]
+
+
+def test_a_spent_budget_refuses_before_any_file_is_stored(app, client):
+    """The API refuses before reading the body; the page (whose CSRF check reads the form
+    first) answers a 429 page before any file is looked at."""
+    owner = make_user(app, email="ada@example.com")
+    project_id = make_project(app, owner)
+    for name in ("a.txt", "b.txt"):
+        assert api_upload(client, owner, project_id, name).status_code == 201
+    part = b'Content-Disposition: form-data; name="file"; filename="c.txt"\r\n\r\nc\r\n'
+    body = io.BytesIO(b"--x\r\n" + part + b"--x--\r\n")
+    resp = client.post(
+        f"/api/projects/{project_id}/files",
+        input_stream=body,
+        content_length=len(body.getvalue()),
+        content_type="multipart/form-data; boundary=x",
+        headers=owner.headers,
+    )
+    assert resp.status_code == 429 and body.tell() == 0  # not a byte of the body was read
+    client.post("/login", data={"email": owner.email, "password": owner.password})
+    page = form_upload(client, project_id, ["c.txt", "d.txt"])
+    assert page.status_code == 429 and "Too many requests" in page.text
+    assert stored_names(app) == ["a.txt", "b.txt"]
+
+
+def test_a_copy_to_openai_counts_as_an_upload(app, client):
+    """Retrying a copy sends the file again: one file of the same budget (here without a key,
+    each try is a 409, still counted)."""
+    owner = make_user(app, email="ada@example.com")
+    project_id = make_project(app, owner)
+    file_id = make_file(app, owner, project_id)  # through the service: not counted
+    sync = f"/api/projects/{project_id}/files/{file_id}/sync"
+    statuses = [client.post(sync, headers=owner.headers).status_code for _ in range(3)]
+    assert statuses == [409, 409, 429]
+    assert api_upload(client, owner, project_id, "b.txt").status_code == 429

@@ -9,7 +9,7 @@ from app.api import field, json_body
 from app.edge import refuse_unknown_fields, takes_uploads
 from app.errors import ValidationFailed
 from app.files import services
-from app.files.serializers import download_response, file_json
+from app.files.serializers import download_response, file_json, files_list_json
 from app.limits import upload_per_user
 from app.projects.services import get_project_for
 
@@ -18,13 +18,12 @@ bp = Blueprint("files", __name__, url_prefix="/<int:project_id>/files")
 
 @bp.get("")
 def list_(project_id: int):
-    files = services.list_files(user=current_user, project_id=project_id)
-    return {"data": [file_json(f) for f in files]}
+    return files_list_json(current_user, project_id)
 
 
 @bp.post("")
 @takes_uploads
-@upload_per_user
+@upload_per_user  # one file per request, counted before the body is read
 def upload(project_id: int):
     project = get_project_for(current_user, project_id)  # before the body is parsed
     refuse_unknown_fields("file")
@@ -61,6 +60,7 @@ def update(project_id: int, file_id: int):
 
 
 @bp.post("/<int:file_id>/sync")
+@upload_per_user  # a copy to OpenAI is an upload too: one file of the same budget
 def sync(project_id: int, file_id: int):
     file = services.retry_sync(user=current_user, project_id=project_id, file_id=file_id)
     return file_json(file)

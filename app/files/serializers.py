@@ -35,6 +35,30 @@ def file_json(file) -> dict:
     }
 
 
+def files_list_json(user, project_id: int) -> dict:
+    """A project's files, newest first, and what the user's files take against the quotas."""
+    files = services.list_files(user=user, project_id=project_id)
+    usage = services.storage_usage(user=user, project_id=project_id)
+    return {"data": [file_json(f) for f in files], "storage": storage_json(usage)}
+
+
+def storage_json(usage) -> dict:
+    limits = usage.quotas
+    return {
+        "project": {
+            "bytes": usage.project.bytes,
+            "files": usage.project.files,
+            "max_bytes": limits.project_bytes,
+            "max_files": limits.project_files,
+        },
+        "user": {
+            "bytes": usage.user.bytes,
+            "files": usage.user.files,
+            "max_bytes": limits.user_bytes,
+        },
+    }
+
+
 def openai_file_json(file) -> dict | None:
     """OpenAI's file object for the copy, as OpenAI answered the upload; None without a copy."""
     if not file.openai_file_id:

@@ -8,13 +8,15 @@ is parsed.
 The bytes are kept by the process's store (``app/storage/``: the local directory or S3), under
 a generated name. Order of an upload, so nothing is half-kept: copy to a local temporary file
 in the store's staging folder (hashed, size-checked) → refuse empty, wrong or duplicate content
-→ read plain text from that file (a PDF is marked ``pending``) → ``put`` it in the store (a
-rename for the local store, an upload for S3) → insert the row. A store that cannot be reached
-is a 503 ``storage_unavailable`` before any row exists; a row that cannot be inserted has its
-object deleted again. After the commit a PDF is queued for the extraction sandbox
-(``extraction.py``), so the request never waits on a parser. The OpenAI mirror runs after the
-row is committed; its failure only marks the row ``failed`` with a reason a person can act on,
-and the upload still succeeds.
+→ refuse a file over a storage quota (``quota.py``) → read plain text from that file (a PDF is
+marked ``pending``) → ``put`` it in the store (a rename for the local store, an upload for S3)
+→ check the quota again under the owner's lock and insert the row. A store that cannot be
+reached is a 503 ``storage_unavailable`` before any row exists; a row that cannot be inserted
+(a quota taken meanwhile by a concurrent upload included) has its object deleted again. After
+the commit a PDF is queued for the extraction sandbox (``extraction.py``), so the request never
+waits on a parser. The OpenAI mirror runs after the row is committed, so a file refused by a
+quota is never copied; its failure only marks the row ``failed`` with a reason a person can act
+on, and the upload still succeeds.
 
 A store's failures become our errors in one place (``_bytes_of``): bytes missing → 404
 ``file_bytes_missing`` ("The stored bytes of X are missing"), logged; store unreachable → 503
@@ -46,7 +48,7 @@ from app.errors import (
     ValidationFailed,
 )
 from app.extensions import db
-from app.files import storage
+from app.files import quota, storage
 from app.files.extract import Extracted, extract, needs_sandbox
 from app.files.extraction import extractor
 from app.models import Project, StoredFile, SyncStatus, TextStatus, User
@@ -88,6 +90,12 @@ def _owned(user: User, project_id: int):
 def list_files(*, user: User, project_id: int) -> list[StoredFile]:
     get_project_for(user, project_id)  # 404 for a project that is not theirs, even if empty
     return list(db.session.scalars(_owned(user, project_id).order_by(StoredFile.id.desc())))
+
+
+def storage_usage(*, user: User, project_id: int) -> quota.StorageUsage:
+    """What the user's files take, in this project and in all of theirs, with the quotas."""
+    get_project_for(user, project_id)
+    return quota.usage(owner_id=user.id, project_id=project_id)
 
 
 def get_file_for(user: User, project_id: int, file_id: int) -> StoredFile:
@@ -166,7 +174,7 @@ def store_upload(project: Project, *, filename: str | None, stream: BinaryIO) ->
         storage.check_extension(name, config["UPLOAD_ALLOWED_EXTENSIONS"])
     except storage.TypeRejected as exc:
         raise _type_error(name, exc) from None
-    project_id = project.id
+    project_id, owner_id = project.id, project.owner_id
     db.session.commit()  # end the read transaction: no connection is held while bytes copy
 
     blobs = store()
@@ -193,7 +201,15 @@ def store_upload(project: Project, *, filename: str | None, stream: BinaryIO) ->
             raise _type_error(name, exc) from None
         existing = _by_hash(project_id, staged.sha256)
         if existing is not None:
-            return Upload(existing, created=False)
+            return Upload(existing, created=False)  # takes no more room
+        # The early quota check, before anything is stored; ``_insert`` checks again, locked.
+        try:
+            quota.check(owner_id=owner_id, project_id=project_id, name=name, size=staged.size)
+        except quota.QuotaExceeded:
+            existing = _by_hash(project_id, staged.sha256)  # the same bytes, just committed?
+            if existing is not None:
+                return Upload(existing, created=False)
+            raise
         # Plain text is read here, from the staged file (bounded, linear); anything that
         # needs a parser is queued for the extraction sandbox once the row is committed.
         text = (
@@ -223,9 +239,10 @@ def store_upload(project: Project, *, filename: str | None, stream: BinaryIO) ->
                 text_pages=text.pages,
                 text=text.text,
                 sync_status=SyncStatus.LOCAL,
-            )
+            ),
+            owner_id=owner_id,
         )
-    except BaseException:
+    except BaseException:  # a quota lost to a concurrent upload, a database error, …
         db.session.rollback()
         _drop_object(project_id, stored_name)
         raise
@@ -261,9 +278,11 @@ def _by_hash(project_id: int, sha256: str) -> StoredFile | None:
     )
 
 
-def _insert(row: StoredFile) -> Upload:
+def _insert(row: StoredFile, *, owner_id: int) -> Upload:
     """Insert with a display name free in the project (``notes (2).txt``); the unique
-    constraints settle races: a duplicate hash returns the existing row."""
+    constraints settle races: a duplicate hash returns the existing row. Each attempt takes the
+    owner's quota lock and checks the quota in the inserting transaction (``quota.reserve``):
+    ``QuotaExceeded`` when a concurrent upload took the room."""
     base = row.name
     taken = set(
         db.session.scalars(select(StoredFile.name).where(StoredFile.project_id == row.project_id))
@@ -273,6 +292,13 @@ def _insert(row: StoredFile) -> Upload:
         if candidate in taken:
             continue
         row.name = candidate
+        try:
+            quota.reserve(owner_id=owner_id, project_id=row.project_id, name=base, size=row.size)
+        except quota.QuotaExceeded:
+            existing = _by_hash(row.project_id, row.sha256)  # the same bytes, just committed?
+            if existing is not None:
+                return Upload(existing, created=False)
+            raise
         db.session.add(row)
         try:
             db.session.commit()
