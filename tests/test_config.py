@@ -219,3 +219,22 @@ def test_production_takes_a_strong_jwt_secret_or_none(tmp_path):
 
 def test_development_takes_any_jwt_secret(tmp_path):
     assert load_config(tmp_path, env={"JWT_SECRET": "dev"})["JWT_SECRET"] == "dev"
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("EXTRACT_WORKERS", "0", "EXTRACT_WORKERS must be 1 or more"),
+        ("EXTRACT_PER_USER", "0", "EXTRACT_PER_USER must be 1 or more"),
+        ("EXTRACT_NICE", "20", "EXTRACT_NICE must be between 0 and 19"),
+        ("EXTRACT_NICE", "-1", "EXTRACT_NICE must be between 0 and 19"),
+    ],
+)
+def test_extraction_shares_out_of_range_stop_the_app(tmp_path, key, value, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(tmp_path, env={"SECRET_KEY": "x" * 40, key: value})
+
+
+def test_extraction_defaults_leave_a_worker_for_a_second_user(tmp_path):
+    cfg = load_config(tmp_path, env={"SECRET_KEY": "x" * 40})
+    assert (cfg["EXTRACT_WORKERS"], cfg["EXTRACT_PER_USER"], cfg["EXTRACT_NICE"]) == (2, 1, 10)

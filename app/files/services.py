@@ -166,7 +166,7 @@ def store_upload(project: Project, *, filename: str | None, stream: BinaryIO) ->
         storage.check_extension(name, config["UPLOAD_ALLOWED_EXTENSIONS"])
     except storage.TypeRejected as exc:
         raise _type_error(name, exc) from None
-    project_id = project.id
+    project_id, owner_id = project.id, project.owner_id
     db.session.commit()  # end the read transaction: no connection is held while bytes copy
 
     blobs = store()
@@ -234,7 +234,7 @@ def store_upload(project: Project, *, filename: str | None, stream: BinaryIO) ->
         return result
     log.info("file stored: project=%s file=%s size=%s", project_id, result.file.id, staged.size)
     if result.file.text_status == TextStatus.PENDING:
-        extractor().submit(result.file.id)
+        extractor().submit(result.file.id, owner_id)
     if llm.openai_files().configured:
         sync_file(result.file)
     return result
