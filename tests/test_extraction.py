@@ -301,6 +301,53 @@ def test_one_user_runs_one_child_at_a_time_at_the_lower_priority(app, client, ow
     assert len(nice) == 2 and set(nice.values()) == {os.nice(0) + 15}
 
 
+def test_through_gunicorn_one_users_heavy_pdfs_leave_another_users_pdf_alone(tmp_path):
+    """The attack of issue 26 on a running server (gevent worker, default EXTRACT_* shares):
+    one account uploads heavy PDFs, another a one-page PDF, which is extracted while the first
+    account's second and third are still pending; the heavy ones all run to their end."""
+    env = server_env(
+        f"sqlite:///{tmp_path / 'server.db'}",
+        free_port(),
+        UPLOAD_DIR=str(tmp_path / "uploads"),
+        EXTRACT_CPU_SECONDS="2",
+    )
+    migrate(env)
+    with gunicorn(env, tmp_path) as server:
+        clients = []
+        for email in ("ada@example.com", "bea@example.com"):
+            token = register(server.base, email)
+            project = new_project(server.base, token)
+            auth = {"Authorization": f"Bearer {token}"}
+            client = httpx.Client(base_url=server.base, headers=auth, timeout=10, trust_env=False)
+            clients.append((client, f"/api/projects/{project}/files"))
+        (ada, ada_files), (bea, bea_files) = clients
+
+        def status(client, url) -> str:
+            return client.get(url).json()["text"]["status"]
+
+        with ada, bea:
+            heavy = []
+            for i in range(3):
+                r = ada.post(ada_files, files={"file": (f"h{i}.pdf", bomb_pdf(pages=20 + i))})
+                assert r.status_code == 201, r.text
+                heavy.append(f"{ada_files}/{r.json()['id']}")
+            r = bea.post(bea_files, files={"file": ("one.pdf", text_pdf("hello from bea"))})
+            assert r.status_code == 201, r.text
+            small = f"{bea_files}/{r.json()['id']}"
+
+            deadline = time.monotonic() + 30
+            while status(bea, small) == "pending" and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert status(bea, small) == "ok"
+            assert [status(ada, url) for url in heavy[1:]] == ["pending", "pending"]
+
+            deadline = time.monotonic() + 60
+            while "pending" in (done := [status(ada, url) for url in heavy]):
+                assert time.monotonic() < deadline, done
+                time.sleep(0.2)
+            assert done == ["too_complex"] * 3
+
+
 # The order itself, on plain values (app/files/fairqueue.py).
 
 
