@@ -203,8 +203,8 @@ def _claims(app, file_ids) -> list[tuple[str, bool]]:
 @pytest.mark.parametrize(
     "config_overrides",
     [
-        {"EXTRACT_WORKERS": 1, "EXTRACT_PER_USER": 1, "EXTRACT_CPU_SECONDS": 2},
-        {"EXTRACT_WORKERS": 2, "EXTRACT_PER_USER": 1, "EXTRACT_CPU_SECONDS": 2},
+        {"EXTRACT_WORKERS": 1, "EXTRACT_PER_USER": 1, "EXTRACT_CPU_SECONDS": 1},
+        {"EXTRACT_WORKERS": 2, "EXTRACT_PER_USER": 1, "EXTRACT_CPU_SECONDS": 1},
     ],
     ids=["one-worker", "two-workers"],
 )
@@ -309,7 +309,7 @@ def test_through_gunicorn_one_users_heavy_pdfs_leave_another_users_pdf_alone(tmp
         f"sqlite:///{tmp_path / 'server.db'}",
         free_port(),
         UPLOAD_DIR=str(tmp_path / "uploads"),
-        EXTRACT_CPU_SECONDS="2",
+        EXTRACT_CPU_SECONDS="1",
     )
     migrate(env)
     with gunicorn(env, tmp_path) as server:

@@ -262,22 +262,33 @@ class Extractor:
 
     def _work(self) -> None:
         job = None
-        while True:
+        try:
+            while True:
+                with self._cond:
+                    if job is not None:
+                        self._finish(job)
+                        job = None
+                    job = self._next_job()
+                    if job is None:  # ends under the lock: a later _put sees its slot free
+                        self._threads -= 1
+                        return
+                    self._busy += 1
+                try:
+                    with self.app.app_context():
+                        extract_file(job[1], Limits.from_config(self.app.config))
+                except Exception:
+                    log.exception("extraction of file %s failed; the sweep will retry it", job[1])
+        except BaseException:  # killed (GreenletExit at shutdown): give the slot back
             with self._cond:
                 if job is not None:
-                    self._jobs.done(*job)
-                    self._busy -= 1
-                    self._cond.notify_all()  # its owner's next file may run now
-                job = self._next_job()
-                if job is None:
-                    self._threads -= 1
-                    return
-                self._busy += 1
-            try:
-                with self.app.app_context():
-                    extract_file(job[1], Limits.from_config(self.app.config))
-            except Exception:
-                log.exception("extraction of file %s failed; the sweep will retry it", job[1])
+                    self._finish(job)
+                self._threads -= 1
+            raise
+
+    def _finish(self, job: tuple[int, int]) -> None:
+        self._jobs.done(*job)
+        self._busy -= 1
+        self._cond.notify_all()  # its owner's next file may run now
 
     def _next_job(self) -> tuple[int, int] | None:
         """The next job this thread may take, waiting up to ``IDLE_SECONDS`` for one (with the
