@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from app.extensions import db
 from app.files.extraction import SWEEP_BATCH, Limits, extract_file
@@ -264,6 +264,21 @@ def test_the_sweep_serves_every_user_not_only_the_oldest_files(app, client, owne
     app.extensions["maintenance"].run_now()  # one sweep
     body = wait_extracted(client, bea.headers, bea_project, small, timeout=10)
     assert body["text"]["status"] == "ok"
+    # The batch was Bea's file and SWEEP_BATCH - 1 of Ada's: those end as failed, 6 stay pending.
+    ada_left = SWEEP_BATCH + 5 - (SWEEP_BATCH - 1)
+    deadline = time.monotonic() + 30
+    while _pending(app) > ada_left and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _pending(app) == ada_left
+
+
+def _pending(app) -> int:
+    with app.app_context():
+        count = db.session.scalar(
+            select(func.count()).select_from(StoredFile).where(StoredFile.text_status == "pending")
+        )
+        db.session.commit()
+    return count
 
 
 def _sandboxes() -> dict[int, int]:
