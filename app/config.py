@@ -448,8 +448,12 @@ def load_config(
         "OPENAI_FILE_PURPOSE": _str(env, "OPENAI_FILE_PURPOSE", "assistants"),
         "CHAT_FILES_MAX_CHARS": _int(env, "CHAT_FILES_MAX_CHARS", 24_000),
         # PDF text is extracted after the upload returns, in a child process with these limits
-        # (app/files/extraction.py); EXTRACT_WORKERS children at most per web process.
-        "EXTRACT_WORKERS": _int(env, "EXTRACT_WORKERS", 1),
+        # (app/files/extraction.py); EXTRACT_WORKERS children at most per web process, each at
+        # EXTRACT_NICE (added to the web process's niceness, 0-19); users are served in turn and
+        # one user runs at most EXTRACT_PER_USER of them, so keep it below EXTRACT_WORKERS.
+        "EXTRACT_WORKERS": _int(env, "EXTRACT_WORKERS", 2),
+        "EXTRACT_PER_USER": _int(env, "EXTRACT_PER_USER", 1),
+        "EXTRACT_NICE": _int(env, "EXTRACT_NICE", 10),
         "EXTRACT_CPU_SECONDS": _int(env, "EXTRACT_CPU_SECONDS", 30),
         "EXTRACT_MEMORY_MB": _int(env, "EXTRACT_MEMORY_MB", 512),
         "EXTRACT_WALL_SECONDS": _float(env, "EXTRACT_WALL_SECONDS", 90.0),
@@ -485,9 +489,13 @@ def load_config(
         "STORAGE_QUOTA_PROJECT_MB",
         "STORAGE_QUOTA_PROJECT_FILES",
         "UPLOAD_MAX_FILES_PER_REQUEST",
+        "EXTRACT_WORKERS",
+        "EXTRACT_PER_USER",
     ):
         if cfg[key] < 1:
             raise ConfigError(f"{key} must be 1 or more, got {cfg[key]}")
+    if not 0 <= cfg["EXTRACT_NICE"] <= 19:
+        raise ConfigError("EXTRACT_NICE must be between 0 and 19 (added to the web process's)")
     # One upload request may carry MAX_UPLOAD_MB of file plus the multipart framing. Only upload
     # views get this cap; other bodies get MAX_JSON_KB or MAX_FORM_KB (app/edge.py).
     cfg.setdefault("MAX_CONTENT_LENGTH", cfg["MAX_UPLOAD_MB"] * 1024 * 1024 + 64 * 1024)

@@ -272,3 +272,22 @@ def test_production_accepts_every_real_random_secret(tmp_path, make):
         secret, jwt_secret = make(), make()
         env = {"APP_ENV": "production", "SECRET_KEY": secret, "JWT_SECRET": jwt_secret}
         assert load_config(tmp_path, env=env)["SECRET_KEY"] == secret
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("EXTRACT_WORKERS", "0", "EXTRACT_WORKERS must be 1 or more"),
+        ("EXTRACT_PER_USER", "0", "EXTRACT_PER_USER must be 1 or more"),
+        ("EXTRACT_NICE", "20", "EXTRACT_NICE must be between 0 and 19"),
+        ("EXTRACT_NICE", "-1", "EXTRACT_NICE must be between 0 and 19"),
+    ],
+)
+def test_extraction_shares_out_of_range_stop_the_app(tmp_path, key, value, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(tmp_path, env={"SECRET_KEY": "x" * 40, key: value})
+
+
+def test_extraction_defaults_leave_a_worker_for_a_second_user(tmp_path):
+    cfg = load_config(tmp_path, env={"SECRET_KEY": "x" * 40})
+    assert (cfg["EXTRACT_WORKERS"], cfg["EXTRACT_PER_USER"], cfg["EXTRACT_NICE"]) == (2, 1, 10)

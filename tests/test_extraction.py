@@ -5,18 +5,21 @@ while the worker keeps answering."""
 
 from __future__ import annotations
 
+import os
 import time
 from datetime import timedelta
+from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 
 from app.extensions import db
-from app.files.extraction import Limits, extract_file
+from app.files.extraction import SWEEP_BATCH, Limits, extract_file
+from app.files.fairqueue import FairQueue
 from app.models import StoredFile
 from app.models.base import utcnow
-from tests.factories import make_project, wait_extracted
+from tests.factories import make_project, make_user, wait_extracted
 from tests.fake_provider import Scenario
 from tests.filehelp import files_page, upload
 from tests.pdfs import bomb_pdf, text_pdf
@@ -181,3 +184,225 @@ def test_a_worker_keeps_answering_while_ten_bombs_are_extracted(fake, tmp_path):
                 data = c.get(f"/api/projects/{project}/files").json()["data"]
                 statuses = [f["text"]["status"] for f in data]
             assert statuses == ["too_complex"] * 10
+
+
+# --- fair share between users (issue 26, finding 2) -------------------------------------------
+
+
+def _claims(app, file_ids) -> list[tuple[str, bool]]:
+    """Each file's (status, ever started): started = claimed by a run, or already finished."""
+    with app.app_context():
+        rows = {
+            f.id: (f.text_status, f.text_status != "pending" or f.text_claimed_at is not None)
+            for f in db.session.scalars(select(StoredFile).where(StoredFile.id.in_(file_ids)))
+        }
+        db.session.commit()
+    return [rows[i] for i in file_ids]
+
+
+@pytest.mark.parametrize(
+    "config_overrides",
+    [
+        {"EXTRACT_WORKERS": 1, "EXTRACT_PER_USER": 1, "EXTRACT_CPU_SECONDS": 1},
+        {"EXTRACT_WORKERS": 2, "EXTRACT_PER_USER": 1, "EXTRACT_CPU_SECONDS": 1},
+    ],
+    ids=["one-worker", "two-workers"],
+)
+def test_another_users_small_pdf_is_not_queued_behind_one_users_heavy_ones(
+    app, client, owner, project_id
+):
+    """Before: one first-come queue per process, so four PDFs that each burn the CPU limit kept
+    another user's one-page PDF waiting 173 s. Now users are served in turn and one user holds
+    at most EXTRACT_PER_USER workers. One worker: Bea's file runs right after Ada's first (then
+    Ada's second starts); two workers: the second one is Bea's at once. Either way, when Bea's
+    file is done Ada's second has not finished and her third has not started."""
+    heavy = [
+        pending_upload(client, owner, project_id, f"heavy{i}.pdf", bomb_pdf(pages=20 + i))
+        for i in range(3)
+    ]
+    bea = make_user(app, email="bea@example.com")
+    bea_project = make_project(app, bea, name="Bea's docs")
+    small = pending_upload(client, bea, bea_project, "one-page.pdf", text_pdf("hello from bea"))
+
+    body = wait_extracted(client, bea.headers, bea_project, small, timeout=30)
+    assert body["text"]["status"] == "ok" and body["text"]["chars"] == len("hello from bea")
+    first, second, third = _claims(app, heavy)
+    assert first[1], "Ada's first file started before Bea's upload"
+    assert second[0] == "pending", "Ada's second file ran before Bea's"
+    assert third == ("pending", False), "Ada's third file waits for its turn"
+
+    for file_id in heavy:  # Ada's files still run, one after another
+        body = wait_extracted(client, owner.headers, project_id, file_id, timeout=60)
+        assert body["text"]["status"] == "too_complex"
+
+
+def test_the_sweep_serves_every_user_not_only_the_oldest_files(app, client, owner, project_id):
+    """Before: the sweep queued the oldest SWEEP_BATCH pending files, so one user with that many
+    stale files kept every other user's out of each sweep. Now each owner's oldest come first."""
+    long_ago = utcnow() - timedelta(hours=1)
+    with app.app_context():
+        for i in range(SWEEP_BATCH + 5):  # rows whose bytes are gone: each run ends as failed
+            db.session.add(
+                StoredFile(
+                    project_id=project_id,
+                    name=f"lost{i}.pdf",
+                    stored_name=f"{i:032x}",
+                    size=10,
+                    content_type="application/pdf",
+                    sha256=f"{i:064x}",
+                    text_status="pending",
+                    created_at=long_ago,
+                )
+            )
+        db.session.commit()
+    bea = make_user(app, email="bea@example.com")
+    bea_project = make_project(app, bea, name="Bea's docs")
+    small = pending_upload(client, bea, bea_project, "one-page.pdf", text_pdf("hello from bea"))
+    wait_extracted(client, bea.headers, bea_project, small)
+    _set(app, small, text_status="pending", created_at=long_ago, text_claimed_at=None)
+
+    app.extensions["maintenance"].run_now()  # one sweep
+    body = wait_extracted(client, bea.headers, bea_project, small, timeout=10)
+    assert body["text"]["status"] == "ok"
+    # The batch was Bea's file and SWEEP_BATCH - 1 of Ada's: those end as failed, 6 stay pending.
+    ada_left = SWEEP_BATCH + 5 - (SWEEP_BATCH - 1)
+    deadline = time.monotonic() + 30
+    while _pending(app) > ada_left and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _pending(app) == ada_left
+
+
+def _pending(app) -> int:
+    with app.app_context():
+        count = db.session.scalar(
+            select(func.count()).select_from(StoredFile).where(StoredFile.text_status == "pending")
+        )
+        db.session.commit()
+    return count
+
+
+def _sandboxes() -> dict[int, int]:
+    """pid -> niceness of each extraction child of this process running now (from /proc)."""
+    found = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except OSError:  # it ended meanwhile
+            continue
+        if int(fields[1]) == os.getpid() and b"sandbox.py" in cmdline:
+            found[int(stat.parent.name)] = int(fields[16])  # field 19: the 17th after the name
+    return found
+
+
+@pytest.mark.parametrize(
+    "config_overrides",
+    [{"EXTRACT_WORKERS": 2, "EXTRACT_PER_USER": 1, "EXTRACT_CPU_SECONDS": 1, "EXTRACT_NICE": 15}],
+)
+def test_one_user_runs_one_child_at_a_time_at_the_lower_priority(app, client, owner, project_id):
+    """The bounded share: EXTRACT_PER_USER children of one user at once (here 1 of the 2
+    workers), each at EXTRACT_NICE above the web process."""
+    heavy = [
+        pending_upload(client, owner, project_id, f"heavy{i}.pdf", bomb_pdf(pages=20 + i))
+        for i in range(2)
+    ]
+    at_once, nice = 0, {}
+    while "pending" in (status for status, _ in _claims(app, heavy)):
+        children = _sandboxes()
+        at_once = max(at_once, len(children))
+        nice.update(children)  # the last seen: a child lowers itself once it has started
+        time.sleep(0.02)
+    assert at_once == 1
+    assert len(nice) == 2 and set(nice.values()) == {os.nice(0) + 15}
+
+
+def test_through_gunicorn_one_users_heavy_pdfs_leave_another_users_pdf_alone(tmp_path):
+    """The attack of issue 26 on a running server (gevent worker, default EXTRACT_* shares):
+    one account uploads heavy PDFs, another a one-page PDF, which is extracted while the first
+    account's second and third are still pending; the heavy ones all run to their end."""
+    env = server_env(
+        f"sqlite:///{tmp_path / 'server.db'}",
+        free_port(),
+        UPLOAD_DIR=str(tmp_path / "uploads"),
+        EXTRACT_CPU_SECONDS="1",
+    )
+    migrate(env)
+    with gunicorn(env, tmp_path) as server:
+        clients = []
+        for email in ("ada@example.com", "bea@example.com"):
+            token = register(server.base, email)
+            project = new_project(server.base, token)
+            auth = {"Authorization": f"Bearer {token}"}
+            client = httpx.Client(base_url=server.base, headers=auth, timeout=10, trust_env=False)
+            clients.append((client, f"/api/projects/{project}/files"))
+        (ada, ada_files), (bea, bea_files) = clients
+
+        def status(client, url) -> str:
+            return client.get(url).json()["text"]["status"]
+
+        with ada, bea:
+            heavy = []
+            for i in range(3):
+                r = ada.post(ada_files, files={"file": (f"h{i}.pdf", bomb_pdf(pages=20 + i))})
+                assert r.status_code == 201, r.text
+                heavy.append(f"{ada_files}/{r.json()['id']}")
+            r = bea.post(bea_files, files={"file": ("one.pdf", text_pdf("hello from bea"))})
+            assert r.status_code == 201, r.text
+            small = f"{bea_files}/{r.json()['id']}"
+
+            deadline = time.monotonic() + 30
+            while status(bea, small) == "pending" and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert status(bea, small) == "ok"
+            assert [status(ada, url) for url in heavy[1:]] == ["pending", "pending"]
+
+            deadline = time.monotonic() + 60
+            while "pending" in (done := [status(ada, url) for url in heavy]):
+                assert time.monotonic() < deadline, done
+                time.sleep(0.2)
+            assert done == ["too_complex"] * 3
+
+
+# The order itself, on plain values (app/files/fairqueue.py).
+
+
+def _drain(jobs: FairQueue) -> list[tuple[int, int]]:
+    """Take and finish one job at a time (one worker), in the order served."""
+    order = []
+    while (job := jobs.take()) is not None:
+        order.append(job)
+        jobs.done(*job)
+    return order
+
+
+def test_owners_are_served_in_turn_and_a_newcomer_runs_next():
+    jobs = FairQueue(per_owner=1)
+    for item in (1, 2, 3):
+        jobs.put(owner=10, item=item)
+    assert jobs.take() == (10, 1)  # running when the others arrive
+    jobs.put(owner=20, item=4)
+    jobs.put(owner=30, item=5)
+    jobs.put(owner=20, item=6)
+    jobs.done(10, 1)
+    assert _drain(jobs) == [(20, 4), (30, 5), (10, 2), (20, 6), (10, 3)]
+
+
+def test_an_owner_runs_at_most_their_share_and_keeps_their_place():
+    jobs = FairQueue(per_owner=2)
+    for item in (1, 2, 3):
+        jobs.put(owner=10, item=item)
+    assert [jobs.take(), jobs.take()] == [(10, 1), (10, 2)]
+    assert jobs.take() is None and jobs.ready() == 0 and len(jobs) == 1  # at the cap
+    jobs.put(owner=20, item=4)
+    assert jobs.ready() == 1 and jobs.take() == (20, 4)
+    jobs.done(10, 1)
+    assert jobs.take() == (10, 3)
+
+
+def test_a_file_waiting_or_running_is_not_queued_twice():
+    jobs = FairQueue(per_owner=1)
+    assert jobs.put(owner=10, item=1) and not jobs.put(owner=10, item=1)
+    assert jobs.take() == (10, 1)
+    assert not jobs.put(owner=10, item=1)  # running: the sweep found it before its claim
+    jobs.done(10, 1)
+    assert jobs.put(owner=10, item=1)  # done and pending again (a lost lease): runs again

@@ -1,4 +1,5 @@
-"""Text extraction off the request path: a per-process queue feeding the extraction sandbox.
+"""Text extraction off the request path: a per-process queue, fair across users, feeding the
+extraction sandbox.
 
 An upload whose type needs a parser (PDF) is stored with ``text_status = pending`` and its id
 handed to ``submit``; the upload request returns at once. A worker thread (a greenlet under
@@ -15,10 +16,17 @@ gunicorn's gevent worker) takes ids from the queue and, for each one:
 3. writes the outcome with ``UPDATE … WHERE id = ? AND text_status = 'pending'``, so a run that
    comes twice (a retry after a lost lease) changes nothing the second time.
 
+**Fair share.** Files wait per owner (the project's ``owner_id``) in a ``FairQueue``: owners are
+served in turn and one owner runs at most ``EXTRACT_PER_USER`` files at once, so a user who
+uploads many slow PDFs delays their own files, not everyone's. ``EXTRACT_WORKERS`` children at
+most run per process, each at ``EXTRACT_NICE`` (``sandbox.py``): together the bounded share of
+the CPU that extraction may take (ARCHITECTURE.md, "File text extraction").
+
 A file left ``pending`` by a process that died is found by the **sweep**, a chore of
 ``app/maintenance.py`` (every ``MAINTENANCE_SECONDS``): it queues pending files whose lease is
-over or that were never claimed. Threads start on demand (``EXTRACT_WORKERS`` at most per
-process) and end when idle, so an idle process runs none.
+over or that were never claimed, each owner's oldest first, into the same fair queue. Threads
+start on demand (``EXTRACT_WORKERS`` at most per process) and end when idle, so an idle process
+runs none.
 
 States (ARCHITECTURE.md, "File text extraction"): pending → ok | empty | failed | too_complex.
 """
@@ -27,7 +35,6 @@ from __future__ import annotations
 
 import json
 import logging
-import queue
 import subprocess
 import sys
 import threading
@@ -37,12 +44,13 @@ from datetime import timedelta
 from pathlib import Path
 
 from flask import Flask, current_app
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
 
 from app import maintenance
 from app.extensions import db
 from app.files.extract import MAX_TEXT_CHARS, Extracted
-from app.models import StoredFile, TextStatus
+from app.files.fairqueue import FairQueue
+from app.models import Project, StoredFile, TextStatus
 from app.models.base import utcnow
 from app.storage.base import ObjectMissing
 
@@ -51,7 +59,6 @@ log = logging.getLogger(__name__)
 SANDBOX = Path(__file__).with_name("sandbox.py")
 IDLE_SECONDS = 5.0  # a worker thread with nothing to do for this long ends
 SWEEP_BATCH = 50
-_SWEEP = object()
 
 
 @dataclass(frozen=True)
@@ -60,6 +67,7 @@ class Limits:
     memory_mb: int
     wall_seconds: float
     max_pages: int
+    nice: int = 10
     max_chars: int = MAX_TEXT_CHARS
 
     @classmethod
@@ -69,6 +77,7 @@ class Limits:
             memory_mb=config["EXTRACT_MEMORY_MB"],
             wall_seconds=config["EXTRACT_WALL_SECONDS"],
             max_pages=config["EXTRACT_MAX_PAGES"],
+            nice=config["EXTRACT_NICE"],
         )
 
     @property
@@ -88,6 +97,7 @@ def run_sandbox(path: Path, limits: Limits) -> Extracted:
         "memory_mb": limits.memory_mb,
         "max_pages": limits.max_pages,
         "max_chars": limits.max_chars,
+        "nice": limits.nice,
     }
     too_complex = f"Too complex to extract within the limits ({limits.cpu_seconds} s of CPU, "
     too_complex += f"{limits.memory_mb} MB, {limits.wall_seconds:g} s)."
@@ -180,83 +190,116 @@ def extract_file(file_id: int, limits: Limits) -> bool:
     return True
 
 
-def stale_pending(limits: Limits, *, grace: timedelta) -> list[int]:
-    """Pending files nobody is running: never claimed for ``grace`` (their process died before
-    its queue reached them), or claimed longer ago than the lease."""
+def stale_pending(limits: Limits, *, grace: timedelta) -> list[tuple[int, int]]:
+    """``(owner_id, file_id)`` of pending files nobody is running: never claimed for ``grace``
+    (their process died before its queue reached them), or claimed longer ago than the lease.
+    At most ``SWEEP_BATCH``, taken in rounds (every owner's oldest, then every owner's second,
+    …), so one owner's backlog never keeps another owner's files out of a sweep."""
     now = utcnow()
-    ids = list(
-        db.session.scalars(
-            select(StoredFile.id)
-            .where(
-                StoredFile.text_status == TextStatus.PENDING,
-                or_(
-                    (StoredFile.text_claimed_at.is_(None)) & (StoredFile.created_at < now - grace),
-                    StoredFile.text_claimed_at < now - limits.lease,
-                ),
-            )
-            .order_by(StoredFile.id)
-            .limit(SWEEP_BATCH)
+    stale = (
+        select(
+            StoredFile.id,
+            Project.owner_id,
+            func.row_number()
+            .over(partition_by=Project.owner_id, order_by=StoredFile.id)
+            .label("round"),
         )
+        .join(Project, Project.id == StoredFile.project_id)
+        .where(
+            StoredFile.text_status == TextStatus.PENDING,
+            or_(
+                (StoredFile.text_claimed_at.is_(None)) & (StoredFile.created_at < now - grace),
+                StoredFile.text_claimed_at < now - limits.lease,
+            ),
+        )
+        .subquery()
     )
+    rows = db.session.execute(
+        select(stale.c.owner_id, stale.c.id)
+        .order_by(stale.c["round"], stale.c.id)
+        .limit(SWEEP_BATCH)
+    ).all()
     db.session.commit()
-    return ids
+    return [(owner_id, file_id) for owner_id, file_id in rows]
 
 
 # --- the per-process queue -------------------------------------------------------------------
 
 
 class Extractor:
-    """One per app (``app.extensions["extractor"]``): a queue of file ids and up to
-    ``EXTRACT_WORKERS`` threads that run them, started on demand and ended when idle."""
+    """One per app (``app.extensions["extractor"]``): a ``FairQueue`` of file ids by owner and
+    up to ``EXTRACT_WORKERS`` threads that run them, started on demand and ended when idle."""
 
     def __init__(self, app: Flask) -> None:
         self.app = app
         self.workers = max(1, int(app.config["EXTRACT_WORKERS"]))
         self.sweep_every = float(app.config["MAINTENANCE_SECONDS"])
-        self._queue: queue.Queue = queue.Queue()
-        self._lock = threading.Lock()
-        self._running = 0
+        self._jobs = FairQueue(per_owner=int(app.config["EXTRACT_PER_USER"]))
+        self._cond = threading.Condition()
+        self._threads = 0  # started and not ended
+        self._busy = 0  # of those, running a job (the others are starting or waiting for one)
 
-    def submit(self, file_id: int) -> None:
-        self._queue.put(file_id)
-        self._ensure_worker()
+    def submit(self, file_id: int, owner_id: int) -> None:
+        self._put([(owner_id, file_id)])
 
     def sweep(self) -> None:
         """Queue the pending files nobody is running (see ``stale_pending``)."""
-        self._queue.put(_SWEEP)
-        self._ensure_worker()
+        limits = Limits.from_config(self.app.config)
+        grace = timedelta(seconds=self.sweep_every or limits.wall_seconds)
+        self._put(stale_pending(limits, grace=grace))
 
-    def _ensure_worker(self) -> None:
-        with self._lock:
-            if self._running >= self.workers:
+    def _put(self, jobs: list[tuple[int, int]]) -> None:
+        with self._cond:
+            if not sum(self._jobs.put(owner, file_id) for owner, file_id in jobs):
                 return
-            self._running += 1
-        threading.Thread(target=self._work, name="extractor", daemon=True).start()
+            self._cond.notify_all()
+            # Threads without a job take what they may; start more only for the rest.
+            idle = self._threads - self._busy
+            start = min(self.workers - self._threads, self._jobs.ready() - idle)
+            self._threads += max(0, start)
+        for _ in range(start):
+            threading.Thread(target=self._work, name="extractor", daemon=True).start()
 
     def _work(self) -> None:
-        while True:
-            try:
-                item = self._queue.get(timeout=IDLE_SECONDS)
-            except queue.Empty:
-                with self._lock:
-                    if self._queue.empty():  # a submit after this sees room and starts one
-                        self._running -= 1
+        job = None
+        try:
+            while True:
+                with self._cond:
+                    if job is not None:
+                        self._finish(job)
+                        job = None
+                    job = self._next_job()
+                    if job is None:  # ends under the lock: a later _put sees its slot free
+                        self._threads -= 1
                         return
-                continue
-            try:
-                with self.app.app_context():
-                    self._run(item)
-            except Exception:
-                log.exception("extraction job %r failed; the sweep will retry it", item)
+                    self._busy += 1
+                try:
+                    with self.app.app_context():
+                        extract_file(job[1], Limits.from_config(self.app.config))
+                except Exception:
+                    log.exception("extraction of file %s failed; the sweep will retry it", job[1])
+        except BaseException:  # killed (GreenletExit at shutdown): give the slot back
+            with self._cond:
+                if job is not None:
+                    self._finish(job)
+                self._threads -= 1
+            raise
 
-    def _run(self, item) -> None:
-        limits = Limits.from_config(self.app.config)
-        if item is _SWEEP:
-            grace = timedelta(seconds=self.sweep_every or limits.wall_seconds)
-            for file_id in stale_pending(limits, grace=grace):
-                self._queue.put(file_id)
-            return
-        extract_file(item, limits)
+    def _finish(self, job: tuple[int, int]) -> None:
+        self._jobs.done(*job)
+        self._busy -= 1
+        self._cond.notify_all()  # its owner's next file may run now
+
+    def _next_job(self) -> tuple[int, int] | None:
+        """The next job this thread may take, waiting up to ``IDLE_SECONDS`` for one (with the
+        lock held, released while waiting)."""
+        deadline = time.monotonic() + IDLE_SECONDS
+        while (job := self._jobs.take()) is None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            self._cond.wait(remaining)
+        return job
 
 
 def extractor() -> Extractor:

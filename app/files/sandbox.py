@@ -7,12 +7,13 @@ library and pypdf only, never the app. Before touching the file it lowers its ow
 - ``RLIMIT_CPU``: CPU seconds; past the soft limit the kernel sends SIGXCPU, which ends it.
 - ``RLIMIT_AS``: address space; a parser that inflates a stream past it gets ``MemoryError``.
 - ``RLIMIT_FSIZE`` 0 and ``RLIMIT_NOFILE``: it writes no file and opens few.
-- ``nice``: the web workers win the CPU while it runs.
+- ``nice``: ``EXTRACT_NICE`` (10) added to the web process's niceness, so the web workers win
+  the CPU while it runs (ARCHITECTURE.md, "File text extraction": the bounded share).
 
 The parent adds the wall-clock limit (it kills the process). Input: one JSON object as the only
-argument (``path``, ``cpu_seconds``, ``memory_mb``, ``max_pages``, ``max_chars``). Output: one
-JSON object on stdout: ``status`` (``ok | empty | failed | too_complex``), ``text``, ``pages``,
-``note``. Exit code 0 whenever it wrote that object.
+argument (``path``, ``cpu_seconds``, ``memory_mb``, ``max_pages``, ``max_chars``, ``nice``).
+Output: one JSON object on stdout: ``status`` (``ok | empty | failed | too_complex``),
+``text``, ``pages``, ``note``. Exit code 0 whenever it wrote that object.
 """
 
 from __future__ import annotations
@@ -23,13 +24,13 @@ import resource
 import sys
 
 
-def limit_self(cpu_seconds: int, memory_mb: int) -> None:
+def limit_self(cpu_seconds: int, memory_mb: int, nice: int) -> None:
+    os.nice(nice)  # first: only the interpreter's start ran at the web worker's priority
     resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 1))
     memory = memory_mb * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
     resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
     resource.setrlimit(resource.RLIMIT_NOFILE, (32, 32))
-    os.nice(10)
 
 
 def extract_pdf(path: str, max_pages: int, max_chars: int) -> dict:
@@ -73,7 +74,7 @@ def extract_pdf(path: str, max_pages: int, max_chars: int) -> dict:
 
 def main(argv: list[str]) -> int:
     job = json.loads(argv[1])
-    limit_self(int(job["cpu_seconds"]), int(job["memory_mb"]))
+    limit_self(int(job["cpu_seconds"]), int(job["memory_mb"]), int(job["nice"]))
     try:
         result = extract_pdf(job["path"], int(job["max_pages"]), int(job["max_chars"]))
     except MemoryError:

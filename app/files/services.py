@@ -251,7 +251,7 @@ def store_upload(project: Project, *, filename: str | None, stream: BinaryIO) ->
         return result
     log.info("file stored: project=%s file=%s size=%s", project_id, result.file.id, staged.size)
     if result.file.text_status == TextStatus.PENDING:
-        extractor().submit(result.file.id)
+        extractor().submit(result.file.id, owner_id)
     if llm.openai_files().configured:
         sync_file(result.file)
     return result
