@@ -38,11 +38,13 @@ class AppError(Exception):
         fields: dict[str, str] | None = None,
         code: str | None = None,
         headers: dict[str, str] | None = None,
+        details: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(message or self.message)
         self.message = message or self.message
         self.fields = fields
         self.headers = headers or {}
+        self.details = details  # more members of the JSON error object (``budget``)
         if code:
             self.code = code
 
@@ -91,6 +93,13 @@ class StorageUnavailable(AppError):
         super().__init__(message, **kwargs)
 
 
+class BudgetExceeded(AppError):
+    """The user's model spending for the day or month reached its cap (``app/usage.py``);
+    nothing was stored or sent. 429 with ``Retry-After`` until the period resets."""
+
+    status, code, message = 429, "budget_exceeded", "Your model budget is used up."
+
+
 class ProviderFailed(AppError):
     """Every language model provider failed a non-streamed turn (502). ``code`` says how:
     ``provider_unavailable`` (the default), ``provider_rejected``, ``content_policy``. Not to be
@@ -103,16 +112,19 @@ def wants_json() -> bool:
     return request.path == "/api" or request.path.startswith("/api/")
 
 
-def error_body(code: str, message: str, fields: dict[str, str] | None = None) -> dict[str, Any]:
+def error_body(
+    code: str, message: str, fields: dict[str, str] | None = None, details=None
+) -> dict[str, Any]:
     err: dict[str, Any] = {"code": code, "message": message}
     if fields:
         err["fields"] = fields
+    err.update(details or {})
     return {"error": err}
 
 
-def _respond(status: int, code: str, message: str, fields=None, headers=None) -> Response:
+def _respond(status: int, code: str, message: str, fields=None, headers=None, details=None):
     if wants_json():
-        resp = jsonify(error_body(code, message, fields))
+        resp = jsonify(error_body(code, message, fields, details))
     else:
         html = render_template("errors/error.html", status=status, message=message)
         resp = Response(html, mimetype="text/html")
@@ -139,7 +151,7 @@ _HTTP_CODES = {
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(AppError)
     def handle_app_error(exc: AppError):
-        return _respond(exc.status, exc.code, exc.message, exc.fields, exc.headers)
+        return _respond(exc.status, exc.code, exc.message, exc.fields, exc.headers, exc.details)
 
     @app.errorhandler(CSRFError)
     def handle_csrf(exc: CSRFError):
