@@ -231,7 +231,7 @@ def _exceeded(period: Period, spent: float) -> BudgetExceeded:
         "budget": {
             "period": period.name,
             "limit_usd": period.limit_usd,
-            "spent_usd": round(spent, 6),
+            "spent_usd": spent,
             "resets_at": period.resets_at.isoformat(),
         }
     }
@@ -239,7 +239,10 @@ def _exceeded(period: Period, spent: float) -> BudgetExceeded:
 
 
 def usd(amount: float) -> str:
-    return f"${amount:,.2f}" if amount >= 0.01 or amount == 0 else f"${amount:.4f}"
+    """Dollars for people: cents, or for less than a cent up to six decimals ($0.00012)."""
+    if amount >= 0.01 or amount == 0:
+        return f"${amount:,.2f}"
+    return "$" + f"{amount:.6f}".rstrip("0").rstrip(".")
 
 
 def _date(moment: datetime) -> str:
