@@ -24,8 +24,9 @@ can overshoot by the cost of the turns they have in flight (each bounded by
 **Cost of the check.** Nothing is cached, so nothing is stale: each check reads the user's rows
 of the month through the primary key (user, day, …), at most days × projects × models rows.
 On the chat path it is not even a round trip of its own: ``spend_columns`` are scalar subqueries
-that the turn reads together with its project (``get_project_with``), and ``enforce`` decides.
-Other callers use ``require_budget``. With both caps at 0 nothing is read.
+(built once per process, their values bound from ``spend_params``) that the turn reads together
+with its project (``get_project_with``), and ``enforce`` decides. Other callers use
+``require_budget``. With both caps at 0 nothing is read.
 
 Later callers (API keys, evaluation runs) charge through ``charge_for`` + ``record`` and check
 through ``require_budget`` (or ``spend_columns`` + ``enforce``), so there is one accounting.
@@ -125,7 +126,7 @@ def _upsert():
 
 def record(charge: Charge) -> None:
     """Add ``charge`` to the ledger, in the caller's transaction (the caller commits)."""
-    db.session.execute(_upsert(), {**asdict(charge), "calls": 1})
+    db.session.execute(_upsert(), {**vars(charge), "calls": 1})
 
 
 def record_after(guard: Update, params: dict[str, Any], charge: Charge) -> None:
@@ -151,7 +152,7 @@ def record_after(guard: Update, params: dict[str, Any], charge: Charge) -> None:
             index_elements=list(table.primary_key.columns),
             set_={name: table.c[name] + insert.excluded[name] for name in _ADDED},
         ).add_cte(changed)
-    charged = {f"charge_{key}": value for key, value in asdict(charge).items()}
+    charged = {f"charge_{key}": value for key, value in vars(charge).items()}
     db.session.execute(stmt, {**params, **charged, "charge_calls": 1})
 
 
@@ -190,18 +191,40 @@ def _capped() -> list[Period]:
     return [period for period in periods() if period.limit_usd]
 
 
-def _spent_since(user_id: int, start: date) -> ScalarSelect:
+_SPEND_COLUMNS: dict[tuple[str, ...], tuple[ScalarSelect, ...]] = {}
+
+
+def spend_columns() -> tuple[ScalarSelect, ...]:
+    """The spend in each capped period, as scalar subqueries for another query to read (none
+    when nothing is capped), with their values in ``spend_params``; pass what it read to
+    ``enforce``. Built once per set of capped periods, so the query that reads them can be
+    built once too (``get_project_with``)."""
+    names = tuple(period.name for period in _capped())
+    columns = _SPEND_COLUMNS.get(names)
+    if columns is None:
+        columns = _SPEND_COLUMNS[names] = tuple(_spent_since(name) for name in names)
+    return columns
+
+
+def _spent_since(name: str) -> ScalarSelect:
     return (
         select(func.coalesce(func.sum(UsageDay.cost_usd), 0.0))
-        .where(UsageDay.user_id == user_id, UsageDay.day >= start)
+        .where(
+            UsageDay.user_id == bindparam("spend_user_id"),
+            UsageDay.day >= bindparam(f"spend_{name}_start"),
+        )
         .scalar_subquery()
     )
 
 
-def spend_columns(user_id: int) -> list[ScalarSelect]:
-    """The user's spend in each capped period, as scalar subqueries for another query to read
-    (none when nothing is capped); pass what it read to ``enforce``."""
-    return [_spent_since(user_id, period.start) for period in _capped()]
+def spend_params(user_id: int) -> dict[str, Any]:
+    """The values ``spend_columns`` need: whose spend, since when."""
+    day, month = periods()
+    return {
+        "spend_user_id": user_id,
+        "spend_day_start": day.start,
+        "spend_month_start": month.start,
+    }
 
 
 def enforce(spent: Sequence[float]) -> None:
@@ -214,9 +237,9 @@ def enforce(spent: Sequence[float]) -> None:
 
 def require_budget(user_id: int) -> None:
     """``enforce`` with a query of its own: for callers that read nothing else first."""
-    columns = spend_columns(user_id)
+    columns = spend_columns()
     if columns:
-        enforce(db.session.execute(select(*columns)).one())
+        enforce(db.session.execute(select(*columns), spend_params(user_id)).one())
 
 
 def _exceeded(period: Period, spent: float) -> BudgetExceeded:

@@ -309,7 +309,11 @@ def prepare_turn(
     read with the project). Refused after the request is built, with the rows written so far
     rolled back: a request over ``CHAT_INPUT_MAX_CHARS``. Nothing is committed here."""
     project, has_files, *spent = get_project_with(
-        user, project_id, chat_files_exist(), *usage.spend_columns(user.id)
+        user,
+        project_id,
+        chat_files_exist(),
+        *usage.spend_columns(),
+        params=usage.spend_params(user.id),
     )
     usage.enforce(spent)
     if (version is not None or model is not None) and (regenerate or conversation_id):
