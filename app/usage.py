@@ -229,10 +229,14 @@ def spend_params(user_id: int) -> dict[str, Any]:
 
 def enforce(spent: Sequence[float]) -> None:
     """Raise ``BudgetExceeded`` if a capped period's spend (as read by ``spend_columns``, in
-    the same order) has reached its cap."""
-    for period, value in zip(_capped(), spent, strict=True):
-        if value >= period.limit_usd:
-            raise _exceeded(period, value)
+    the same order) has reached its cap; when both have, the month's (it lasts longer)."""
+    over = [
+        (period, value)
+        for period, value in zip(_capped(), spent, strict=True)
+        if value >= period.limit_usd
+    ]
+    if over:
+        raise _exceeded(*max(over, key=lambda found: found[0].resets_at))
 
 
 def require_budget(user_id: int) -> None:

@@ -181,6 +181,16 @@ def test_the_monthly_budget_resets_on_the_first(client, owner, project_id, fake)
     assert (resets.hour, resets.minute, resets.tzinfo) == (0, 0, UTC)
 
 
+@pytest.mark.use_fake(openrouter=False, USER_BUDGET_USD_DAY=BUDGET, USER_BUDGET_USD_MONTH=BUDGET)
+def test_with_both_used_up_the_wait_is_the_months(client, owner, project_id):
+    spend_it(client, owner, project_id)
+    resp = send(client, owner, project_id)
+    assert resp.get_json()["error"]["budget"]["period"] == "month"
+    first = (datetime.now(UTC).date().replace(day=1) + timedelta(days=32)).replace(day=1)
+    until = datetime.combine(first, datetime.min.time(), tzinfo=UTC) - datetime.now(UTC)
+    assert abs(int(resp.headers["Retry-After"]) - until.total_seconds()) < 5
+
+
 @pytest.mark.use_fake(openrouter=False, USER_BUDGET_USD_DAY=0, USER_BUDGET_USD_MONTH=0)
 def test_no_cap_means_no_refusal(client, owner, project_id):
     for _ in range(3):
