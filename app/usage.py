@@ -8,7 +8,8 @@ the provider reported. A call that reports none although the provider took it (a
 or cut short, a provider that sends no usage) is charged an estimate, one token per
 ``CHARS_PER_TOKEN`` characters sent and received, because the provider bills it all the same.
 A call refused before any text arrived costs nothing, and so does the offline demo model. A
-model without a price adds its tokens and $0. ``charge_for`` builds one call's charge;
+listed model without a price adds its tokens and $0; a name the list no longer has is charged
+at the dearest listed prices. ``charge_for`` builds one call's charge;
 ``record`` adds it to the ledger (an upsert, without committing): the caller writes it in the
 transaction of what it pays for, so a chat reply is charged exactly once, with its final store
 (``app/chat/replies.py``).
@@ -36,7 +37,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
@@ -45,6 +46,7 @@ from sqlalchemy import ScalarSelect, Update, bindparam, case, func, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from app import catalog
 from app.catalog import ModelChoice
 from app.errors import BudgetExceeded
 from app.extensions import db
@@ -101,8 +103,25 @@ def charge_for(
         tokens_in = estimate_tokens(sent_chars)
     if tokens_out is None:
         tokens_out = estimate_tokens(received_chars)
-    cost = model.cost(tokens_in, tokens_out) or 0.0  # no price: tokens only
+    cost = _priced(model).cost(tokens_in, tokens_out) or 0.0  # no price: tokens only
     return Charge(user_id, project_id, model.name, tokens_in, tokens_out, cost, utcnow().date())
+
+
+def _priced(model: ModelChoice) -> ModelChoice:
+    """``model`` with the prices it is charged at. A listed model without a price is the
+    operator's choice: its tokens cost $0. A name ``MODELS`` no longer lists (a version saved
+    before the model was removed still uses it) costs what the dearest listed model costs:
+    removing a model from the list must not make it free."""
+    if model.input_per_million is not None and model.output_per_million is not None:
+        return model
+    if catalog.is_listed(model.name):
+        return model
+    listed = catalog.choices()
+    return replace(
+        model,
+        input_per_million=max(c.input_per_million or 0.0 for c in listed),
+        output_per_million=max(c.output_per_million or 0.0 for c in listed),
+    )
 
 
 _UPSERTS: dict[str, Any] = {}

@@ -290,6 +290,26 @@ def test_replies_are_charged_at_the_price_of_the_model_asked_for(app, client, ow
 
 
 @pytest.mark.use_fake(openrouter=False, USER_BUDGET_USD_DAY=0)
+def test_a_model_removed_from_the_list_is_charged_at_the_dearest_price(
+    app, client, owner, project_id
+):
+    body = {"content": "You help.", "model": "gpt-4o"}
+    assert (
+        client.post(f"/api/projects/{project_id}/prompts", json=body, **auth(owner)).status_code
+        == 201
+    )
+    app.config["MODELS"] = tuple(m for m in app.config["MODELS"] if m["name"] != "gpt-4o")
+    assert send(client, owner, project_id).status_code == 200  # still served, as before
+    assert ledger(app) == [(owner.id, project_id, "gpt-4o", 1, 3, 5)]
+    dearest = (3 * 0.40 + 5 * 1.60) / 1_000_000  # gpt-4.1-mini's prices, the highest left
+    assert spending(client, owner)["day"]["spent_usd"] == pytest.approx(dearest)
+
+
+def auth(user) -> dict:
+    return {"headers": user.headers}
+
+
+@pytest.mark.use_fake(openrouter=False, USER_BUDGET_USD_DAY=0)
 def test_a_reply_cut_short_is_charged_an_estimate_and_a_refused_one_nothing(
     app, client, owner, project_id, fake
 ):

@@ -117,10 +117,10 @@ class Turn:
     reply: Message  # transient: its final values are set in memory for rendering
     # Who pays, and for what (``_charge``): the allowlist entry the request was built for, and
     # the characters sent (to estimate the input of a reply that reports no usage).
-    user_id: int = 0
-    project_id: int = 0
-    model: ModelChoice | None = None
-    input_chars: int = 0
+    user_id: int
+    project_id: int
+    model: ModelChoice
+    input_chars: int
 
 
 @contextmanager
@@ -610,7 +610,7 @@ def _charge(turn: Turn, values: dict) -> usage.Charge | None:
     for a reply that reports none (stopped, cut short) an estimate from the characters sent and
     received, because the provider bills those too. Nothing for a reply refused before any text
     arrived (``error``), or for the offline demo model."""
-    if turn.model is None or values["status"] == MessageStatus.ERROR or get_chain().is_offline:
+    if values["status"] == MessageStatus.ERROR or get_chain().is_offline:
         return None
     return usage.charge_for(
         user_id=turn.user_id,
