@@ -106,10 +106,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from markupsafe import Markup
 
     from app.chat.render import ending, meta_line, render_markdown
+    from app.usage import usd
 
     app.add_template_filter(lambda text: Markup(render_markdown(text)), "markdown")  # noqa: S704 (sanitised by nh3)
     app.add_template_filter(meta_line, "meta_line")
     app.add_template_filter(ending, "ending")
+    app.add_template_filter(usd, "usd")
 
     @app.context_processor
     def inject_globals():

@@ -18,6 +18,7 @@ from app.prompts import api as prompts_api
 from app.prompts import routes as prompts_routes
 
 api.bp.register_blueprint(auth_api.bp)
+api.bp.register_blueprint(auth_api.usage_bp)
 api.bp.register_blueprint(projects_api.bp)
 api.bp.register_blueprint(chat_api.bp)
 api.bp.register_blueprint(compare_api.bp)

@@ -373,6 +373,13 @@ def load_config(
         # After a new conversation's first reply, one short call for a title (app/chat/titles.py).
         "CHAT_TITLES": _bool(env.get("CHAT_TITLES"), True),
         "CHAT_MESSAGE_MAX_CHARS": _int(env, "CHAT_MESSAGE_MAX_CHARS", 20_000),
+        # The most one turn may send the model, in characters: system prompt, file text,
+        # history and message together (~4 characters a token). 0: no cap.
+        "CHAT_INPUT_MAX_CHARS": _int(env, "CHAT_INPUT_MAX_CHARS", 120_000),
+        # What each user may spend on models (USD, estimated from the MODELS prices and the
+        # tokens of every call; app/usage.py) per UTC day and calendar month. 0: no cap.
+        "USER_BUDGET_USD_DAY": _float(env, "USER_BUDGET_USD_DAY", 5.0),
+        "USER_BUDGET_USD_MONTH": _float(env, "USER_BUDGET_USD_MONTH", 50.0),
         "CHAT_HEARTBEAT_SECONDS": _float(env, "CHAT_HEARTBEAT_SECONDS", 15.0),
         "CHAT_STREAM_COALESCE_MS": _float(env, "CHAT_STREAM_COALESCE_MS", 25.0),
         # Durable replies: the assistant row is written at the start (``streaming``), its text
@@ -478,6 +485,9 @@ def load_config(
         storage = parse_storage_url(cfg["STORAGE_URL"])
     except ValueError as exc:
         raise ConfigError(f"STORAGE_URL: {exc}") from exc
+    for key in ("CHAT_INPUT_MAX_CHARS", "USER_BUDGET_USD_DAY", "USER_BUDGET_USD_MONTH"):
+        if not 0 <= cfg[key] < math.inf:  # NaN and infinity too
+            raise ConfigError(f"{key} must be 0 (no cap) or a positive number, got {cfg[key]}")
     if storage.scheme == "s3" and cfg["STORAGE_S3_MAX_ATTEMPTS"] < 1:
         raise ConfigError("STORAGE_S3_MAX_ATTEMPTS must be 1 or more")
     for key in (

@@ -93,6 +93,13 @@ class StorageUnavailable(AppError):
         super().__init__(message, **kwargs)
 
 
+class BudgetExceeded(AppError):
+    """The user's model spending for the day or month reached its cap (``app/usage.py``);
+    nothing was stored or sent. 429 with ``Retry-After`` until the period resets."""
+
+    status, code, message = 429, "budget_exceeded", "Your model budget is used up."
+
+
 class ProviderFailed(AppError):
     """Every language model provider failed a non-streamed turn (502). ``code`` says how:
     ``provider_unavailable`` (the default), ``provider_rejected``, ``content_policy``. Not to be

@@ -284,6 +284,15 @@ SCHEMAS: dict[str, Schema] = {
                         description="With `storage_quota_exceeded`: the quota the file would "
                         "cross, in bytes (files for `project_files`).",
                     ),
+                    "budget": obj(
+                        {
+                            "period": {"enum": ["day", "month"]},
+                            "limit_usd": _AMOUNT,
+                            "spent_usd": _AMOUNT,
+                            "resets_at": TIME,
+                        },
+                        description="With `budget_exceeded`: the budget used up.",
+                    ),
                 },
             )
         }
@@ -300,6 +309,27 @@ SCHEMAS: dict[str, Schema] = {
                 },
                 description="What your files take against the storage quotas: this project, "
                 "and all your projects (this one included).",
+            ),
+        }
+    ),
+    "UsagePeriod": obj(
+        {
+            "spent_usd": {**_AMOUNT, "description": "Estimated: tokens × `MODELS` prices."},
+            "limit_usd": nullable({**_AMOUNT, "description": "The cap; null: none."}),
+            "remaining_usd": nullable(_AMOUNT),
+            "resets_at": {**TIME, "description": "When the next period starts (UTC)."},
+        }
+    ),
+    "Usage": obj(
+        {
+            "day": ref("UsagePeriod"),
+            "month": ref("UsagePeriod"),
+            "input_max_chars": nullable(
+                {
+                    **INT,
+                    "description": "The most characters one turn may send the model (system "
+                    "prompt, files, earlier messages and message); null: no cap.",
+                }
             ),
         }
     ),
@@ -645,9 +675,14 @@ ERRORS = {
           "or a request over the upload limit, with or without a `Content-Length` (a chunked "
           "body is refused at the first byte past the limit)."),
     415: ("UnsupportedMediaType", "`unsupported_media_type`: send `application/json`."),
-    422: ("ValidationFailed", "`validation_failed`: see `fields` for what is wrong."),
+    422: ("ValidationFailed", "`validation_failed`: see `fields` for what is wrong. Operations "
+          "that call a model also answer `input_too_long`: the system prompt, files, earlier "
+          "messages and message together are over the server's `CHAT_INPUT_MAX_CHARS`."),
     429: ("RateLimited", "`rate_limited`: too many requests from this address, account or "
-          "user (`RATELIMIT_*`); nothing was done. Wait `Retry-After` seconds."),
+          "user (`RATELIMIT_*`); nothing was done. Wait `Retry-After` seconds. Operations that "
+          "call a model also answer `budget_exceeded`: the account's model spending for the "
+          "day or month reached its cap (`budget`; `GET /api/usage`), nothing was stored or "
+          "sent, and `Retry-After` is the time until it resets."),
     502: ("ProviderFailed", "Every language model provider failed: "
           "`provider_unavailable`, `provider_rejected` (400-class refusal), `content_policy`."),
     503: ("DatabaseUnavailable", "`database_unavailable`: the database cannot be reached for "
@@ -757,11 +792,12 @@ absent, `Accept: text/event-stream`) the answer is a stream of server-sent event
 The reply is generated on the server whatever happens to this stream: closing it does not stop
 the reply (`POST /api/turns/{turn_id}/stop` does), and `GET /api/turns/{turn_id}/events`
 attaches to it again with the `id:` of the last event received. Each event is `event: <name>`,
-an `id:` line (the reader's place), and one `data:` line of JSON. A bad request (404, 422) is
-answered as JSON before any stream starts; once it has started the answer is 200, and a
-provider failure arrives as the `error` event. Without streaming, a provider failure is a 502
-(the user's message and the failed reply stay stored). With `"regenerate": true` no new message
-is stored: the conversation's last user message is answered again."""
+an `id:` line (the reader's place), and one `data:` line of JSON. A bad request (404, 422, 422
+`input_too_long`, 429 `budget_exceeded`) is answered as JSON before any stream starts; once it
+has started the answer is 200, and a provider failure arrives as the `error` event. Without
+streaming, a provider failure is a 502 (the user's message and the failed reply stay stored).
+With `"regenerate": true` no new message is stored: the conversation's last user message is
+answered again."""
 
 _CHAT_REPLY = {
     "description": "The reply, as JSON or (streaming) as server-sent events.",
@@ -937,6 +973,19 @@ def _operations() -> dict[str, dict[str, dict]]:
                 "Who the token belongs to",
                 tag="auth",
                 responses={200: ok("The account.", obj({"user": ref("User")}))},
+            )
+        },
+        "/api/usage": {
+            "get": op(
+                "getUsage",
+                "Model spending against your budgets",
+                tag="auth",
+                description="Estimated cost of your replies, titles and comparisons (tokens × "
+                "the `MODELS` price of the model asked for) today and this month (UTC), the "
+                "server's caps (`USER_BUDGET_USD_DAY`, `USER_BUDGET_USD_MONTH`) and what is "
+                "left. Once a cap is reached, calls to a model answer 429 `budget_exceeded` "
+                "until `resets_at`.",
+                responses={200: ok("Spend and budgets.", ref("Usage"))},
             )
         },
         "/api/auth/logout-all": {
@@ -1660,7 +1709,7 @@ def _build() -> dict:
             "version": _version(),
             "description": "Projects, versioned system prompts, streamed chat and files. "
             "Authenticate with `Authorization: Bearer <token>` from register or login. "
-            'Errors are always `{"error": {"code", "message", "fields"?}}`; another '
+            'Errors are always `{"error": {"code", "message", "fields"?, "budget"?}}`; another '
             "user's data is always a 404. Integers in paths, queries and bodies are 32-bit.\n\n"
             "Browser apps on another origin may call the API when the server lists that origin "
             "in `CORS_ORIGINS` (CORS: preflights need no authentication, answers are cached "

@@ -1,8 +1,9 @@
 """The statements of a chat turn (issue 19: the hot path's round trips). A warm streamed turn
-in a new conversation reads the project once (with whether it has chat files), inserts the
-conversation, the user's message and the reply row, and stores the reply with one UPDATE: no
-user row (the token cache), no files query for a project without chat files, no ORM flush of
-rows written once."""
+in a new conversation reads the project once (with whether it has chat files and, issue 26,
+the user's spend against their budgets), inserts the conversation, the user's message and the
+reply row, and stores the reply with one UPDATE that also charges it to the spending ledger
+(on PostgreSQL one statement): no user row (the token cache), no files query for a project
+without chat files, no ORM flush of rows written once."""
 
 from __future__ import annotations
 
@@ -20,6 +21,10 @@ def kinds(statements: list[str]) -> list[str]:
     out = []
     for s in statements:
         verb = s.split(None, 1)[0]
+        if verb == "WITH":  # one CTE, data-modifying: "UPDATE messages + INSERT usage_days"
+            inner, main = _split_cte(s)
+            out.append(f"{kinds([inner])[0]} + {kinds([main])[0]}")
+            continue
         if verb == "SELECT":
             table = _outer_from(s)
         elif verb == "INSERT":
@@ -30,6 +35,17 @@ def kinds(statements: list[str]) -> list[str]:
             table = ""
         out.append(f"{verb} {table}".strip())
     return out
+
+
+def _split_cte(statement: str) -> tuple[str, str]:
+    """``WITH x AS (inner) main`` → ``(inner, main)``."""
+    start = statement.index("(")
+    depth = 0
+    for i in range(start, len(statement)):
+        depth += {"(": 1, ")": -1}.get(statement[i], 0)
+        if depth == 0:
+            return statement[start + 1 : i], statement[i + 1 :].strip()
+    raise ValueError(statement)
 
 
 def _outer_from(statement: str) -> str:
@@ -60,6 +76,15 @@ def warm_versions(app) -> list[str]:
     return [] if cached else ["SELECT prompt_versions"]
 
 
+def final_store(app) -> list[str]:
+    """The reply's final UPDATE and its charge: one statement on PostgreSQL, two on SQLite."""
+    with app.app_context():
+        postgresql = db.engine.dialect.name == "postgresql"
+    if postgresql:
+        return ["UPDATE messages + INSERT usage_days"]
+    return ["UPDATE messages", "INSERT usage_days"]
+
+
 def test_a_warm_turn_in_a_new_conversation(app, client, owner):
     project_id = make_project(app, owner, system_prompt="You help.")
     stream(client, owner, project_id)  # warms the token and prompt caches
@@ -71,7 +96,7 @@ def test_a_warm_turn_in_a_new_conversation(app, client, owner):
         "INSERT messages",
         *warm_versions(app),
         "INSERT messages",
-        "UPDATE messages",
+        *final_store(app),
     ]
 
 
@@ -90,5 +115,5 @@ def test_a_warm_turn_in_a_conversation_with_history(app, client, owner):
         "SELECT messages",  # the branch's history
         "INSERT messages",
         "UPDATE conversations",  # updated_at and the new end of the branch
-        "UPDATE messages",
+        *final_store(app),
     ]

@@ -324,6 +324,9 @@ def test_real_responses_match_the_document(api, validator):
     assert api("put", preference, ids, json={"choice": "left"}).get_json()["choice"] == "left"
     assert api("put", preference, ids, json={"choice": "best"}).status_code == 422
 
+    # Spending against the budgets (test_budget.py checks the figures and the refusals).
+    assert api("get", "/api/usage").get_json()["day"]["limit_usd"] == 5.0
+
     # Files.
     created = upload(api, ids, "notes.txt", b"some notes")
     assert created.status_code == 201

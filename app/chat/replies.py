@@ -6,7 +6,9 @@
   ``CHAT_CHECKPOINT_SECONDS``. A checkpoint that meets a database outage is skipped: the
   stream goes on.
 - ``finish`` writes the final state with one guarded ``UPDATE`` (only a row still ``streaming``
-  or ``interrupted`` changes, so a second write of the same reply changes nothing). If the
+  or ``interrupted`` changes, so a second write of the same reply changes nothing), and in the
+  same transaction, only when that ``UPDATE`` changed the row, the reply's charge to the
+  spending ledger (``app/usage.py``): a reply is charged exactly once, spooled or not. If the
   database is unreachable it retries with backoff for ``CHAT_STORE_RETRY_SECONDS``; then the
   final values go to the **spool** (``REPLY_SPOOL_DIR``: one JSON file per reply, written with
   fsync and an atomic rename) and ``finish`` says so, so the client's terminal event can tell the
@@ -32,7 +34,7 @@ from flask import Flask, current_app
 from sqlalchemy import bindparam, update
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from app import maintenance
+from app import maintenance, usage
 from app.extensions import db
 from app.models import Message, MessageStatus
 from app.models.base import utcnow
@@ -100,15 +102,37 @@ def request_stop(reply_id: int) -> None:
     db.session.commit()
 
 
-def _write(reply_id: int, values: dict[str, Any]) -> None:
-    """One statement: the conversation's ``updated_at`` was set when the turn started (its
-    place in the list is the time of the user's last message), so the end of a reply touches
-    only its own row."""
-    db.session.execute(_FINAL, {**values, "lease_until": None, "reply_id": reply_id})
+def _write(reply_id: int, values: dict[str, Any], charge: usage.Charge | None = None) -> None:
+    """One statement, and the charge if the row changed: the conversation's ``updated_at`` was
+    set when the turn started (its place in the list is the time of the user's last message),
+    so the end of a reply touches only its own row."""
+    params = {**values, "lease_until": None, "reply_id": reply_id}
+    if charge is None:
+        db.session.execute(_FINAL, params)
+    else:
+        usage.record_after(_final_returning(tuple(params)), params, charge)
     db.session.commit()
 
 
-def finish(reply_id: int, conversation_id: int, values: dict[str, Any]) -> bool:
+_FINAL_RETURNING: dict[tuple[str, ...], Any] = {}
+
+
+def _final_returning(keys: tuple[str, ...]):
+    """``_FINAL`` with its values named (a statement inside another one cannot take them from
+    the parameters) and ``RETURNING id``, for ``usage.record_after``; built once per key set."""
+    stmt = _FINAL_RETURNING.get(keys)
+    if stmt is None:
+        named = {key: bindparam(key) for key in keys if key != "reply_id"}
+        stmt = _FINAL_RETURNING[keys] = _FINAL.values(named).returning(_messages.c.id)
+    return stmt
+
+
+def finish(
+    reply_id: int,
+    conversation_id: int,
+    values: dict[str, Any],
+    charge: usage.Charge | None = None,
+) -> bool:
     """Store the reply's final state. True when it is in the database; False when the database
     stayed unreachable for ``CHAT_STORE_RETRY_SECONDS`` and the reply went to the spool (with
     its conversation, for whoever reads the spool by hand)."""
@@ -116,13 +140,13 @@ def finish(reply_id: int, conversation_id: int, values: dict[str, Any]) -> bool:
     delay = 0.1
     while True:
         try:
-            _write(reply_id, values)
+            _write(reply_id, values, charge)
             return True
         except DB_DOWN as exc:
             rollback()
             if time.monotonic() + delay > deadline:
                 log.error("reply %s: database unavailable (%s); kept in the spool", reply_id, exc)
-                spool().put(reply_id, conversation_id, values)
+                spool().put(reply_id, conversation_id, values, charge)
                 return False
             time.sleep(delay)
             delay = min(delay * 2, 2.0)
@@ -140,9 +164,17 @@ class FileSpool:
     def __init__(self, folder: str | Path) -> None:
         self.folder = Path(folder)
 
-    def put(self, reply_id: int, conversation_id: int, values: dict[str, Any]) -> None:
+    def put(
+        self,
+        reply_id: int,
+        conversation_id: int,
+        values: dict[str, Any],
+        charge: usage.Charge | None = None,
+    ) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         entry = {"reply_id": reply_id, "conversation_id": conversation_id, "values": values}
+        if charge is not None:
+            entry["charge"] = charge.to_json()
         final = self.folder / f"{int(reply_id)}.json"
         tmp = final.with_suffix(".tmp")
         with open(tmp, "w", encoding="utf-8") as fh:
@@ -180,7 +212,7 @@ def replay_spool(app: Flask | None = None) -> int:
     written = 0
     for path, entry in spool().entries():
         try:
-            _write(entry["reply_id"], entry["values"])
+            _write(entry["reply_id"], entry["values"], usage.Charge.from_json(entry.get("charge")))
         except DB_DOWN as exc:
             rollback()
             log.warning("spooled replies wait: database still unavailable (%s)", exc)

@@ -2,14 +2,18 @@
 
 A turn has two phases, and no database connection is held between them:
 
-1. ``start_turn`` validates the message, finds or creates the conversation, commits the user's
-   message together with the assistant row (``streaming``, under a lease), and builds the
-   provider request from our own rows (the database is the source of truth for history, so a
-   fallback provider sees exactly what the primary saw).
+1. ``start_turn`` checks the user's spending budget (``app/usage.py``; read with the project,
+   no round trip of its own), validates the message, finds or creates the conversation, builds
+   the provider request from our own rows (the database is the source of truth for history, so
+   a fallback provider sees exactly what the primary saw) and refuses one over
+   ``CHAT_INPUT_MAX_CHARS``, then commits the user's message together with the assistant row
+   (``streaming``, under a lease). ``prepare_turn`` does all of it but the commit, for a caller
+   that starts several turns at once or none (Compare).
 2. ``run_turn`` (streaming) or ``complete_turn`` (one response) calls the provider chain and
    gives the assistant row its final state exactly once however the call ends: ``complete``;
    ``incomplete`` when text had arrived before a failure or a Stop; ``error`` when nothing
-   arrived (``replies``: checkpoints, the guarded final store, the spool).
+   arrived (``replies``: checkpoints, the guarded final store, the spool), and charges the
+   reply to the user's spending in the same transaction (``_charge``).
 
 ``run_turn`` yields typed events and knows nothing of HTTP or of readers: ``relay`` turns the
 provider stream into text and heartbeats, ``turns`` runs it as a job and publishes its events,
@@ -29,7 +33,8 @@ from dataclasses import dataclass
 from flask import current_app
 from sqlalchemy import delete, select
 
-from app import catalog
+from app import catalog, usage
+from app.catalog import ModelChoice
 from app.chat import branches, relay, replies, rows
 from app.chat.feedback import get_message_for
 from app.errors import NotFound, ProviderFailed, ValidationFailed
@@ -110,6 +115,12 @@ class Turn:
     conversation: Conversation
     user_message: Message
     reply: Message  # transient: its final values are set in memory for rendering
+    # Who pays, and for what (``_charge``): the allowlist entry the request was built for, and
+    # the characters sent (to estimate the input of a reply that reports no usage).
+    user_id: int
+    project_id: int
+    model: ModelChoice
+    input_chars: int
 
 
 @contextmanager
@@ -246,7 +257,25 @@ def _history(tree: branches.Tree, parent_id: int | None) -> list[ChatTurn]:
     return turns
 
 
-def start_turn(
+def start_turn(**kwargs) -> Turn:
+    """``prepare_turn``, then commit: the user's message is safe before any provider is
+    called. Takes ``prepare_turn``'s arguments."""
+    turn = prepare_turn(**kwargs)
+    commit_turns(turn)
+    return turn
+
+
+def commit_turns(*turns: Turn) -> None:
+    """Commit what ``prepare_turn`` wrote for ``turns``, keeping their rows loaded."""
+    with _kept_loaded():
+        db.session.commit()
+    for turn in turns:
+        serving = turn.reply.prompt_version
+        if serving is not None and serving in db.session:
+            db.session.expunge(serving)  # never changes: keep it loaded past later commits
+
+
+def prepare_turn(
     *,
     user: User,
     project_id: int,
@@ -274,8 +303,19 @@ def start_turn(
     recorded (``conversations.arm``); ``title`` replaces the title a new conversation takes
     from its first message. With ``latest`` and no ``conversation_id`` (and no
     ``version``), the message continues the project's chat: its most recently active
-    conversation that is not pinned, or a new one if it has none."""
-    project, has_files = get_project_with(user, project_id, chat_files_exist())
+    conversation that is not pinned, or a new one if it has none.
+
+    Refused before anything is written: a user over a spending budget (``BudgetExceeded``,
+    read with the project). Refused after the request is built, with the rows written so far
+    rolled back: a request over ``CHAT_INPUT_MAX_CHARS``. Nothing is committed here."""
+    project, has_files, *spent = get_project_with(
+        user,
+        project_id,
+        chat_files_exist(),
+        *usage.spend_columns(),
+        params=usage.spend_params(user.id),
+    )
+    usage.enforce(spent)
     if (version is not None or model is not None) and (regenerate or conversation_id):
         raise ValidationFailed(
             "A version is chosen when a conversation starts.",
@@ -338,6 +378,7 @@ def start_turn(
         temperature=settings.temperature,
         max_output_tokens=settings.max_output_tokens,
     )
+    input_chars = _check_input(request)
     reply = rows.insert_row(
         Message,
         conversation_id=conversation.id,
@@ -352,10 +393,6 @@ def start_turn(
     reply.prompt_version = serving  # for rendering; the row is never added to the session
     if conversation_id is not None:  # the new reply ends the branch being viewed
         rows.update_row(conversation, updated_at=utcnow(), leaf_id=reply.id)
-    with _kept_loaded():
-        db.session.commit()  # the user's message is safe before any provider is called
-    if serving is not None:  # never changes: keep it loaded past later commits (rendering)
-        db.session.expunge(serving)
     return Turn(
         conversation_id=conversation.id,
         reply_id=reply.id,
@@ -363,7 +400,29 @@ def start_turn(
         conversation=conversation,
         user_message=user_message,
         reply=reply,
+        user_id=user.id,
+        project_id=project.id,
+        model=choice,
+        input_chars=input_chars,
     )
+
+
+def _check_input(request: ChatRequest) -> int:
+    """The characters ``request`` sends the model; ``ValidationFailed`` (``input_too_long``),
+    with what this turn wrote rolled back, when they are over ``CHAT_INPUT_MAX_CHARS``."""
+    history = sum(len(turn.content) for turn in request.history)
+    size = len(request.system) + history + len(request.message)
+    limit = current_app.config["CHAT_INPUT_MAX_CHARS"]
+    if limit and size > limit:
+        db.session.rollback()
+        message = (
+            f"This turn would send the model {size:,} characters (system prompt and files "
+            f"{len(request.system):,}, earlier messages {history:,}, message "
+            f"{len(request.message):,}); the limit is {limit:,}. Start a new conversation, "
+            "or edit an earlier message to continue from there."
+        )
+        raise ValidationFailed(message, code="input_too_long", fields={"message": message})
+    return size
 
 
 def _latest_conversation_id(project: Project) -> int | None:
@@ -537,12 +596,31 @@ def _finish(
         "error": error,
         "error_kind": error_kind,
     }
-    stored = replies.finish(turn.reply_id, turn.conversation_id, values)
+    charge = _charge(turn, values)
+    stored = replies.finish(turn.reply_id, turn.conversation_id, values, charge)
     reply = turn.reply
     for key, value in values.items():
         setattr(reply, key, value)  # transient: nothing more is written
     reply.lease_until = None
     return reply, stored
+
+
+def _charge(turn: Turn, values: dict) -> usage.Charge | None:
+    """What the reply costs its user (``app/usage.py``): the tokens the provider reported, or
+    for a reply that reports none (stopped, cut short) an estimate from the characters sent and
+    received, because the provider bills those too. Nothing for a reply refused before any text
+    arrived (``error``), or for the offline demo model."""
+    if values["status"] == MessageStatus.ERROR or get_chain().is_offline:
+        return None
+    return usage.charge_for(
+        user_id=turn.user_id,
+        project_id=turn.project_id,
+        model=turn.model,
+        tokens_in=values["tokens_in"],
+        tokens_out=values["tokens_out"],
+        sent_chars=turn.input_chars,
+        received_chars=len(values["content"]),
+    )
 
 
 def complete_turn(turn: Turn) -> Message:

@@ -7,6 +7,10 @@ on each provider's default model (the cheap one an operator configures), after t
 been shown, so it never delays a reply. The title changes only while it is still the automatic
 one: a rename by the user, before or during the call, wins (a guarded UPDATE). The offline demo
 model, a provider failure, an empty answer or ``CHAT_TITLES=false`` keep the cut first message.
+
+The call is charged to the user's spending like a reply (``app/usage.py``, at the price of the
+default model, which is what it runs on), and a user over a budget keeps the cut first message
+(no call, no error: the title is a nicety, and the chat shows the budget already).
 """
 
 from __future__ import annotations
@@ -16,11 +20,13 @@ import logging
 from flask import current_app
 from sqlalchemy import select, update
 
+from app import catalog, usage
 from app.chat.services import TITLE_MAX, get_conversation_for, title_from
+from app.errors import BudgetExceeded
 from app.extensions import db
 from app.llm import get_chain
 from app.models import Conversation, Message, MessageStatus, Role, User
-from app.providers.base import ChatRequest, ProviderError
+from app.providers.base import ChatRequest, ProviderError, Reply
 
 log = logging.getLogger(__name__)
 
@@ -45,28 +51,47 @@ def suggest_title(*, user: User, conversation_id: int) -> Conversation:
     automatic = title_from(question)
     if conversation.title != automatic:
         return conversation  # renamed, or titled already
+    try:
+        usage.require_budget(user.id)
+    except BudgetExceeded:
+        return conversation
     request = ChatRequest(
         system=INSTRUCTIONS,
         history=[],
         message=f"User: {question[:EXCERPT]}\n\nAssistant: {answer[:EXCERPT]}",
         max_output_tokens=MAX_OUTPUT_TOKENS,
     )
+    project_id = conversation.project_id
     db.session.commit()  # no connection is held while the provider answers
     try:
         reply, _ = chain.complete(request)
     except ProviderError as exc:
         log.warning("conversation %s: no title from the model (%s)", conversation.id, exc)
         return get_conversation_for(user, conversation_id)
+    usage.record(_charge(user.id, project_id, request, reply))
     title = clean(reply.text)
     if title:
         db.session.execute(
             update(Conversation)
-            .where(Conversation.id == conversation.id, Conversation.title == automatic)
+            .where(Conversation.id == conversation_id, Conversation.title == automatic)
             .values(title=title)
         )
-        db.session.commit()
+    db.session.commit()
     db.session.expire_all()
     return get_conversation_for(user, conversation_id)
+
+
+def _charge(user_id: int, project_id: int, request: ChatRequest, reply: Reply) -> usage.Charge:
+    """The title call's cost, at the default model's price (the request names no model)."""
+    return usage.charge_for(
+        user_id=user_id,
+        project_id=project_id,
+        model=catalog.resolve(None),
+        tokens_in=reply.meta.tokens_in,
+        tokens_out=reply.meta.tokens_out,
+        sent_chars=len(request.system) + len(request.message),
+        received_chars=len(reply.text),
+    )
 
 
 def clean(text: str) -> str:

@@ -2,9 +2,10 @@
 
 A side is a prompt version of the project, optionally under another model from the allowlist.
 ``start_comparison`` validates everything first (so nothing is stored for a bad request), then
-starts each side as a normal chat turn in a new conversation pinned to its version and model
-(``chat.services.start_turn``: the user's message and the reply row are committed before any
-provider is called), records the ``Comparison`` row tying them together, and only then starts
+prepares each side as a normal chat turn in a new conversation pinned to its version and model
+(``chat.services.prepare_turn``: the spending budget and the input cap are checked there),
+records the ``Comparison`` row tying them together, commits the lot at once (so a side refused
+by a budget or the input cap leaves nothing behind, not half a comparison), and only then starts
 both turns generating in the background at once (``chat.turns.launch_detached``). Readers
 attach to each turn with ``GET /api/turns/<id>/events``; Stop works per turn as in the chat.
 
@@ -206,7 +207,7 @@ def start_comparison(
         raise ValidationFailed("Check the message and both sides.", fields=errors)
 
     started = [
-        chat.start_turn(
+        chat.prepare_turn(
             user=user,
             project_id=project.id,
             message=text,
@@ -229,24 +230,10 @@ def start_comparison(
         right_reply_id=started[1].reply_id,
     )
     db.session.add(comparison)
-    _commit_keeping_loaded()
+    chat.commit_turns(*started)
     for turn in started:  # both generate at once, each in a background thread
         turns.launch_detached(turn)
     return get_comparison(user=user, comparison_id=comparison.id)
-
-
-def _commit_keeping_loaded() -> None:
-    """Commit without expiring what the session holds: the turns' rows (the conversation, the
-    user's message, the version the detached reply points at) are rendered next, by ``start``
-    here and by each turn's thread when it ends; expired, they would be reloaded through this
-    request's session, from another thread."""
-    session = db.session()
-    previous = session.expire_on_commit
-    session.expire_on_commit = False
-    try:
-        session.commit()
-    finally:
-        session.expire_on_commit = previous
 
 
 # --- the preference ----------------------------------------------------------------------------

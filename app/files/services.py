@@ -32,6 +32,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cache
 from typing import BinaryIO
 
 from flask import current_app
@@ -488,10 +489,11 @@ class ChatContext:
     files: list[dict]  # what the reply's metadata records
 
 
+@cache
 def chat_files_exist():
     """Whether ``Project.id``'s project has a file whose text goes into chat: an ``EXISTS``
     column for the query that loads the project (``get_project_with``), so a turn in a project
-    without such files makes no query for them."""
+    without such files makes no query for them. Built once: that statement is built once too."""
     return (
         select(StoredFile.id)
         .where(

@@ -14,6 +14,7 @@ from app.models.file import StoredFile, SyncStatus, TextStatus
 from app.models.project import Project
 from app.models.prompt import PromptVersion
 from app.models.session import UserSession
+from app.models.usage import UsageDay
 from app.models.user import User
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "StoredFile",
     "SyncStatus",
     "TextStatus",
+    "UsageDay",
     "User",
     "UserSession",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
+from app import usage
 from app.chat import services as chat_services
 from app.errors import AppError
 from app.forms import ConfirmForm, apply_errors
@@ -26,7 +27,8 @@ def require_login():
 @bp.get("/")
 def index():
     cards = services.project_cards(user=current_user)
-    return render_template("projects/index.html", cards=cards)
+    spending = usage.summary(current_user.id)
+    return render_template("projects/index.html", cards=cards, spending=spending)
 
 
 # The pages a design names by feature rather than by project: they open that tab of the most
@@ -86,6 +88,7 @@ def detail(project_id: int):
         project=view.project,
         offline=is_offline(current_app),
         provider_line=describe(current_app),
+        spending=usage.summary(current_user.id),
     )
 
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 
 from app.errors import NotFound, ValidationFailed
 from app.extensions import db
@@ -109,17 +110,38 @@ def latest_project(*, user: User) -> Project | None:
     return cards[0].project if cards else None
 
 
+_OWNED: dict[tuple[int, ...], tuple[tuple, Any]] = {}
+_OWNED_MAX = 32
+
+
 def get_project_for(user: User, project_id: int) -> Project:
     return get_project_with(user, project_id)[0]
 
 
-def get_project_with(user: User, project_id: int, *extra) -> tuple[Project, ...]:
+def get_project_with(
+    user: User, project_id: int, *extra, params: dict[str, Any] | None = None
+) -> tuple[Project, ...]:
     """``user``'s project ``project_id`` (else ``NotFound``), followed by the values of the
     ``extra`` column expressions (such as an ``EXISTS`` on ``Project.id``) read by the same
-    query: one round trip where a hot path would make two."""
-    row = db.session.execute(
-        select(Project, *extra).where(Project.id == project_id, Project.owner_id == user.id)
-    ).first()
+    query: one round trip where a hot path would make two. Values for bound parameters in
+    ``extra`` come in ``params``.
+
+    The statement is built once per combination of ``extra`` and reused (the chat turn's
+    first statement: building it on every call cost more CPU than running it), so pass
+    expressions that are built once, not new ones on each call."""
+    key = tuple(map(id, extra))
+    found = _OWNED.get(key)
+    if found is None:
+        stmt = select(Project, *extra).where(
+            Project.id == bindparam("owned_project_id"),
+            Project.owner_id == bindparam("owned_owner_id"),
+        )
+        if len(_OWNED) >= _OWNED_MAX:  # a caller building its expressions anew each time
+            found = (extra, stmt)
+        else:
+            found = _OWNED[key] = (extra, stmt)  # holding ``extra`` keeps its ids its own
+    values = {"owned_project_id": project_id, "owned_owner_id": user.id, **(params or {})}
+    row = db.session.execute(found[1], values).first()
     if row is None:
         raise NotFound("No such project.")
     return tuple(row)
