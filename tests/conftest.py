@@ -268,6 +268,15 @@ def owner(app):
 
 
 @pytest.fixture
+def live_server(app):
+    """The test's app on a real loopback HTTP server (threads): its base URL."""
+    from tests.servers import in_thread
+
+    with in_thread(app) as base:
+        yield base
+
+
+@pytest.fixture
 def raw_client(app):
     """A plain Flask test client that knows nothing about CSRF."""
     app.test_client_class = FlaskClient

@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -69,6 +70,21 @@ def provider_env(fake, folder: Path, database_url: str, **settings: str) -> dict
         OPENROUTER_BASE_URL=fake.openrouter_base_url,
         **settings,
     )
+
+
+@contextmanager
+def in_thread(app) -> Iterator[str]:
+    """``app`` on Werkzeug's threaded server on loopback, in this process, until the block ends;
+    yields its base URL. For tests that need real connections without a separate process."""
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def migrate(env: Mapping[str, str]) -> None:

@@ -10,7 +10,6 @@ import threading
 import urllib.request
 
 import pytest
-from werkzeug.serving import make_server
 
 from app.config import ConfigError, load_config
 from app.files.quota import MIB, Quotas, StorageUsage, Usage, human_size, refusal
@@ -258,16 +257,6 @@ def test_a_form_with_more_files_than_allowed_stores_none(app, client, owner, pro
 # --- concurrency -----------------------------------------------------------------------------
 
 
-@pytest.fixture
-def server(app):
-    srv = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{srv.server_port}"
-    srv.shutdown()
-    srv.server_close()
-
-
 def post_file(base: str, project_id: int, token: str, name: str, content: bytes) -> int:
     body, content_type = multipart(name, content)
     req = urllib.request.Request(
@@ -285,7 +274,7 @@ def post_file(base: str, project_id: int, token: str, name: str, content: bytes)
         return exc.code
 
 
-def test_concurrent_uploads_never_cross_the_quota(app, server, owner, project_id):
+def test_concurrent_uploads_never_cross_the_quota(app, live_server, owner, project_id):
     """Twelve uploads of 900 KB at once against a 3 MB project quota: three fit, whatever the
     interleaving (the check that decides runs under the owner's lock, in the inserting
     transaction), and nothing of the refused ones is left in the store."""
@@ -297,7 +286,7 @@ def test_concurrent_uploads_never_cross_the_quota(app, server, owner, project_id
     def one(i: int) -> None:
         content = blob(900 * KB, f"racer {i}")
         start.wait()
-        statuses.append(post_file(server, project_id, owner.token, f"r{i}.txt", content))
+        statuses.append(post_file(live_server, project_id, owner.token, f"r{i}.txt", content))
 
     threads = [threading.Thread(target=one, args=(i,)) for i in range(racers)]
     for t in threads:
@@ -312,7 +301,7 @@ def test_concurrent_uploads_never_cross_the_quota(app, server, owner, project_id
 
 
 def test_concurrent_uploads_of_the_same_bytes_at_the_quota_are_duplicates(
-    app, server, owner, project_id
+    app, live_server, owner, project_id
 ):
     """Room for one file, eight uploads of the same bytes at once: one is stored and the others
     are answered as that file (the same bytes cost nothing), not refused by the quota."""
@@ -324,7 +313,7 @@ def test_concurrent_uploads_of_the_same_bytes_at_the_quota_are_duplicates(
 
     def one(i: int) -> None:
         start.wait()
-        statuses.append(post_file(server, project_id, owner.token, f"s{i}.txt", content))
+        statuses.append(post_file(live_server, project_id, owner.token, f"s{i}.txt", content))
 
     threads = [threading.Thread(target=one, args=(i,)) for i in range(racers)]
     for t in threads:

@@ -11,13 +11,13 @@ import os
 import threading
 import time
 import uuid
+from contextlib import ExitStack, closing, contextmanager
 
 import httpx
 import pytest
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
-from werkzeug.serving import make_server
 
 from app import create_app
 from app.chat import services as chat
@@ -27,7 +27,8 @@ from app.extensions import db
 from app.models import User
 from tests.conftest import base_config
 from tests.factories import make_project, make_user
-from tests.sse import read_stream, turn_id_of
+from tests.servers import in_thread
+from tests.sse import parse_sse, read_stream, turn_id_of
 
 REDIS = os.environ.get("TEST_BROKER_REDIS_URL", "redis://127.0.0.1:6379/11")
 
@@ -49,16 +50,6 @@ def config_overrides(request, fake):
 @pytest.fixture(autouse=True)
 def _reset(fake):
     fake.reset()
-
-
-@pytest.fixture
-def base(app):
-    """The app on a real loopback HTTP server (threads): readers hold real connections, and a
-    client that leaves is noticed as a real server notices it."""
-    srv = serve(app)
-    yield f"http://127.0.0.1:{srv.server_port}"
-    srv.shutdown()
-    srv.server_close()
 
 
 def live_turn(app, owner_id: int, project_id: int) -> int:
@@ -100,8 +91,8 @@ class Readers:
 
 
 @pytest.fixture
-def readers(base):
-    made = Readers(base)
+def readers(live_server):
+    made = Readers(live_server)
     yield made
     made.close()
 
@@ -169,10 +160,15 @@ def test_an_empty_or_bad_after_is_422(app, client, owner, after):
 # --- across processes, with Redis ------------------------------------------------------------
 
 
-def serve(app):
-    srv = make_server("127.0.0.1", 0, app, threaded=True)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    return srv
+@contextmanager
+def another_process(app, config_overrides):
+    """A second app on the same database and Redis: another process, or another machine."""
+    other = create_app(base_config(app.config["SQLALCHEMY_DATABASE_URI"], **config_overrides))
+    try:
+        yield other
+    finally:
+        other.extensions["broker"].shutdown()
+        other.extensions["token_users"].shutdown()
 
 
 class TestAcrossProcesses:
@@ -190,26 +186,20 @@ class TestAcrossProcesses:
         )
 
     def test_the_caps_count_across_processes_with_redis(self, app, owner, config_overrides):
-        second = create_app(base_config(app.config["SQLALCHEMY_DATABASE_URI"], **config_overrides))
-        servers = [serve(app), serve(second)]
-        first_base, second_base = (f"http://127.0.0.1:{s.server_port}" for s in servers)
         project = make_project(app, owner)
         turns = [live_turn(app, owner.id, project) for _ in range(3)]
-        on_first, on_second = Readers(first_base), Readers(second_base)
-        try:
+        with ExitStack() as stack:
+            second = stack.enter_context(another_process(app, config_overrides))
+            on_first = stack.enter_context(closing(Readers(stack.enter_context(in_thread(app)))))
+            on_second = stack.enter_context(
+                closing(Readers(stack.enter_context(in_thread(second))))
+            )
             held = on_first.attach(owner.token, turns[0])
             assert held.status_code == 200
             assert on_second.attach(owner.token, turns[1]).status_code == 200
             assert on_second.attach(owner.token, turns[2]).status_code == 429
             on_first.leave(held)
             assert eventually_ok(on_second, owner.token, turns[2]).status_code == 200
-        finally:
-            for readers in (on_first, on_second):
-                readers.close()
-            for srv in servers:
-                srv.shutdown()
-                srv.server_close()
-            second.extensions["broker"].shutdown()
 
 
 class TestFinishedElsewhere:
@@ -237,33 +227,25 @@ class TestFinishedElsewhere:
                 buffered=False,
             )
         )
-        turn, reply = turn_id_of(raw), raw.split("event: done")[1]
-        elsewhere = create_app(
-            base_config(app.config["SQLALCHEMY_DATABASE_URI"], **config_overrides)
-        )
-        srv = serve(elsewhere)
-        url = f"http://127.0.0.1:{srv.server_port}/api/turns/{turn}/events"
-        broker = elsewhere.extensions["broker"]
-        try:
+        turn, stored = turn_id_of(raw), parse_sse(raw)[0][-1]
+        assert stored[0] == "done"
+        with (
+            another_process(app, config_overrides) as elsewhere,
+            in_thread(elsewhere) as base,
+        ):
+            broker = elsewhere.extensions["broker"]
             for after, in_redis in [("0-999", True), ("0-1", True), (None, True), (None, False)]:
                 if not in_redis:
                     broker.redis.delete(broker.key(turn))  # expired meanwhile
                 headers = {"Authorization": f"Bearer {owner.token}"}
                 if after:
                     headers["Last-Event-ID"] = after
-                body = httpx.get(url, headers=headers, timeout=3, trust_env=False).text
+                body = httpx.get(
+                    f"{base}/api/turns/{turn}/events", headers=headers, timeout=3, trust_env=False
+                ).text
                 assert ": keep-alive" not in body
-                assert "event: done" in body
-                assert (
-                    json.loads(body.split("event: done\ndata: ")[1].split("\n")[0])["message"][
-                        "content"
-                    ]
-                    == json.loads(reply.split("data: ")[1].split("\n")[0])["message"]["content"]
-                )
-        finally:
-            srv.shutdown()
-            srv.server_close()
-            broker.shutdown()
+                events = parse_sse(body)[0]
+                assert events[-1] == stored  # the same outcome, in full
 
 
 def _gate(client, lease=0.5) -> ReaderGate:
