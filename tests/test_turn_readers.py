@@ -169,6 +169,9 @@ def another_process(app, config_overrides):
     finally:
         other.extensions["broker"].shutdown()
         other.extensions["token_users"].shutdown()
+        with other.app_context():
+            db.session.remove()
+            db.engine.dispose()
 
 
 class TestAcrossProcesses:
