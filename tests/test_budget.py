@@ -252,16 +252,18 @@ def test_the_refusals_match_the_api_document(client, owner, project_id):
 
 
 def ledger(app) -> list[tuple]:
+    """The ledger per user, project and model (summed over the rows' shards)."""
     with app.app_context():
+        key = (UsageDay.user_id, UsageDay.project_id, UsageDay.model)
         rows = db.session.execute(
             select(
-                UsageDay.user_id,
-                UsageDay.project_id,
-                UsageDay.model,
-                UsageDay.calls,
-                UsageDay.tokens_in,
-                UsageDay.tokens_out,
-            ).order_by(UsageDay.user_id, UsageDay.model)
+                *key,
+                func.sum(UsageDay.calls),
+                func.sum(UsageDay.tokens_in),
+                func.sum(UsageDay.tokens_out),
+            )
+            .group_by(*key)
+            .order_by(UsageDay.user_id, UsageDay.model)
         ).all()
         return [tuple(r) for r in rows]
 

@@ -1,5 +1,11 @@
-"""Spending on language models: one row per user, UTC day, project and model, adding up the
-calls, tokens and estimated cost charged to it (``app/usage.py`` writes and reads it).
+"""Spending on language models: rows per user, UTC day, project and model (and ``shard``),
+adding up the calls, tokens and estimated cost charged to them (``app/usage.py`` writes and
+reads them).
+
+``shard`` spreads one user's charges over up to ``usage.SHARDS`` rows of the same day, project
+and model: each charge adds to the row of a random shard, so concurrent replies of one user
+(an API client with many streams) do not all wait for one row's lock as they are stored
+(docs/benchmarks.md §16). Every reader sums over all of them.
 
 A ledger rather than a sum over ``messages``: the budget check reads at most a month of a
 user's rows through the primary key (its leading columns are the user and the day), however
@@ -12,7 +18,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from sqlalchemy import BigInteger, Date, Float, ForeignKey, Integer, String
+from sqlalchemy import BigInteger, Date, Float, ForeignKey, Integer, SmallInteger, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base
@@ -28,6 +34,7 @@ class UsageDay(Base):
     # No foreign key: the spend outlives the project, still counting against its owner.
     project_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     model: Mapped[str] = mapped_column(String(120), primary_key=True)  # the MODELS name
+    shard: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
     calls: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     tokens_in: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
     tokens_out: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)

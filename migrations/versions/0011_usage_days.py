@@ -27,12 +27,13 @@ def upgrade():
         sa.Column('day', sa.Date(), nullable=False),
         sa.Column('project_id', sa.Integer(), autoincrement=False, nullable=False),
         sa.Column('model', sa.String(length=120), nullable=False),
+        sa.Column('shard', sa.SmallInteger(), autoincrement=False, nullable=False),
         sa.Column('calls', sa.Integer(), nullable=False),
         sa.Column('tokens_in', sa.BigInteger(), nullable=False),
         sa.Column('tokens_out', sa.BigInteger(), nullable=False),
         sa.Column('cost_usd', sa.Float(), nullable=False),
         sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_usage_days_user_id_users'), ondelete='CASCADE'),
-        sa.PrimaryKeyConstraint('user_id', 'day', 'project_id', 'model', name=op.f('pk_usage_days')),
+        sa.PrimaryKeyConstraint('user_id', 'day', 'project_id', 'model', 'shard', name=op.f('pk_usage_days')),
     )
 
 
