@@ -20,6 +20,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from app import create_app
+from app.chat import replies
 from app.chat import services as chat
 from app.chat.broker import RedisBroker
 from app.chat.readers import ReaderGate, TooManyReaders
@@ -146,6 +147,37 @@ def test_a_reader_that_leaves_before_the_first_byte_gives_its_slot_back(app, cli
         resp = client.get(f"/api/turns/{turn}/events", headers=owner.headers, buffered=False)
         assert resp.status_code == 200
         resp.close()
+
+
+def test_a_turn_stored_before_its_last_event_is_published_is_read_to_that_event(app, client, owner):
+    """The generating process stores the reply, then publishes ``done``: a reader attaching in
+    between finds the row finished and the broker without its end. It gets the events the
+    broker has, then that ``done`` (not the stored outcome alone)."""
+    project = make_project(app, owner)
+    with app.app_context():
+        user = db.session.get(User, owner.id)
+        turn = chat.start_turn(user=user, project_id=project, message="Hi")
+        broker = app.extensions["broker"]
+        broker.open(turn.reply_id)
+        broker.publish(turn.reply_id, "start", {"turn_id": turn.reply_id})
+        broker.publish(turn.reply_id, "delta", {"text": "Hello"})
+        replies.finish(
+            turn.reply_id, turn.conversation_id, {"content": "Hello", "status": "complete"}
+        )
+
+    def publish_the_end():
+        broker.publish(turn.reply_id, "done", {"message": {"content": "Hello"}, "stored": True})
+        broker.close(turn.reply_id)
+
+    timer = threading.Timer(0.3, publish_the_end)
+    timer.start()
+    body = client.get(f"/api/turns/{turn.reply_id}/events", headers=owner.headers)
+    timer.join()
+    assert [name for name, _ in parse_sse(body.get_data(as_text=True))[0]] == [
+        "start",
+        "delta",
+        "done",
+    ]
 
 
 @pytest.mark.parametrize("after", ["", "0-", "abc"])

@@ -248,22 +248,15 @@ def follow(
 ) -> Iterator[Entry | None]:
     """The turn's events after ``after`` until its terminal event; ``None`` = keep-alive.
 
-    A turn that had ``finished`` is answered at once, never waited on: the broker's events
-    after ``after`` when they reach the end, else the stored outcome (an ``after`` past the
-    last event, a turn the broker no longer holds)."""
-    config = current_app.config
+    A turn that had ``finished`` is never waited on: the broker is looked at without waiting,
+    and when it has nothing after ``after`` (an id past the end, a turn it no longer holds) the
+    stored outcome is the answer, at once. Events it has are sent; the terminal one may still
+    be on its way (the row is stored just before it is published), so then it reads on."""
     broker = get_broker()
-    if finished:
-        entries = broker.read(turn_id, after, timeout=0)
-        if entries and entries[-1].event in TERMINAL:
-            yield from entries
-        else:
-            yield from from_database(turn_id)
-        return
-    heartbeat = config["CHAT_HEARTBEAT_SECONDS"]
+    heartbeat = current_app.config["CHAT_HEARTBEAT_SECONDS"]
     while True:
-        entries = broker.read(turn_id, after, timeout=heartbeat)
-        if entries is None:
+        entries = broker.read(turn_id, after, timeout=0 if finished else heartbeat)
+        if entries is None or (finished and not entries):
             yield from from_database(turn_id)
             return
         if not entries:
@@ -277,6 +270,7 @@ def follow(
             after = entry.id
             if entry.event in TERMINAL:
                 return
+        finished = False  # what remains is the terminal event, published any moment now
 
 
 def _over(turn_id: int) -> bool:
