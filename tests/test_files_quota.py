@@ -274,25 +274,35 @@ def post_file(base: str, project_id: int, token: str, name: str, content: bytes)
         return exc.code
 
 
+def race(base: str, project_id: int, token: str, files: list[tuple[str, bytes]]) -> list[int]:
+    """Upload ``files`` at once, one thread each released together; their statuses."""
+    start = threading.Barrier(len(files))
+    statuses: list[int] = []
+
+    def one(name: str, content: bytes) -> None:
+        start.wait()
+        statuses.append(post_file(base, project_id, token, name, content))
+
+    threads = [threading.Thread(target=one, args=item) for item in files]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    return statuses
+
+
 def test_concurrent_uploads_never_cross_the_quota(app, live_server, owner, project_id):
     """Twelve uploads of 900 KB at once against a 3 MB project quota: three fit, whatever the
     interleaving (the check that decides runs under the owner's lock, in the inserting
     transaction), and nothing of the refused ones is left in the store."""
     app.config["STORAGE_QUOTA_PROJECT_MB"] = 3
     racers = 12
-    start = threading.Barrier(racers)
-    statuses: list[int] = []
-
-    def one(i: int) -> None:
-        content = blob(900 * KB, f"racer {i}")
-        start.wait()
-        statuses.append(post_file(live_server, project_id, owner.token, f"r{i}.txt", content))
-
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(racers)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
+    statuses = race(
+        live_server,
+        project_id,
+        owner.token,
+        [(f"r{i}.txt", blob(900 * KB, f"racer {i}")) for i in range(racers)],
+    )
     stored_count = statuses.count(201)
     assert sorted(statuses) == [201] * 3 + [413] * (racers - 3), f"{stored_count} stored"
     stored = rows(app)
@@ -307,18 +317,9 @@ def test_concurrent_uploads_of_the_same_bytes_at_the_quota_are_duplicates(
     are answered as that file (the same bytes cost nothing), not refused by the quota."""
     app.config["STORAGE_QUOTA_PROJECT_FILES"] = 1
     racers = 8
-    start = threading.Barrier(racers)
-    statuses: list[int] = []
     content = blob(900 * KB, "the same")
-
-    def one(i: int) -> None:
-        start.wait()
-        statuses.append(post_file(live_server, project_id, owner.token, f"s{i}.txt", content))
-
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(racers)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
+    statuses = race(
+        live_server, project_id, owner.token, [(f"s{i}.txt", content) for i in range(racers)]
+    )
     assert sorted(statuses) == [200] * (racers - 1) + [201], statuses
     assert len(rows(app)) == 1 and len(on_disk(app, project_id)) == 1

@@ -34,18 +34,20 @@ from tests.sse import parse_sse, read_stream, turn_id_of
 REDIS = os.environ.get("TEST_BROKER_REDIS_URL", "redis://127.0.0.1:6379/11")
 
 
+def settings(fake, *, redis: bool, **extra) -> dict:
+    """Fast heartbeats against the fake provider; with ``redis``, a Redis prefix of its own."""
+    fast = {"CHAT_HEARTBEAT_SECONDS": 0.2, "CHAT_RESUME_POLL_SECONDS": 0.05}
+    found = fake.app_config(openrouter=False, **{**fast, **extra})
+    if redis:
+        found |= {"REDIS_URL": REDIS, "REDIS_KEY_PREFIX": f"test-{uuid.uuid4().hex[:10]}:"}
+    return found
+
+
 @pytest.fixture(params=["memory", "redis"])
 def config_overrides(request, fake):
-    settings = fake.app_config(
-        openrouter=False,
-        CHAT_HEARTBEAT_SECONDS=0.2,
-        CHAT_RESUME_POLL_SECONDS=0.05,
-        TURN_READERS_PER_USER=3,
-        TURN_READERS_PER_TURN=2,
+    return settings(
+        fake, redis=request.param == "redis", TURN_READERS_PER_USER=3, TURN_READERS_PER_TURN=2
     )
-    if request.param == "redis":
-        settings |= {"REDIS_URL": REDIS, "REDIS_KEY_PREFIX": f"test-{uuid.uuid4().hex[:10]}:"}
-    return settings
 
 
 @pytest.fixture(autouse=True)
@@ -211,14 +213,7 @@ class TestAcrossProcesses:
 
     @pytest.fixture
     def config_overrides(self, fake):
-        return fake.app_config(
-            openrouter=False,
-            CHAT_HEARTBEAT_SECONDS=0.2,
-            CHAT_RESUME_POLL_SECONDS=0.05,
-            TURN_READERS_PER_USER=2,
-            REDIS_URL=REDIS,
-            REDIS_KEY_PREFIX=f"test-{uuid.uuid4().hex[:10]}:",
-        )
+        return settings(fake, redis=True, TURN_READERS_PER_USER=2)
 
     def test_the_caps_count_across_processes_with_redis(self, app, owner, config_overrides):
         project = make_project(app, owner)
@@ -244,13 +239,7 @@ class TestFinishedElsewhere:
 
     @pytest.fixture
     def config_overrides(self, fake):
-        return fake.app_config(
-            openrouter=False,
-            CHAT_HEARTBEAT_SECONDS=10,
-            TURN_EVENTS_TTL_SECONDS=5,
-            REDIS_URL=REDIS,
-            REDIS_KEY_PREFIX=f"test-{uuid.uuid4().hex[:10]}:",
-        )
+        return settings(fake, redis=True, CHAT_HEARTBEAT_SECONDS=10, TURN_EVENTS_TTL_SECONDS=5)
 
     def test_a_finished_turn_is_answered_at_once(self, app, client, owner, config_overrides):
         project = make_project(app, owner)
