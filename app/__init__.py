@@ -13,8 +13,9 @@ from sqlalchemy import event
 from werkzeug.exceptions import NotFound
 from werkzeug.routing import IntegerConverter
 
-from app.config import ROOT, load_config
+from app.config import load_config
 from app.models.base import MAX_DB_INT
+from app.settings import ROOT
 
 log = logging.getLogger(__name__)
 
@@ -59,27 +60,34 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         api,
         cors,
         edge,
+        jobs,
         limits,
         maintenance,
+        metrics,
         models,  # noqa: F401  (register every table on the metadata)
         observability,
         security_headers,
+        tracing,
+        transactions,
+        worker,
     )
     from app.auth import loading
     from app.auth import services as auth_services
-    from app.blueprints import ALL
-    from app.chat import replies, turns
+    from app.chat import replies, titles, turns
     from app.cli import register_cli
     from app.errors import register_error_handlers
     from app.extensions import MIGRATE_OPTIONS, csrf, db, login_manager
-    from app.files import extraction
+    from app.files import copies, extraction
+    from app.openapi import ALL  # with the route of the API document (see there)
     from app.storage import registry as storage
 
     edge.init_app(app)
     db.init_app(app)
+    transactions.init_app(app)  # after db: its teardown runs first
     with app.app_context():  # builds the engine (no connection yet) to listen on it
         if db.engine.dialect.name == "sqlite":
             event.listen(db.engine, "connect", _sqlite_pragmas)
+    tracing.init_app(app)  # early: its request span covers the other hooks; off by default
     if app.config["DB_MIGRATE_COMMANDS"]:
         from flask_migrate import Migrate
 
@@ -93,22 +101,27 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     cors.init_app(app)  # only /api/, only CORS_ORIGINS; never credentials
     api.init_input_guard(app)
     observability.init_app(app)
+    metrics.init_app(app)  # request counts and /metrics (off without METRICS_TOKEN)
+    jobs.init_app(app)  # the queue; before the features that register jobs
     maintenance.init_app(app)
     storage.init_app(app)  # builds the store; no network, no boto3 until it is used
     extraction.init_app(app)
+    copies.init_app(app)  # the OpenAI Files copy job and its sweep
     replies.init_app(app)
     turns.init_app(app)
+    titles.init_app(app)  # the title job and its sweep
     for blueprint in ALL:
         app.register_blueprint(blueprint)
     register_error_handlers(app)
     register_cli(app)
+    worker.init_app(app)  # flask worker
 
     from markupsafe import Markup
 
-    from app.chat.render import ending, meta_line, render_markdown
+    from app.chat.render import ending, meta_line, render_reply
     from app.usage import usd
 
-    app.add_template_filter(lambda text: Markup(render_markdown(text)), "markdown")  # noqa: S704 (sanitised by nh3)
+    app.add_template_filter(lambda m: Markup(render_reply(m)), "reply_html")  # noqa: S704 (sanitised by nh3)
     app.add_template_filter(meta_line, "meta_line")
     app.add_template_filter(ending, "ending")
     app.add_template_filter(usd, "usd")

@@ -8,12 +8,15 @@ the whole app, not only to this prefix.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from functools import cache
-from typing import Any
+from typing import Any, TypeVar
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, current_app, request
 from flask_login import current_user
+from pydantic import ValidationError
 
+from app.apimodels import Body, Query
 from app.cors import is_preflight
 from app.edge import JSONTooDeep
 from app.errors import (
@@ -23,7 +26,6 @@ from app.errors import (
     ValidationFailed,
 )
 from app.models.base import MAX_DB_INT, db_int
-from app.openapi import body_schema, spec_json
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -32,9 +34,8 @@ def json_body() -> dict[str, Any]:
     """The request's JSON object, or a 415/413/400/422 ``AppError``.
 
     The body is capped before it is read (``MAX_JSON_KB``, chunked or not: a 413 from
-    ``app/edge.py``) and its nesting is checked before it is parsed. A field the operation does
-    not take (per its OpenAPI body, nested objects included) is a 422 naming it: a misspelt or
-    unsupported field is never silently dropped."""
+    ``app/edge.py``) and its nesting is checked before it is parsed. Views read it through
+    ``body``, which checks it against the operation's model."""
     if not request.is_json:
         raise UnsupportedMediaType()
     try:
@@ -49,34 +50,24 @@ def json_body() -> dict[str, Any]:
         bad = _path_to(data, pattern)
         if bad is not None:
             raise ValidationFailed(fields={bad: message})
-    rule = request.url_rule
-    unknown = _unknown_fields(data, body_schema(path_template(rule.rule), request.method) or {})
-    if unknown:
-        raise ValidationFailed(
-            f"Unknown field{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)}.",
-            fields=dict.fromkeys(unknown, "This field is not part of this request."),
-        )
     return data
+
+
+def body(*, optional: bool = False) -> Any:
+    """The request's JSON body as the model its view declares (``@operation(body=...)``): a
+    field the operation does not take (nested objects included) is a 422 naming it, a field of
+    the wrong type a 422 saying what it must be. ``optional``: no body (no ``Content-Length``)
+    is the model's defaults."""
+    model = current_app.view_functions[request.endpoint].operation.body
+    if optional and not request.content_length:
+        return model()
+    return parse_body(model, json_body())
 
 
 @cache
 def path_template(rule: str) -> str:
     """``/api/projects/<int:project_id>`` → ``/api/projects/{project_id}`` (OpenAPI's form)."""
     return re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule)
-
-
-def _unknown_fields(data: dict[str, Any], schema: dict[str, Any], path: str = "") -> list[str]:
-    """Dotted names of the fields in ``data`` the body ``schema`` does not list, nested objects
-    included. An operation without a documented body takes no fields."""
-    known = schema.get("properties", {})
-    unknown = []
-    for key, value in data.items():
-        name = f"{path}.{key}" if path else str(key)
-        if key not in known:
-            unknown.append(name)
-        elif isinstance(value, dict) and "properties" in known[key]:
-            unknown += _unknown_fields(value, known[key], name)
-    return unknown
 
 
 # Characters no text column can hold; either would be a 500 at the first write. NUL: PostgreSQL
@@ -108,6 +99,92 @@ def _path_to(value: Any, pattern: re.Pattern, path: str = "") -> str | None:
     return None
 
 
+# --- reading a body ----------------------------------------------------------------------------
+
+M = TypeVar("M", bound=Body)
+Q = TypeVar("Q", bound=Query)
+
+UNKNOWN_FIELD = "This field is not part of this request."
+_KINDS = {
+    "string_type": "Must be a string.",
+    "int_type": "Must be a whole number.",
+    "bool_type": "Must be true or false.",
+    "float_type": "Must be a number.",
+    "model_type": "Must be an object.",
+    "dict_type": "Must be an object.",
+    "list_type": "Must be a list.",
+    "missing": "This field is required.",
+}
+
+
+def _message(error: dict[str, Any]) -> str:
+    kind, ctx = error["type"], error.get("ctx") or {}
+    if kind in _KINDS:
+        return _KINDS[kind]
+    if ctx.get("ge") == -MAX_DB_INT - 1 or ctx.get("le") == MAX_DB_INT:
+        # Database integers; a larger number would overflow inside the query.
+        return f"Must be a whole number between {-MAX_DB_INT - 1} and {MAX_DB_INT}."
+    if kind == "greater_than_equal":
+        return f"Must be at least {ctx['ge']}."
+    if kind == "less_than_equal":
+        return f"Must be at most {ctx['le']}."
+    if kind == "literal_error":
+        return f"Must be {ctx.get('expected', 'one of the listed values')}."
+    return str(error.get("msg", "Not valid."))
+
+
+def _dotted(loc: Iterable[Any]) -> str:
+    return ".".join(str(part) for part in loc) or "body"
+
+
+def parse_body(model: type[M], data: dict[str, Any]) -> M:
+    """``data`` as ``model``, or a 422: first the fields it does not take (all of them, dotted
+    when nested: ``left.colour``; also inside a ``Checked`` object), then what is wrong with
+    the others."""
+    unknown = unknown_fields(model, data)
+    if unknown:
+        raise ValidationFailed(
+            f"Unknown field{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)}.",
+            fields=dict.fromkeys(unknown, UNKNOWN_FIELD),
+        )
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_input=False)
+    fields: dict[str, str] = {}
+    for error in errors:
+        fields.setdefault(_dotted(error["loc"]), _message(error))
+    raise ValidationFailed(fields=fields) from None
+
+
+def parse_query(model: type[Q], args: dict[str, str]) -> Q:
+    """The query string's arguments as ``model``, or a 422 naming each bad one."""
+    try:
+        return model.model_validate(args)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_input=False)
+    raise ValidationFailed(fields={_dotted(e["loc"]): _message(e) for e in errors}) from None
+
+
+def unknown_fields(model: type[Body], data: dict[str, Any], path: str = "") -> list[str]:
+    """Dotted names of the fields in ``data`` that ``model`` does not list, nested objects
+    included."""
+    known = model.model_fields
+    found = []
+    for key, value in data.items():
+        name = f"{path}.{key}" if path else str(key)
+        info = known.get(key)
+        if info is None:
+            found.append(name)
+        elif isinstance(value, dict) and _is_body(info.annotation):
+            found += unknown_fields(info.annotation, value, name)
+    return found
+
+
+def _is_body(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, Body)
+
+
 def init_input_guard(app) -> None:
     """Refuse NUL characters in the path, query strings and urlencoded forms (names and values)
     for every route
@@ -126,29 +203,12 @@ def init_input_guard(app) -> None:
         return None
 
 
-def field(data: dict[str, Any], name: str, *, required: bool = False, kind: type = str) -> Any:
-    """Read one field with a type check; wrong types are 422 with a field error."""
-    if name not in data or data[name] is None:
+def as_id(name: str, value: Any, *, required: bool = False) -> int | None:
+    """An id given as a whole number or as a string of digits (``"12"``), else a 422."""
+    if value is None:
         if required:
             raise ValidationFailed(fields={name: "This field is required."})
         return None
-    value = data[name]
-    if kind is int and isinstance(value, bool):
-        raise ValidationFailed(fields={name: "Must be a whole number."})
-    if not isinstance(value, kind):
-        names = {str: "a string", int: "a whole number", bool: "true or false"}
-        raise ValidationFailed(fields={name: f"Must be {names.get(kind, kind.__name__)}."})
-    if kind is int and not -MAX_DB_INT - 1 <= value <= MAX_DB_INT:
-        # Ids are database integers; a larger number would overflow inside the query.
-        raise ValidationFailed(
-            fields={name: f"Must be a whole number between {-MAX_DB_INT - 1} and {MAX_DB_INT}."}
-        )
-    return value
-
-
-def id_field(data: dict[str, Any], name: str, *, required: bool = False) -> int | None:
-    """An id given as a whole number or as a string of digits (``"12"``), else a 422."""
-    value = data.get(name)
     if isinstance(value, str):
         number = db_int(value)
         if number is None or number < 1:
@@ -156,18 +216,21 @@ def id_field(data: dict[str, Any], name: str, *, required: bool = False) -> int 
                 fields={name: f"Must be an id: a whole number up to {MAX_DB_INT}."}
             )
         return number
-    return field(data, name, required=required, kind=int)
-
-
-def int_arg(name: str, default: int | None = None) -> int | None:
-    """A whole-number query argument (absent or empty: ``default``), else a 422."""
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        return default
-    value = db_int(raw)
-    if value is None:
-        raise ValidationFailed(fields={name: f"Must be a whole number up to {MAX_DB_INT}."})
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValidationFailed(fields={name: "Must be a whole number."})
+    if not -MAX_DB_INT - 1 <= value <= MAX_DB_INT:
+        # Ids are database integers; a larger number would overflow inside the query.
+        raise ValidationFailed(
+            fields={name: f"Must be a whole number between {-MAX_DB_INT - 1} and {MAX_DB_INT}."}
+        )
     return value
+
+
+def args() -> Any:
+    """The query string as the model its view declares (``@operation(query=...)``), or a 422
+    naming each bad argument."""
+    model = current_app.view_functions[request.endpoint].operation.query
+    return parse_query(model, request.args.to_dict())
 
 
 def public(view):
@@ -188,10 +251,3 @@ def require_login():
     if not current_user.is_authenticated:
         raise Unauthorized("Log in or send a bearer token.", code="unauthorized")
     return None
-
-
-@bp.get("/openapi.json")
-@public
-def openapi():
-    """The OpenAPI 3.1 document of this API (``app/openapi.py``)."""
-    return Response(spec_json(), mimetype="application/json")

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from flask import current_app
 
-from app.providers.base import to_openrouter_model
+from app.providers.types import to_openrouter_model
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,15 @@ Flask-WTF's JSON forms a 400.
 upload view once ownership is checked) turns any other multipart field, text or file, into a
 422 naming it, instead of silently ignoring it (a misspelt ``files`` would look like success).
 
+**A body the app did not read is read after the answer.** A refusal often comes before the
+body is read (a 401, a 404, the database away). A server that then closes the connection with
+body bytes still arriving makes the kernel reset it (RST), and a proxy still sending the body
+can lose the answer: HAProxy logged such uploads ``SD`` and passed the app's 503 on without its
+own headers (RFC 9112, section 9.6, "Tear-down", asks servers to keep reading instead).
+``drain_unread_body`` reads what is left, after the answer is written and before the server
+closes, for declared lengths up to ``DRAIN_MAX_BYTES`` and within the route's cap; a longer
+body, or one without a length, is closed on as before.
+
 No database, no ``flask.g``: this runs before authentication.
 """
 
@@ -32,10 +41,10 @@ import json
 import re
 from typing import IO, Any
 
-from flask import Flask, current_app, request
+from flask import Flask, Response, current_app, request
 from flask.json.provider import DefaultJSONProvider
 from flask.wrappers import Request
-from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.utils import cached_property
 from werkzeug.wsgi import LimitedStream, get_content_length
 
@@ -44,6 +53,8 @@ from app.errors import ValidationFailed, wants_json
 # Our bodies are a level or two deep; 64 leaves room for clients' own extra fields and is far
 # below the interpreter's recursion limit (1000), inside a greenlet too.
 MAX_JSON_DEPTH = 64
+# The most of a refused body read after the answer (``drain_unread_body``).
+DRAIN_MAX_BYTES = 1024 * 1024
 _JSON_SPECIAL = re.compile(r'[\[\]{}"\\]')
 
 
@@ -158,6 +169,29 @@ class EdgeRequest(Request):
             part.close()
 
 
+def drain_unread_body(response: Response) -> Response:
+    """After each request: read what is left of its body once the answer has been written
+    (``call_on_close``: the server calls it before closing the connection), so the connection
+    ends with a close, not a reset (see the module docstring)."""
+    length = get_content_length(request.environ)
+    if not length or length > DRAIN_MAX_BYTES or request.shallow:
+        return response
+    try:
+        stream = request.stream  # the one the view read from, if it did: it knows the rest
+    except HTTPException:  # a declared length over the route's cap: nothing is read
+        return response
+    response.call_on_close(lambda: _read_to_end(stream))
+    return response
+
+
+def _read_to_end(stream: IO[bytes]) -> None:
+    try:
+        while stream.read(64 * 1024):
+            pass
+    except (HTTPException, OSError):  # past the cap, or the client went away: stop reading
+        pass
+
+
 class JSONTooDeep(ValueError):
     """JSON nested deeper than ``MAX_JSON_DEPTH``; refused before it is parsed."""
 
@@ -205,4 +239,5 @@ class DepthLimitedJSONProvider(DefaultJSONProvider):
 
 def init_app(app: Flask) -> None:
     app.request_class = EdgeRequest
+    app.after_request(drain_unread_body)
     app.json = DepthLimitedJSONProvider(app)

@@ -19,6 +19,7 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError, SQL
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from app.apimodels import Error, ErrorDetail
 from app.observability import log_safe
 
 log = logging.getLogger(__name__)
@@ -103,7 +104,7 @@ class BudgetExceeded(AppError):
 class ProviderFailed(AppError):
     """Every language model provider failed a non-streamed turn (502). ``code`` says how:
     ``provider_unavailable`` (the default), ``provider_rejected``, ``content_policy``. Not to be
-    confused with ``app.providers.base.ProviderUnavailable``, one provider's 5xx-class failure."""
+    confused with ``app.providers.errors.ProviderUnavailable``, one provider's 5xx-class failure."""
 
     status, code, message = 502, "provider_unavailable", "The language model is unavailable."
 
@@ -115,11 +116,11 @@ def wants_json() -> bool:
 def error_body(
     code: str, message: str, fields: dict[str, str] | None = None, extra=None
 ) -> dict[str, Any]:
-    err: dict[str, Any] = {"code": code, "message": message}
+    """The envelope (``apimodels.Error``); ``extra``: its ``quota`` or ``budget``."""
+    values: dict[str, Any] = {"code": code, "message": message, **(extra or {})}
     if fields:
-        err["fields"] = fields
-    err.update(extra or {})
-    return {"error": err}
+        values["fields"] = fields
+    return Error(error=ErrorDetail(**values)).as_json()
 
 
 def _respond(

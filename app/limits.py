@@ -3,7 +3,14 @@
 Uploads are counted per file, not per request, in one budget for every upload route (below).
 
 Counts live in ``RATELIMIT_STORAGE_URI``: ``memory://`` (one process) by default, Redis in
-production so every worker and machine shares them. Limits are read from the config on each
+production so every worker and machine shares them. Redis is never a single point of failure:
+when it cannot be reached, each process counts in its own memory (Flask-Limiter's in-memory
+fallback, with the same limits; a limit of 10 allows up to 10 per process while it lasts) and
+serves on. The switch is logged once (``flask-limiter``: "Rate limit storage unreachable"), and
+so is the recovery ("Rate limit storage recovered"; Flask-Limiter tries Redis again after 1, 2,
+4 … 32 s). ``/readyz`` reports the store as ``ratelimit``. Refusing every request while Redis is
+out (a 503) would turn a cache outage into a full one; per-process counts still bound each
+client, only less tightly. Limits are read from the config on each
 request (``RATELIMIT_LOGIN`` …), so they can be tuned without code. A breach is a 429 with
 ``Retry-After``: JSON ``{"error": {"code": "rate_limited"}}`` on ``/api/``, a page elsewhere.
 
@@ -28,6 +35,7 @@ from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_login import current_user
 
+from app import observability
 from app.identity import canonical_email_or_none
 
 limiter = Limiter(key_func=get_remote_address)
@@ -38,7 +46,39 @@ def init_app(app: Flask) -> None:
     # (``self._key_prefix or config[...]``); every app (the tests build one per test) must count
     # under its own RATELIMIT_KEY_PREFIX, or counts leak between apps sharing one Redis.
     limiter._key_prefix = app.config.get("RATELIMIT_KEY_PREFIX", "")
+    # A new app (the tests build one per test) starts on its own storage, not in an outage an
+    # earlier app's storage had.
+    limiter._storage_dead = False
+    app.config["RATELIMIT_IN_MEMORY_FALLBACK_ENABLED"] = True
+    # The switch is not atomic: a request whose storage call fails just after another request
+    # switched would otherwise raise (a 500). Swallowed instead: that request is served
+    # uncounted and logged ("Swallowing error"); only requests racing the first failure are.
+    app.config["RATELIMIT_SWALLOW_ERRORS"] = True
+    uri = app.config.get("RATELIMIT_STORAGE_URI", "memory://")
+    shared = not uri.startswith("memory://")
+    if shared and uri.startswith(("redis", "valkey")):
+        # A Redis that stopped answering (not refusing) must cost a request a second or two,
+        # not redis-py's default three retries with backoff: one retry at once (it replaces a
+        # pooled connection the server closed, as after a Redis restart), then the fallback.
+        app.config.setdefault(
+            "RATELIMIT_STORAGE_OPTIONS",
+            {"socket_connect_timeout": 1, "socket_timeout": 1, "retry": _one_retry()},
+        )
     limiter.init_app(app)
+    if shared:
+        observability.register_check(app, "ratelimit", _storage_check)
+
+
+def _one_retry():
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    return Retry(NoBackoff(), 1)
+
+
+def _storage_check() -> str:
+    """For ``/readyz``: the shared count store answers, or each process counts on its own."""
+    return "ok" if limiter.storage.check() else "unavailable (counting per process)"
 
 
 def _config(key: str):
@@ -93,6 +133,16 @@ compare_per_user = limiter.limit(
 # opening and dropping readers in a loop is bounded too (open ones are capped in chat/readers).
 turn_events_per_user = limiter.limit(
     _config("RATELIMIT_TURN_EVENTS"), key_func=user_or_address, scope="turn-events"
+)
+
+# A conversation's title and template variables (``PATCH /api/conversations/<id>``).
+conversation_edits_per_user = limiter.limit(
+    _config("RATELIMIT_CONVERSATION_EDITS"), key_func=user_or_address, scope="conversation-edits"
+)
+
+# Prompt labels (create, move, delete), page and API in one budget per user.
+labels_per_user = limiter.shared_limit(
+    _config("RATELIMIT_LABELS"), scope="labels", key_func=user_or_address
 )
 
 

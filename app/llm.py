@@ -12,9 +12,10 @@ import threading
 
 from flask import Flask, current_app
 
-from app.providers.base import ProviderSettings
+from app import metrics, tracing
 from app.providers.chain import ProviderChain, build_chain, make_http_client
 from app.providers.openai_files import OpenAIFiles
+from app.providers.types import ProviderSettings
 
 _lock = threading.Lock()
 
@@ -48,8 +49,11 @@ def get_chain(app: Flask | None = None) -> ProviderChain:
             if chain is None:
                 settings = settings_from_config(app.config)
                 client = make_http_client(settings)
+                tracing.instrument_client(app, client)
                 app.extensions["llm_client"] = client
-                chain = app.extensions["llm_chain"] = build_chain(settings, client)
+                chain = app.extensions["llm_chain"] = build_chain(
+                    settings, client, observe=metrics.provider_failure
+                )
     return chain
 
 

@@ -11,7 +11,8 @@ since it may have missed some while it was away.
 The listener is one daemon thread (a greenlet under gevent), started on first need
 (``listen``), never in the app factory: a process that never needs the channel opens no
 connection. It reconnects every ``RETRY_SECONDS`` while Redis is away, logging once per
-attempt, and ``close`` stops it within ``POLL_SECONDS``.
+outage (a warning when it begins, an info line when the channel is subscribed again), and
+``close`` stops it within ``POLL_SECONDS``.
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ class Channel:
                 self._thread.start()
 
     def _run(self) -> None:
+        away = False  # in an outage already logged
         while not self._closing.is_set():
             pubsub = None
             try:
@@ -76,6 +78,9 @@ class Channel:
                         continue
                     if message.get("type") == "subscribe":
                         self.subscribed.set()
+                        if away:
+                            away = False
+                            log.info("%s listener: Redis reachable again", self.name)
                         if self._on_subscribe is not None:
                             self._deliver(self._on_subscribe)
                     elif message.get("type") == "message":
@@ -86,7 +91,9 @@ class Channel:
                 self.subscribed.clear()
                 if self._closing.is_set():
                     return
-                log.warning("%s listener: Redis unavailable (%s); retrying", self.name, exc)
+                if not away:
+                    away = True
+                    log.warning("%s listener: Redis unavailable (%s); retrying", self.name, exc)
                 self._closing.wait(RETRY_SECONDS)
             finally:
                 self.subscribed.clear()

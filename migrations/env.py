@@ -73,6 +73,23 @@ def run_migrations_offline():
         context.run_migrations()
 
 
+# PostgreSQL advisory lock key held while migrating (any bigint; this one spells "PHmigrat").
+MIGRATION_LOCK = 0x50486D6967726174
+
+
+def take_migration_lock(connection):
+    """Two ``flask db upgrade`` at once (two release steps, two nodes started by hand) run one
+    after the other: the second waits here, then reads the version table the first one wrote
+    and finds nothing left to do. A session lock on this connection, outside the migration's
+    transaction; it ends with the connection if the process dies. SQLite needs none: it is
+    one machine's file, migrated by that machine's one release step."""
+    got = connection.exec_driver_sql(f"SELECT pg_try_advisory_lock({MIGRATION_LOCK})").scalar()
+    if not got:
+        logger.info("Another migration is running; waiting for it to finish.")
+        connection.exec_driver_sql(f"SELECT pg_advisory_lock({MIGRATION_LOCK})")
+    connection.commit()
+
+
 def run_migrations_online():
     """Run migrations in 'online' mode.
 
@@ -108,10 +125,17 @@ def run_migrations_online():
         if sqlite:
             connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
             connection.commit()
+        postgres = connection.dialect.name == "postgresql"
+        if postgres:
+            take_migration_lock(connection)
         context.configure(connection=connection, target_metadata=get_metadata(), **conf_args)
 
         with context.begin_transaction():
             context.run_migrations()
+
+        if postgres:
+            connection.exec_driver_sql(f"SELECT pg_advisory_unlock({MIGRATION_LOCK})")
+            connection.commit()
 
         if sqlite:
             broken = connection.exec_driver_sql("PRAGMA foreign_key_check").all()

@@ -1,21 +1,26 @@
 """Shared fixtures: a fresh app and database per test, a CSRF-aware client, auth actions.
 
-Databases: SQLite in ``tmp_path`` by default (a file, so a live-server thread shares it);
-PostgreSQL when ``TEST_DATABASE_URL`` is set: the database is created fresh for the session and
-tables are truncated between tests. CSRF stays on; ``CSRFClient`` reads the token from a page
-like a browser does.
+Databases: SQLite in ``tmp_path`` by default (a file, so a live-server thread shares it), copied
+from a template the session builds once; PostgreSQL when ``TEST_DATABASE_URL`` is set: the
+database is created fresh for the session and emptied between tests (``empty_pg_tables``).
+CSRF stays on; ``CSRFClient`` reads the token from a page like a browser does. The ``server``
+marker is enforced here (a test that starts a server process unmarked fails).
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
+import sys
 import uuid
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
 from flask.testing import FlaskClient
+from jinja2 import BytecodeCache
 from sqlalchemy import text
 
 from app import create_app
@@ -34,6 +39,7 @@ def pytest_collection_modifyitems(config, items):
     """Benchmarks run only when asked for (-m bench); PostgreSQL-only tests only with PG.
 
     They are deselected, not skipped, so a pass never counts them as coverage."""
+    check_server_markers(items)
     markexpr = config.getoption("-m") or ""
     keep, drop = [], []
     for item in items:
@@ -46,6 +52,136 @@ def pytest_collection_modifyitems(config, items):
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
+
+
+# --- the server marker, kept honest ------------------------------------------------------------
+# A test that starts a real server process is marked ``server`` (or is a benchmark), so the fast
+# lane (``make test-fast``: not browser, cluster, server or bench) runs in process only. Enforced
+# twice: at collection (a test that uses a session server fixture) and when the process starts
+# (an audit hook on ``subprocess.Popen`` names the program), so no helper can forget the check.
+
+SERVER_PROGRAMS = {"gunicorn", "initdb", "postgres", "redis-server", "weed", "haproxy"}
+SERVER_FIXTURES = {"seaweed"}  # started once by the first test that asks, kept for the session
+EXEMPT_MARKERS = ("server", "bench")
+_running: list[pytest.Item] = []  # the test being run (setup, call and teardown)
+
+
+def server_program(args) -> str | None:
+    """The server a ``subprocess.Popen(args)`` starts, or None for other programs (a CLI
+    command, ``make -n``, a Python probe)."""
+    if isinstance(args, (str, bytes, os.PathLike)):
+        args = [args]
+    args = [os.fsdecode(a) for a in args]
+    words = set(args)
+    # The programs: the first word, and paths (``runuser -u postgres -- /usr/lib/.../initdb``).
+    programs = {os.path.basename(a) for i, a in enumerate(args) if i == 0 or "/" in a}
+    for program in sorted(programs & SERVER_PROGRAMS):
+        return program
+    pairs = {("pg_ctl", "start"), ("flask", "run"), ("honcho", "start")}
+    for program, command in sorted(pairs):
+        if program in programs and command in words:
+            return f"{program} {command}"
+    if "tools.cluster" in words:
+        return "tools.cluster"
+    return None
+
+
+def _exempt(item: pytest.Item) -> bool:
+    return any(item.get_closest_marker(name) for name in EXEMPT_MARKERS)
+
+
+def _refuse_unmarked_servers(event: str, args: tuple) -> None:
+    if event != "subprocess.Popen" or not _running:
+        return
+    item = _running[-1]
+    program = server_program(args[1] if args[1] is not None else args[0])
+    if program and not _exempt(item):
+        raise UnmarkedServer(
+            f"{item.nodeid} starts a real server ({program}) but is not marked "
+            "@pytest.mark.server: mark it, so the fast lane stays in process"
+        )
+
+
+class UnmarkedServer(AssertionError):
+    pass
+
+
+sys.addaudithook(_refuse_unmarked_servers)  # audit hooks cannot be removed: gated by _running
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    _running.append(item)
+    try:
+        return (yield)
+    finally:
+        _running.remove(item)
+
+
+def check_server_markers(items) -> None:
+    unmarked = [
+        item.nodeid
+        for item in items
+        if SERVER_FIXTURES.intersection(getattr(item, "fixturenames", ())) and not _exempt(item)
+    ]
+    if unmarked:
+        raise pytest.UsageError(
+            "these tests use a real server (" + ", ".join(sorted(SERVER_FIXTURES)) + ") but are"
+            " not marked @pytest.mark.server:\n  " + "\n  ".join(unmarked)
+        )
+
+
+# --- a fresh app per test, for less ---------------------------------------------------------------
+# Werkzeug compiles two URL-builder functions for every rule of every app (an ``ast`` built and
+# ``compile``d, ~0.1 ms each): 95 % of ``create_app``, ~20 ms of every test's ``app``. The code it
+# makes depends only on the rule's text and parts (``_trace``) and whether unknown arguments are
+# appended; the function is bound to each rule (``.self``) and reads the rule's own converters.
+# So the suite compiles each one once: a fresh app still gets rules, converters and a map of its
+# own. Rules with defaults are compiled as usual (a default is folded into the code through the
+# rule's converter). Without this private method (another Werkzeug) nothing is cached.
+
+
+def _share_url_builders() -> None:
+    from werkzeug.routing.rules import Rule
+
+    compile_builder = getattr(Rule, "_compile_builder", None)
+    if compile_builder is None or getattr(compile_builder, "shared", False):
+        return
+    compiled: dict[tuple, object] = {}
+
+    def shared_builder(self, append_unknown: bool = True):
+        if self.defaults:
+            return compile_builder(self, append_unknown)
+        key = (self.rule, tuple(self._trace), append_unknown)
+        if key not in compiled:
+            compiled[key] = compile_builder(self, append_unknown)
+        return compiled[key]
+
+    shared_builder.shared = True
+    shared_builder.original = compile_builder
+    Rule._compile_builder = shared_builder
+
+
+_share_url_builders()
+
+
+class SharedTemplateCode(BytecodeCache):
+    """Jinja compiles each template of each new app from its source (about 15 ms a page):
+    the apps of the session share the compiled code in memory instead. Jinja checks the
+    source's checksum before it uses a stored entry, so an edited template is compiled again."""
+
+    def __init__(self) -> None:
+        self.code: dict[str, bytes] = {}
+
+    def load_bytecode(self, bucket) -> None:
+        if (code := self.code.get(bucket.key)) is not None:
+            bucket.bytecode_from_string(code)
+
+    def dump_bytecode(self, bucket) -> None:
+        self.code[bucket.key] = bucket.bytecode_to_string()
+
+
+TEMPLATE_CODE = SharedTemplateCode()
 
 
 def _admin_url(url: str) -> tuple[str, str]:
@@ -76,9 +212,23 @@ def pg_url():
     app = create_app(base_config(PG_URL))
     with app.app_context():
         db.create_all()
+        stamp_head(app)
         db.engine.dispose()
     yield PG_URL
     drop_pg_database(PG_URL)
+
+
+def stamp_head(app) -> None:
+    """Tables made by ``create_all`` are the code's schema: mark the database as migrated to
+    the head revision (what ``flask db stamp head`` does), or ``/readyz`` calls it unmigrated."""
+    db.session.execute(
+        text("CREATE TABLE IF NOT EXISTS alembic_version"
+             " (version_num VARCHAR(32) NOT NULL PRIMARY KEY)")
+    )  # fmt: skip
+    db.session.execute(text("DELETE FROM alembic_version"))
+    for head in app.extensions["schema_check"].heads:
+        db.session.execute(text("INSERT INTO alembic_version VALUES (:v)"), {"v": head})
+    db.session.commit()
 
 
 def base_config(database_url: str, **extra) -> dict:
@@ -102,8 +252,26 @@ def base_config(database_url: str, **extra) -> dict:
         "CHAT_TITLES": False,
         # No background chores between tests' truncations; the tests run them (run_now).
         "MAINTENANCE_SECONDS": 0,
+        # PDF children at the suite's own priority: niced under a busy suite, a one-page PDF
+        # waited seconds for the CPU (test_extraction checks the niceness itself).
+        "EXTRACT_NICE": 0,
         **extra,
     }
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory) -> Path:
+    """The schema built once per session (``create_all``, stamped at head) in a SQLite file
+    that each test's ``app`` gets a fresh copy of: the same database a per-test ``create_all``
+    made, without building it ~1,400 times."""
+    path = tmp_path_factory.mktemp("schema") / "template.db"
+    app = create_app(base_config(f"sqlite:///{path}"))
+    with app.app_context():
+        db.create_all()
+        stamp_head(app)
+        db.session.remove()
+        db.engine.dispose()
+    return path
 
 
 @pytest.fixture
@@ -131,23 +299,76 @@ def _reset_the_fake_for_use_fake(request):
         request.getfixturevalue("fake").reset()
 
 
+def empty_pg_tables() -> None:
+    """Every table empty and every id sequence at its start, as ``TRUNCATE … RESTART IDENTITY``
+    leaves them, touching only what the last test wrote: a ``DELETE`` of a few rows costs a
+    millisecond, a ``TRUNCATE`` of every table (new files for each) about 80 ms per test.
+    Parents first: their cascades empty the children (and the projects ↔ prompt_versions
+    cycle) in one statement. Anything unexpected: the ``TRUNCATE`` of everything."""
+    tables = db.metadata.sorted_tables
+    probe = " UNION ALL ".join(
+        f'SELECT {i} WHERE EXISTS (SELECT 1 FROM "{t.name}")' for i, t in enumerate(tables)
+    )
+    try:
+        dirty = sorted(db.session.execute(text(probe)).scalars())
+        used = db.session.execute(
+            text("SELECT format('%I.%I', schemaname, sequencename) FROM pg_sequences"
+                 " WHERE schemaname = current_schema() AND last_value IS NOT NULL")
+        ).scalars().all()  # fmt: skip
+        for i in dirty:
+            db.session.execute(text(f'DELETE FROM "{tables[i].name}"'))  # noqa: S608
+        for sequence in used:
+            db.session.execute(text("SELECT setval(:s, 1, false)"), {"s": sequence})
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        names = ", ".join(f'"{t.name}"' for t in tables)
+        db.session.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        db.session.commit()
+
+
+def _copy_template(request, url: str) -> bool:
+    """Copy the session's schema to ``url``'s file when it is a SQLite file that does not
+    exist yet (nothing has opened it); False when the test has to build its own."""
+    if not url.startswith("sqlite:///"):
+        return False
+    target = Path(url.removeprefix("sqlite:///"))
+    if target.exists():
+        return False
+    shutil.copyfile(request.getfixturevalue("sqlite_template"), target)
+    return True
+
+
 @pytest.fixture
-def app(database_url, config_overrides, tmp_path):
-    uploads = {"UPLOAD_DIR": str(tmp_path / "uploads")}
-    app = create_app(base_config(database_url, **{**uploads, **config_overrides}))
+def app(database_url, config_overrides, tmp_path, request):
+    # Files of its own, not instance/'s: uploads, the reply spool and the revocation log.
+    own = {
+        "UPLOAD_DIR": str(tmp_path / "uploads"),
+        "REPLY_SPOOL_DIR": str(tmp_path / "spool"),
+        "AUTH_REVOCATION_LOG": str(tmp_path / "auth-revocations.log"),
+    }
+    settings = base_config(database_url, **{**own, **config_overrides})
+    sqlite = database_url.startswith("sqlite")
+    copied = sqlite and _copy_template(request, settings["SQLALCHEMY_DATABASE_URI"])
+    app = create_app(settings)
     app.test_client_class = CSRFClient
+    app.jinja_env.bytecode_cache = TEMPLATE_CODE
     with app.app_context():
-        if database_url.startswith("sqlite"):
-            db.create_all()
+        if sqlite:
+            if not copied:  # a database made before the app, or another one: build it here
+                db.create_all()
+                stamp_head(app)
         else:
-            names = ", ".join(f'"{t.name}"' for t in db.metadata.sorted_tables)
-            db.session.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
-            db.session.commit()
+            empty_pg_tables()
     yield app
     from app.llm import close_client
 
-    # Turns still generating (a test that left its stream) end before the next test's database.
+    # Turns still generating (a test that left its stream) end before the next test's database,
+    # and so do the jobs this process runs (a title call after a test's last reply).
     assert app.extensions["running_turns"].stop_all(), "a turn did not end"
+    # Jobs the test queued (an upload's extraction) end before its connections are closed: a
+    # runner still holding one would return it to the disposed pool, left for the collector.
+    assert app.extensions["jobs"].shutdown(), "a job did not end"
     close_client(app)
     app.extensions["broker"].shutdown()
     app.extensions["token_users"].shutdown()
@@ -211,8 +432,8 @@ def module_server_database(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def fake():
-    """The fake OpenAI/OpenRouter server (tests/fake_provider.py), real HTTP on loopback."""
-    from tests.fake_provider import FakeProviderServer
+    """The fake OpenAI/OpenRouter server (tools/fake_provider.py), real HTTP on loopback."""
+    from tools.fake_provider import FakeProviderServer
 
     server = FakeProviderServer().start()
     yield server
@@ -224,10 +445,10 @@ S3_BUCKET = "prompthub-tests"
 
 @pytest.fixture(scope="session")
 def seaweed(tmp_path_factory):
-    """One real S3 server (SeaweedFS, ``tests/seaweed.py``) for the whole session, started by
+    """One real S3 server (SeaweedFS, ``tools/seaweed.py``) for the whole session, started by
     the first test that asks for it (so a run without S3 tests never starts it), with the
     bucket ``S3_BUCKET``. Tests keep apart by prefix (``s3_settings``)."""
-    from tests.seaweed import SeaweedFS
+    from tools.seaweed import SeaweedFS
 
     server = SeaweedFS(tmp_path_factory.mktemp("seaweed")).start()
     try:
@@ -238,8 +459,11 @@ def seaweed(tmp_path_factory):
 
 
 @pytest.fixture
-def s3_settings(seaweed, tmp_path) -> dict:
-    """App settings for the session's S3 server, under a prefix of this test's own."""
+def s3_settings(seaweed, tmp_path, request) -> dict:
+    """App settings for the session's S3 server, under a prefix of this test's own. Checked per
+    test (it may be asked for by name, e.g. ``storage_settings``' ``s3``): only ``server`` tests."""
+    if not _exempt(request.node):
+        raise UnmarkedServer(f"{request.node.nodeid} uses SeaweedFS but is not marked server")
     prefix = f"t-{uuid.uuid4().hex[:12]}/files"
     return {
         **seaweed.settings(S3_BUCKET, prefix),
@@ -247,9 +471,10 @@ def s3_settings(seaweed, tmp_path) -> dict:
     }
 
 
-@pytest.fixture(params=["local", "s3"])
+@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.server)])
 def storage_settings(request) -> dict:
-    """The store under test, once per backend: nothing (the local ``UPLOAD_DIR``) or S3.
+    """The store under test, once per backend: nothing (the local ``UPLOAD_DIR``) or S3
+    (SeaweedFS: that parameter is marked ``server``).
     A module runs its tests on both with ``config_overrides`` returning these."""
     if request.param == "local":
         return {}
@@ -270,7 +495,7 @@ def owner(app):
 @pytest.fixture
 def live_server(app):
     """The test's app on a real loopback HTTP server (threads): its base URL."""
-    from tests.servers import in_thread
+    from tools.servers import in_thread
 
     with in_thread(app) as base:
         yield base

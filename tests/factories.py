@@ -49,10 +49,11 @@ def make_project(
 def make_conversation(app, user: UserInfo, project_id: int, message: str = "Hello") -> int:
     """A conversation with one exchange, answered by whichever provider the app is set up with."""
     from app.chat import services as chat_services
+    from app.chat import start as start_turn
 
     with app.app_context():
         owner = db.session.get(User, user.id)
-        turn = chat_services.start_turn(user=owner, project_id=project_id, message=message)
+        turn = start_turn.send(user=owner, project_id=project_id, message=message)
         chat_services.complete_turn(turn)
         return turn.conversation_id
 
@@ -78,6 +79,17 @@ def make_version(app, user: UserInfo, project_id: int, content: str) -> int:
         owner = db.session.get(User, user.id)
         result = prompt_services.create_version(user=owner, project_id=project_id, content=content)
         return result.version.version
+
+
+def make_label(app, user: UserInfo, project_id: int, name: str, version: int) -> str:
+    """A named label on a version, through the real service; returns its name."""
+    from app.prompts import labels
+
+    with app.app_context():
+        owner = db.session.get(User, user.id)
+        return labels.create_label(
+            user=owner, project_id=project_id, name=name, version=version
+        ).name
 
 
 def make_comparison(

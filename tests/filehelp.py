@@ -22,6 +22,25 @@ def upload(client, owner, project_id, name, content: bytes, **kw):
     )
 
 
+def settled(app) -> None:
+    """Wait until this process's queue has run its jobs (an OpenAI copy, an extraction)."""
+    assert app.extensions["jobs"].wait_idle(10), "a job did not end"
+
+
+def copied(app, client, owner, project_id, file_id) -> dict:
+    """The file's JSON once its OpenAI copy (a job: ``app/files/copies.py``) has ended."""
+    settled(app)
+    url = f"/api/projects/{project_id}/files/{file_id}"
+    return client.get(url, headers=owner.headers).get_json()
+
+
+def upload_copied(app, client, owner, project_id, name, content: bytes) -> dict:
+    """Upload through the API (201), then the file's JSON once its OpenAI copy has ended."""
+    resp = upload(client, owner, project_id, name, content)
+    assert resp.status_code == 201, resp.get_json()
+    return copied(app, client, owner, project_id, resp.get_json()["id"])
+
+
 def multipart(name: str, content: bytes) -> tuple[bytes, str]:
     """A multipart body built by hand: the test client spools large bodies to a temporary file
     it never closes."""

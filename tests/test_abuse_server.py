@@ -19,11 +19,14 @@ import time
 import uuid
 
 import httpx
+import pytest
 import redis
 
-from tests.fake_provider import Scenario
-from tests.servers import gunicorn, migrate, new_project, provider_env, register
 from tests.sse import turn_id_of
+from tools.fake_provider import Scenario
+from tools.servers import gunicorn, migrate, new_project, provider_env, register
+
+pytestmark = pytest.mark.server  # gunicorn or a private server per test or module
 
 BROKER_REDIS = os.environ.get("TEST_BROKER_REDIS_URL", "redis://127.0.0.1:6379/11")
 LIMITS_REDIS = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")

@@ -6,7 +6,7 @@ over HTTP."""
 import pytest
 
 from tests.factories import make_project, make_user
-from tests.fake_provider import Scenario
+from tools.fake_provider import Scenario
 
 pytestmark = pytest.mark.use_fake(openrouter=False, LLM_TIMEOUT_SECONDS=2)
 

@@ -157,6 +157,36 @@ def test_redis_out_of_reach_never_stops_a_turn():
     other.shutdown()
 
 
+@pytest.mark.server
+def test_an_outage_is_logged_once_not_once_per_turn_and_its_end_once(caplog):
+    """Twenty turns publishing and a reader of another process's turn while Redis is stopped:
+    one warning; when it is back (the same port), one line says so."""
+    from tools.servers import PrivateRedis
+
+    server = PrivateRedis().start()
+    broker = RedisBroker(60, server.url, "test-outage:")
+    try:
+        broker.publish_elsewhere(0, "delta", {})  # connected before the outage
+        caplog.set_level("INFO", logger="app.chat.broker")
+        server.stop()
+        for turn_id in range(1, 21):
+            broker.open(turn_id)
+            broker.publish(turn_id, "delta", {"text": "x"})
+            broker.close(turn_id)
+        assert broker.read(999, None, 0) is None  # another process's turn: read the database
+        server.start()
+        broker.open(21)
+        broker.publish(21, "delta", {"text": "back"})
+        assert [e.data["text"] for e in broker.read(21, None, 0)] == ["back"]
+    finally:
+        broker.shutdown()
+        server.stop()
+    lines = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "app.chat.broker"]
+    assert [level for level, _ in lines] == ["WARNING", "INFO"], lines
+    assert lines[0][1].startswith("Redis unavailable (") and "at turn 1;" in lines[0][1]
+    assert lines[1][1] == "Redis reachable again"
+
+
 def test_ended_turns_kept_in_memory_are_bounded():
     broker = LocalBroker(ttl=600)
     broker.KEEP_ENDED = 3
@@ -166,3 +196,67 @@ def test_ended_turns_kept_in_memory_are_bounded():
     broker.open(99)
     assert [t for t in range(1, 6) if broker.is_local(t)] == [3, 4, 5]
     assert broker.is_local(99)  # running turns are never dropped
+
+
+# --- the text readers were shown, and the writer heartbeat (issue 27) -------------------------
+
+
+def test_the_broker_gives_the_text_of_a_turns_deltas(make):
+    here = make()
+    here.open(8)
+    assert here.text(8) == ""
+    here.publish(8, "start", {"turn_id": 8})
+    for text in ("Hel", "lo"):
+        here.publish(8, "delta", {"text": text})
+    here.publish(8, "done", {"message": {}})
+    assert here.text(8) == "Hello"
+    assert here.text(404) is None  # a turn it does not hold
+    assert here.writer_gone(8) is False  # its own turn
+
+
+def test_another_process_reads_a_turns_text_and_sees_its_writer_die():
+    """The writer names itself in the turn's ``start`` entry and renews its heartbeat key; once
+    it stops (a dead process: the key is not renewed), a reader elsewhere finds it gone within
+    the TTL."""
+    prefix = f"test-{uuid.uuid4().hex[:12]}:"
+    here = RedisBroker(60, REDIS, prefix, writer_ttl=0.6)
+    there = RedisBroker(60, REDIS, prefix, writer_ttl=0.6)
+    try:
+        here.open(9)
+        here.publish(9, "start", {"turn_id": 9})
+        here.publish(9, "delta", {"text": "every word"})
+        assert there.text(9) == "every word"
+        time.sleep(1.0)  # longer than the TTL: renewed meanwhile
+        assert there.writer_gone(9) is False
+        here.shutdown()  # the heartbeat stops, as in a process that died
+        deadline = time.monotonic() + 5
+        while not there.writer_gone(9):
+            assert time.monotonic() < deadline, "the writer's death was not seen"
+            time.sleep(0.05)
+        assert there.writer_gone(404) is False  # a turn nobody names: unknown, not dead
+    finally:
+        for key in there.redis.scan_iter(f"{prefix}*"):
+            there.redis.delete(key)
+        there.shutdown()
+
+
+@pytest.mark.server
+def test_a_redis_restarted_empty_is_not_a_dead_writer():
+    """Redis restarts empty: the heartbeat key is gone until the writer's next renewal, and so is
+    the turn's stream. A reader that knew the writer must not call it dead in that window."""
+    from tools.servers import PrivateRedis
+
+    server = PrivateRedis().start()
+    here = RedisBroker(60, server.url, "restart:", writer_ttl=30)  # renewed every 10 s
+    there = RedisBroker(60, server.url, "restart:", writer_ttl=30)
+    try:
+        here.open(5)
+        here.publish(5, "start", {"turn_id": 5})
+        assert there.writer_gone(5) is False  # the writer is known to ``there`` now
+        server.stop()
+        server.start()  # the same port, nothing in it
+        assert there.writer_gone(5) is False
+    finally:
+        here.shutdown()
+        there.shutdown()
+        server.stop()

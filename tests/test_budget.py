@@ -17,13 +17,13 @@ from sqlalchemy import func, select
 from app import usage
 from app.catalog import ModelChoice
 from app.chat import replies
-from app.chat import services as chat
+from app.chat import start as start_turn
 from app.config import ConfigError, load_config
 from app.extensions import db
 from app.models import Conversation, Message, MessageStatus, UsageDay, User
 from tests.factories import make_project, make_user
-from tests.fake_provider import Scenario
 from tests.test_openapi import CheckedClient, Validator
+from tools.fake_provider import Scenario
 
 # gpt-4o-mini, the default model: $0.15 per million tokens in, $0.60 out. The fake counts a
 # token per word, so one "Hi" turn costs a few millionths of a dollar, and the budget below is
@@ -330,7 +330,7 @@ def test_a_reply_cut_short_is_charged_an_estimate_and_a_refused_one_nothing(
 def test_a_reply_is_charged_once_however_often_it_is_stored(app, owner, project_id):
     with app.app_context():
         user = db.session.get(User, owner.id)
-        turn = chat.start_turn(user=user, project_id=project_id, message="Hi")
+        turn = start_turn.send(user=user, project_id=project_id, message="Hi")
         model = ModelChoice("gpt-4o-mini", "gpt-4o-mini", None, 0.15, 0.60)
         charge = usage.charge_for(
             user_id=owner.id, project_id=project_id, model=model, tokens_in=7, tokens_out=3

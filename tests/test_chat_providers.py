@@ -12,8 +12,8 @@ from app.extensions import db
 from app.llm import close_client
 from app.models import Message
 from tests.factories import make_project
-from tests.fake_provider import Scenario, closed_port_url
 from tests.sse import parse_sse, read_stream, turn_id_of
+from tools.fake_provider import Scenario, closed_port_url
 
 pytestmark = pytest.mark.use_fake(
     OPENROUTER_REFERER="https://prompthub.example",

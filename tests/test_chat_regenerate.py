@@ -5,8 +5,8 @@ the next turn sends the provider only the newest answer."""
 import pytest
 
 from tests.factories import make_project, make_user
-from tests.fake_provider import Scenario
 from tests.sse import parse_sse
+from tools.fake_provider import Scenario
 
 pytestmark = pytest.mark.use_fake(openrouter=False, LLM_TIMEOUT_SECONDS=2)
 

@@ -15,8 +15,8 @@ from sqlalchemy import func, select
 from app.extensions import db
 from app.models import Comparison, Conversation, Message
 from tests.factories import make_project, make_user
-from tests.fake_provider import Scenario
 from tests.sse import parse_sse
+from tools.fake_provider import Scenario
 
 pytestmark = pytest.mark.use_fake(
     openrouter=False, CHAT_CHECKPOINT_SECONDS=0.1, CHAT_HEARTBEAT_SECONDS=0.2
@@ -204,6 +204,21 @@ def test_bad_input_is_422_and_stores_nothing(app, client, owner, project_id, fak
     resp = client.post(f"/api/projects/{project_id}/comparisons", json=body, headers=owner.headers)
     assert resp.status_code == 422
     assert field in resp.get_json()["error"]["fields"]
+    assert counts(app) == before
+    assert fake.requests == []
+
+
+def test_a_side_refused_after_the_other_was_written_leaves_nothing_behind(
+    app, client, owner, project_id, fake
+):
+    """Both sides and the comparison are one transaction: the right side's longer prompt puts
+    it over the input cap after the left side's conversation and rows were written."""
+    message = "How do refunds work?"
+    app.config["CHAT_INPUT_MAX_CHARS"] = len(V1) + len(message) + 2  # left fits, right not
+    before = counts(app)
+    resp = compare(client, owner, project_id, message=message)
+    assert resp.status_code == 422
+    assert resp.get_json()["error"]["code"] == "input_too_long"
     assert counts(app) == before
     assert fake.requests == []
 

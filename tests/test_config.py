@@ -6,6 +6,7 @@ import pytest
 
 from app.config import ConfigError, load_config, normalise_database_url
 from app.filetypes import DEFAULT_ALLOWED
+from app.settings import Settings
 
 STRONG = "PXpnWGgWFuqS9lB_7UClcBytv6YtDm8Fw59wtUJsClSPAEAqfinGVBhnCdEPuy4C"  # token_urlsafe(48)
 
@@ -291,3 +292,45 @@ def test_extraction_shares_out_of_range_stop_the_app(tmp_path, key, value, messa
 def test_extraction_defaults_leave_a_worker_for_a_second_user(tmp_path):
     cfg = load_config(tmp_path, env={"SECRET_KEY": "x" * 40})
     assert (cfg["EXTRACT_WORKERS"], cfg["EXTRACT_PER_USER"], cfg["EXTRACT_NICE"]) == (2, 1, 10)
+
+
+def test_the_job_queue_defaults_and_refuses_an_unknown_scheme(tmp_path):
+    """Outside production the web process runs jobs (``make run`` alone); in production a
+    ``flask worker`` does. The queue: QUEUE_URL, else REDIS_URL, else SQLite in instance/."""
+    from app.jobs import queue_url
+
+    dev = load_config(tmp_path, env={})
+    assert dev["QUEUE_IN_PROCESS"] is True
+    assert queue_url({**dev, "INSTANCE_PATH": str(tmp_path)}) == f"sqlite:///{tmp_path}/queue.db"
+    redis = {**dev, "REDIS_URL": "redis://r:6379/0", "INSTANCE_PATH": str(tmp_path)}
+    assert queue_url(redis) == "redis://r:6379/0"
+    secret = {"APP_ENV": "production", "SECRET_KEY": "x7Gq2-Lm9vRt4Wz8Kp3Ns6Yb1Hc5Jd0Fe"}
+    assert load_config(tmp_path, env=secret)["QUEUE_IN_PROCESS"] is False
+    with pytest.raises(ConfigError, match="QUEUE_URL must be"):
+        load_config(tmp_path, env={"QUEUE_URL": "amqp://rabbit"})
+
+
+# --- the settings object (app/settings.py) ------------------------------------------------------
+
+FLAGS = [name for name, field in Settings.model_fields.items() if "bool" in str(field.annotation)]
+
+
+@pytest.mark.parametrize("name", FLAGS)
+def test_a_flag_is_true_or_false_and_anything_else_stops_the_app(tmp_path, name):
+    """Before, any word but 1/true/yes/on read as false: ``TRUST_PROXY=ture`` ran without it."""
+    for raw, value in (("1", True), ("Yes", True), (" ON ", True), ("off", False), ("0", False)):
+        assert load_config(tmp_path, env={"SECRET_KEY": "x" * 40, name: raw})[name] is value
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path, env={"SECRET_KEY": "x" * 40, name: "ture"})
+    assert str(info.value) == (f"{name} must be true or false (or 1/0, yes/no, on/off), got 'ture'")
+
+
+def test_every_value_that_does_not_parse_is_named_at_once(tmp_path):
+    env = {"JWT_EXPIRES_DAYS": "soon", "QUEUE_WORKERS": "0", "LLM_TIMEOUT_SECONDS": "1m"}
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path, env=env)
+    assert str(info.value).splitlines() == [
+        "JWT_EXPIRES_DAYS must be a whole number, got 'soon'",
+        "LLM_TIMEOUT_SECONDS must be a number, got '1m'",
+        "QUEUE_WORKERS must be 1 or more, got 0",
+    ]

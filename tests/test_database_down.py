@@ -15,9 +15,12 @@ from contextlib import closing
 import httpx
 import pytest
 
-from tests.servers import PG_BINS, PrivatePostgres, free_port, gunicorn, migrate, server_env
+from tools.servers import PG_BINS, PrivatePostgres, free_port, gunicorn, migrate, server_env
 
-pytestmark = pytest.mark.skipif(not PG_BINS, reason="PostgreSQL server binaries not installed")
+pytestmark = [
+    pytest.mark.server,
+    pytest.mark.skipif(not PG_BINS, reason="PostgreSQL server binaries not installed"),
+]
 PASSWORD = "correct horse battery"
 
 
@@ -61,6 +64,7 @@ def test_database_down_is_503_with_retry_after_and_recovers(server, database):
         assert r.status_code == 201, r.text
         bearer = {"Authorization": f"Bearer {r.json()['token']}"}
         assert browser.get("/").status_code == 200
+        assert api.get("/readyz/node").json() == {"status": "ok", "checks": {"schema": "ok"}}
 
         database.stop()
         try:
@@ -85,6 +89,9 @@ def test_database_down_is_503_with_retry_after_and_recovers(server, database):
             assert page.headers["content-type"].startswith("text/html")
             assert "try again" in page.text.lower()
             assert api.get("/readyz").status_code == 503
+            # The load balancer's check: this node still serves (its 503s above), so it stays in.
+            node = api.get("/readyz/node")
+            assert node.status_code == 200 and node.json()["checks"]["schema"].startswith("ok")
             assert api.get("/healthz").status_code == 200
             assert api.get("/login").status_code == 200  # needs no database
         finally:

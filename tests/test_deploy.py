@@ -11,14 +11,16 @@ import secrets
 import signal
 import subprocess
 import time
-from pathlib import Path
 
 import httpx
 import pytest
 import yaml
 
+from app import settings_doc
 from app.config import load_config
-from tests.servers import BIN, ROOT, _wait_ready, free_port, server_env
+from app.settings import Settings
+from tools.pdfs import text_pdf
+from tools.servers import BIN, ROOT, _wait_ready, free_port, new_project, register, server_env
 
 
 def procfile() -> dict[str, str]:
@@ -39,30 +41,8 @@ def web_service() -> dict:
     return web
 
 
-class Recorder(dict):
-    """An environment that notes every name it is asked for."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.asked: set[str] = set()
-
-    def get(self, key, default=None):
-        self.asked.add(key)
-        return super().get(key, default)
-
-    def __getitem__(self, key):
-        self.asked.add(key)
-        return super().__getitem__(key)
-
-    def __contains__(self, key) -> bool:
-        self.asked.add(key)
-        return super().__contains__(key)
-
-
-def settings_the_app_reads(tmp_path: Path) -> set[str]:
-    env = Recorder()
-    load_config(tmp_path, env=env)
-    return env.asked
+def settings_the_app_reads() -> set[str]:
+    return set(Settings.model_fields)
 
 
 def honcho(*args: str) -> list[str]:
@@ -70,9 +50,11 @@ def honcho(*args: str) -> list[str]:
     return [str(BIN / "honcho"), "--no-colour", "-f", str(ROOT / "Procfile"), *args]
 
 
+@pytest.mark.server
 def test_the_procfile_releases_then_serves_under_honcho(server_database, tmp_path):
     """``release`` migrates an empty database and exits 0; ``web`` serves on the port honcho
-    gives it, healthy and ready, and stops when honcho is told to."""
+    gives it, healthy and ready, ``worker`` extracts an uploaded PDF (the web process runs no
+    jobs: production's default), and both stop when honcho is told to."""
     empty_env = tmp_path / "empty.env"
     empty_env.write_text("")
     port = free_port()
@@ -84,8 +66,13 @@ def test_the_procfile_releases_then_serves_under_honcho(server_database, tmp_pat
         UPLOAD_DIR=str(tmp_path / "uploads"),
         REPLY_SPOOL_DIR=str(tmp_path / "spool"),
         PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        QUEUE_URL=f"sqlite:///{tmp_path / 'queue.db'}",
     )
-    for name in ("PORT", "FLASK_APP"):  # honcho gives the port; the Procfile names the app
+    for name in (
+        "PORT",
+        "FLASK_APP",
+        "QUEUE_IN_PROCESS",
+    ):  # honcho gives the port; the Procfile names the app
         env.pop(name)
     started = time.monotonic()
     release = subprocess.run(
@@ -102,7 +89,7 @@ def test_the_procfile_releases_then_serves_under_honcho(server_database, tmp_pat
     log_path = tmp_path / "honcho.log"
     with log_path.open("wb") as log:
         web = subprocess.Popen(
-            honcho("-e", str(empty_env), "start", "-p", str(port), "web"),
+            honcho("-e", str(empty_env), "start", "-p", str(port), "web", "worker"),
             cwd=ROOT,
             env=env,
             stdout=log,
@@ -113,7 +100,12 @@ def test_the_procfile_releases_then_serves_under_honcho(server_database, tmp_pat
             base = f"http://127.0.0.1:{port}"
             _wait_ready(base + "/healthz", web, log_path, timeout=30)
             ready = httpx.get(base + "/readyz", trust_env=False)
-            assert ready.json() == {"status": "ok", "checks": {"database": "ok", "storage": "ok"}}
+            assert ready.json() == {
+                "status": "ok",
+                "checks": {"database": "ok", "schema": "ok", "storage": "ok"},
+            }
+            node = httpx.get(base + "/readyz/node", trust_env=False)
+            assert node.json() == {"status": "ok", "checks": {"schema": "ok"}}
             preflight = httpx.options(
                 base + "/api/projects",
                 headers={
@@ -124,6 +116,17 @@ def test_the_procfile_releases_then_serves_under_honcho(server_database, tmp_pat
             )
             assert preflight.status_code == 200
             assert preflight.headers["access-control-allow-origin"] == "https://app.example.com"
+            token = register(base, "procfile@example.com")
+            files = f"{base}/api/projects/{new_project(base, token)}/files"
+            auth = {"Authorization": f"Bearer {token}"}
+            r = httpx.post(files, files={"file": ("a.pdf", text_pdf("hi"))}, headers=auth)
+            assert r.status_code == 201 and r.json()["text"]["status"] == "pending", r.text
+            deadline = time.monotonic() + 30
+            while httpx.get(f"{files}/{r.json()['id']}", headers=auth).json()["text"] != {
+                "status": "ok", "chars": 2, "pages": 1, "note": None
+            }:  # fmt: skip
+                assert time.monotonic() < deadline, log_path.read_text(errors="replace")
+                time.sleep(0.1)
             web.send_signal(signal.SIGTERM)
             web.wait(timeout=30)
         finally:
@@ -131,7 +134,7 @@ def test_the_procfile_releases_then_serves_under_honcho(server_database, tmp_pat
                 os.killpg(web.pid, signal.SIGKILL)
                 web.wait(timeout=10)
     served = log_path.read_text(errors="replace")
-    assert "web.1 stopped" in served
+    assert "web.1 stopped" in served and "worker.1 stopped" in served
     assert "Shutting down: Master" in served  # gunicorn itself was stopped, not orphaned
     with pytest.raises(httpx.ConnectError):  # nothing answers on the port any more
         httpx.get(base + "/healthz", timeout=1, trust_env=False)
@@ -140,7 +143,12 @@ def test_the_procfile_releases_then_serves_under_honcho(server_database, tmp_pat
 
 def test_render_runs_the_procfile_commands():
     web, processes = web_service(), procfile()
-    assert set(processes) == {"release", "web"}
+    assert set(processes) == {"release", "web", "worker"}
+    # No worker service: a Render disk belongs to one service, so the web service runs the
+    # jobs itself, from an SQLite queue on its disk (docs/deploy.md "The worker").
+    variables = {var["key"]: var.get("value") for var in web_service()["envVars"]}
+    assert variables["QUEUE_IN_PROCESS"] == "true"
+    assert variables["QUEUE_URL"].startswith("sqlite:////var/data/")
     assert web["startCommand"] == processes["web"]
     assert web["preDeployCommand"] == processes["release"]
     assert "pip install" in web["buildCommand"]
@@ -152,8 +160,8 @@ def test_render_checks_a_route_the_app_serves(client):
     assert client.get(path).status_code == 200
 
 
-def test_render_names_only_settings_the_app_reads(tmp_path):
-    known = settings_the_app_reads(tmp_path)
+def test_render_names_only_settings_the_app_reads():
+    known = settings_the_app_reads()
     named = {var["key"] for var in web_service()["envVars"]}
     assert named - known == set()
     # The settings the deploy needs are there, set the way docs/deploy.md says.
@@ -190,10 +198,21 @@ def test_render_values_pass_the_production_checks(tmp_path):
         assert cfg[key].startswith(mount + "/"), key
 
 
-def test_every_setting_the_app_reads_is_in_env_example(tmp_path):
-    example = {
+def test_env_example_and_the_readme_table_are_generated_from_the_settings():
+    """Both list every setting with its default and description, from ``app/settings.py``."""
+    assert (ROOT / ".env.example").read_text() == settings_doc.render_env_example(), (
+        ".env.example is stale: make settings-doc"
+    )
+    readme = (ROOT / "README.md").read_text()
+    assert settings_doc.current_table(readme) == settings_doc.render_table(), (
+        "README's settings table is stale: make settings-doc"
+    )
+
+
+def test_env_example_sets_every_setting_and_only_those():
+    example = [
         line.split("=", 1)[0].strip()
         for line in (ROOT / ".env.example").read_text().splitlines()
         if "=" in line and not line.lstrip().startswith("#")
-    }
-    assert settings_the_app_reads(tmp_path) - example == set()
+    ]
+    assert example == list(Settings.model_fields)

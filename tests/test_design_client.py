@@ -3,10 +3,14 @@ as production runs it, the fake provider over HTTP, CORS for one allowed front-e
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from tests.design_client import BlockedByBrowser, run
-from tests.servers import gunicorn, migrate, provider_env
+from tools.servers import gunicorn, migrate, provider_env
+
+pytestmark = pytest.mark.server  # gunicorn or a private server per test or module
 
 FRONT_END = "https://app.example.com"
 
@@ -44,6 +48,11 @@ def test_a_client_written_from_the_design_works_unchanged(server, fake, origin):
     ]
     assert seen.file["name"] == "packing-list.txt"
     assert seen.file["size"] == len(b"passport\ncharger\nsunscreen\n")
+    # The OpenAI copy is a background job: the upload answered before it was made.
+    deadline = time.monotonic() + 30
+    while not fake.calls("files"):
+        assert time.monotonic() < deadline, "the file was never copied to OpenAI"
+        time.sleep(0.05)
     upload = fake.calls("files")[-1]
     assert upload.form["purpose"] == "assistants"
 

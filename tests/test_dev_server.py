@@ -14,7 +14,7 @@ import time
 import httpx
 import pytest
 
-from tests.servers import BIN, ROOT, free_port
+from tools.servers import BIN, ROOT, free_port
 
 
 def make_run(**variables: str) -> subprocess.CompletedProcess:
@@ -73,6 +73,7 @@ def console_status(command: list[str], tmp_path) -> int:
         proc.wait(timeout=10)
 
 
+@pytest.mark.server
 @pytest.mark.parametrize(
     ("variables", "status"),
     [
@@ -98,3 +99,21 @@ def test_make_run_refuses_the_debugger_on_a_host_other_than_loopback(host):
     assert done.returncode != 0
     assert f"DEBUGGER=1 serves a Python console to anyone who reaches HOST={host}" in done.stderr
     assert "flask run" not in done.stdout  # nothing was run (nor would be)
+
+
+def test_make_run_installs_what_running_needs_and_make_test_adds_the_dev_extra(tmp_path):
+    # A fresh clone (no virtualenv yet): `make run` must not pull pytest, Playwright,
+    # schemathesis and the SeaweedFS binary into a server's environment.
+    def installs(target: str) -> list[str]:
+        done = subprocess.run(
+            ["make", "--no-print-directory", "-n", target, f"VENV={tmp_path / 'venv'}"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        return [line for line in done.stdout.splitlines() if " -e " in line]
+
+    assert [line.endswith(" -e .") for line in installs("run")] == [True]
+    assert any(line.endswith("'.[dev]'") for line in installs("test-fast"))

@@ -8,6 +8,7 @@ upload) with a 413, without the worker reading the rest into memory: the worker'
 from __future__ import annotations
 
 import re
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +16,9 @@ import httpx
 import pytest
 
 from tests.filehelp import multipart
-from tests.servers import free_port, gunicorn, migrate, server_env
+from tools.servers import free_port, gunicorn, migrate, server_env
+
+pytestmark = pytest.mark.server  # gunicorn or a private server per test or module
 
 BIG = 15 * 1024 * 1024
 
@@ -156,3 +159,33 @@ def test_deep_json_is_400_through_the_server(client):
     )
     assert r.status_code == 400
     assert r.json()["error"]["code"] == "json_too_deep"
+
+
+def test_a_refused_body_is_read_before_the_connection_closes(server, project_id):
+    """An upload refused before its body is read (no token: a 401; in the cluster, the
+    database away: a 503): the answer comes at once, and the server keeps reading until the
+    body has arrived, then closes. Before, it closed right after the answer, so the body still
+    on its way met a closed socket and a reset, and HAProxy, still sending it, lost headers of
+    the answer (``SD`` in its log: the cluster's upload 503 without ``X-Served-By``)."""
+    body, content_type = multipart("notes.txt", b"x" * 4096)
+    head = (
+        f"POST /api/projects/{project_id}/files HTTP/1.1\r\nHost: edge\r\n"
+        f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
+        "Connection: close\r\n\r\n"
+    ).encode()
+    port = int(server.base.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(head)  # the body follows later, as a proxy forwards it
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            answer += sock.recv(65536)
+        length = int(re.search(rb"(?i)content-length: (\d+)", answer).group(1))
+        while len(answer) - answer.index(b"\r\n\r\n") - 4 < length:
+            answer += sock.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 401")
+        sock.settimeout(0.5)
+        with pytest.raises(TimeoutError):  # not closed: waiting for the body
+            assert sock.recv(1) == b"", "closed with the body unread"
+        sock.sendall(body)
+        sock.settimeout(5)
+        assert sock.recv(1) == b""  # then closed, with nothing more to say

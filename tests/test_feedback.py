@@ -10,12 +10,12 @@ import pytest
 from sqlalchemy import select
 
 from app.chat import replies
-from app.chat import services as chat_services
+from app.chat import start as start_turn
 from app.extensions import db
 from app.models import Message, User
 from tests.factories import make_project, make_user
-from tests.fake_provider import closed_port_url
 from tests.sse import parse_sse
+from tools.fake_provider import closed_port_url
 
 
 @pytest.fixture
@@ -200,7 +200,7 @@ def test_a_users_message_cannot_be_rated(app, client, owner, exchange):
 def test_a_reply_still_being_written_cannot_be_rated(app, client, owner, project_id, stop):
     with app.app_context():
         user = db.session.get(User, owner.id)
-        turn = chat_services.start_turn(user=user, project_id=project_id, message="Hi")
+        turn = start_turn.send(user=user, project_id=project_id, message="Hi")
         if stop:
             replies.request_stop(turn.reply_id)
         status = db.session.scalar(select(Message.status).where(Message.id == turn.reply_id))
@@ -272,7 +272,7 @@ class TestAbandonedReplies:
     ):
         with app.app_context():
             user = db.session.get(User, owner.id)
-            turn = chat_services.start_turn(user=user, project_id=project_id, message="Hi")
+            turn = start_turn.send(user=user, project_id=project_id, message="Hi")
         resp = rate(client, owner.headers, turn.reply_id, rating="down", comment="Cut off.")
         assert resp.status_code == 200
         body = resp.get_json()

@@ -24,7 +24,7 @@ from tests.filehelp import (
     rows,
     upload,
 )
-from tests.pdfs import blank_pdf, text_pdf
+from tools.pdfs import blank_pdf, text_pdf
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import pytest
 
 from tests.factories import make_project, wait_extracted
 from tests.filehelp import upload
-from tests.pdfs import text_pdf
+from tools.pdfs import text_pdf
 
 pytestmark = pytest.mark.use_fake(openai=False, LLM_RETRY_MAX_WAIT_SECONDS=0.1)
 

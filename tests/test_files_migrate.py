@@ -14,7 +14,7 @@ from app.extensions import db
 from tests.conftest import S3_BUCKET, base_config
 from tests.factories import make_project
 from tests.filehelp import rows, upload
-from tests.servers import BIN, ROOT, free_port, server_env
+from tools.servers import BIN, ROOT, free_port, server_env
 
 
 @pytest.fixture
@@ -55,6 +55,7 @@ def add_files(app, client, owner, project_id, count: int, size: int = 1000) -> d
     return made
 
 
+@pytest.mark.server
 def test_migrate_copies_every_file_checked_and_keeps_the_local_ones(
     app, client, owner, project_id, s3_app, seaweed
 ):
@@ -81,6 +82,7 @@ def test_migrate_copies_every_file_checked_and_keeps_the_local_ones(
     assert "copied 0, skipped 3, missing 0, mismatched 0, failed 0" in again.output
 
 
+@pytest.mark.server
 def test_migrate_reports_missing_and_damaged_local_files_and_copies_neither(
     app, client, owner, project_id, s3_app, seaweed
 ):
@@ -99,6 +101,7 @@ def test_migrate_reports_missing_and_damaged_local_files_and_copies_neither(
     assert store_keys(s3_app, seaweed) == [f"{prefix}/{project_id}/{by_id[ids[2]].stored_name}"]
 
 
+@pytest.mark.server
 def test_an_interrupted_migration_goes_on_without_copying_again(
     app, client, owner, project_id, s3_app, s3_settings, seaweed, database_url
 ):
@@ -152,6 +155,7 @@ def test_migrate_needs_a_store_to_copy_to(app):
     assert "STORAGE_URL is empty" in result.output
 
 
+@pytest.mark.server
 def test_check_storage_says_what_is_wrong(app, s3_app, seaweed, database_url, tmp_path):
     ok = cli(s3_app, "check-storage")
     assert ok.exit_code == 0

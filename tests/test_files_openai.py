@@ -1,16 +1,32 @@
 """The OpenAI Files mirror against the fake provider server over real HTTP: the multipart body,
-success, a failure that keeps the local file, retry, and delete propagation."""
+success, a failure that keeps the local file, retry, and delete propagation. The copy is a
+``copy`` job on the queue (``app/files/copies.py``): the upload answers ``pending``, and the
+tests read the file once this process's queue has run it (``copied``)."""
 
 from __future__ import annotations
 
 import io
 import uuid
+from datetime import timedelta
 
 import pytest
+from sqlalchemy import update
 
+from app.extensions import db
 from app.filetypes import parse_extensions
+from app.models import StoredFile
+from app.models.base import utcnow
 from tests.factories import make_project
-from tests.filehelp import docx_bytes, files_page, login, on_disk, upload
+from tests.filehelp import (
+    copied,
+    docx_bytes,
+    files_page,
+    login,
+    on_disk,
+    settled,
+    upload,
+    upload_copied,
+)
 
 pytestmark = pytest.mark.use_fake(openrouter=False, LLM_TIMEOUT_SECONDS=2.0)
 
@@ -22,7 +38,7 @@ def project_id(app, owner):
 
 def test_upload_is_mirrored_with_the_right_multipart_fields(app, client, owner, project_id, fake):
     content = b"# Returns\n\n30 days.\n"
-    body = upload(client, owner, project_id, "returns.md", content).get_json()
+    body = upload_copied(app, client, owner, project_id, "returns.md", content)
     assert body["openai"]["status"] == "synced"
     assert body["openai"]["file_id"].startswith("file-")
     assert body["openai"]["error"] is None
@@ -40,7 +56,7 @@ def test_upload_is_mirrored_with_the_right_multipart_fields(app, client, owner, 
 
 def test_the_file_json_carries_openais_file_object(app, client, owner, project_id, fake):
     """What OpenAI answered is kept: the upload, the file and the list all show it."""
-    body = upload(client, owner, project_id, "returns.md", b"30 days.").get_json()
+    body = upload_copied(app, client, owner, project_id, "returns.md", b"30 days.")
     remote = fake.files[body["openai"]["file_id"]]
     expected = {
         "id": remote["id"],
@@ -60,7 +76,7 @@ def test_the_file_json_carries_openais_file_object(app, client, owner, project_i
 
 def test_purpose_is_configurable(app, client, owner, project_id, fake):
     app.config["OPENAI_FILE_PURPOSE"] = "batch"
-    body = upload(client, owner, project_id, "a.jsonl", b'{"a": 1}\n').get_json()
+    body = upload_copied(app, client, owner, project_id, "a.jsonl", b'{"a": 1}\n')
     assert fake.calls("files")[0].form == {"purpose": "batch"}
     remote = body["openai"]["file"]
     assert remote["purpose"] == "batch"
@@ -70,7 +86,7 @@ def test_purpose_is_configurable(app, client, owner, project_id, fake):
 def test_an_added_type_is_mirrored_as_it_is(app, client, owner, project_id, fake):
     app.config["UPLOAD_ALLOWED_EXTENSIONS"] = parse_extensions("builtin,.docx")
     content = docx_bytes()
-    body = upload(client, owner, project_id, "plan.docx", content).get_json()
+    body = upload_copied(app, client, owner, project_id, "plan.docx", content)
     (call,) = fake.calls("files")
     assert call.form == {"purpose": "assistants"}
     assert call.files["file"] == {
@@ -88,9 +104,7 @@ def test_a_purpose_openai_refuses_fails_the_copy_not_the_upload(
     app, client, owner, project_id, fake
 ):
     app.config["OPENAI_FILE_PURPOSE"] = "everything"
-    resp = upload(client, owner, project_id, "a.txt", b"alpha")
-    assert resp.status_code == 201
-    openai = resp.get_json()["openai"]
+    openai = upload_copied(app, client, owner, project_id, "a.txt", b"alpha")["openai"]
     assert (openai["status"], openai["file_id"], openai["file"]) == ("failed", None, None)
     assert openai["error"].startswith("OpenAI refused this file. OpenAI said: 'everything' is")
 
@@ -99,9 +113,7 @@ def test_a_failed_mirror_keeps_the_local_file_and_retry_syncs_it(
     app, client, owner, project_id, fake
 ):
     fake.script("files", {"status": 500, "message": "The server had an error while processing"})
-    resp = upload(client, owner, project_id, "a.txt", b"alpha")
-    assert resp.status_code == 201  # the upload itself succeeded
-    body = resp.get_json()
+    body = upload_copied(app, client, owner, project_id, "a.txt", b"alpha")  # a 201 all the same
     assert body["openai"]["status"] == "failed"
     assert body["openai"]["file_id"] is None
     assert body["openai"]["file"] is None
@@ -114,10 +126,60 @@ def test_a_failed_mirror_keeps_the_local_file_and_retry_syncs_it(
     retried = client.post(
         f"/api/projects/{project_id}/files/{body['id']}/sync", headers=owner.headers
     ).get_json()
+    assert retried["openai"]["status"] == "pending"
+    retried = copied(app, client, owner, project_id, body["id"])
     assert retried["openai"]["status"] == "synced"
     assert retried["openai"]["file_id"] in fake.files
     assert retried["openai"]["file"]["id"] == retried["openai"]["file_id"]
     assert retried["openai"]["error"] is None
+
+
+@pytest.mark.use_fake(openrouter=False, LLM_TIMEOUT_SECONDS=2.0, QUEUE_IN_PROCESS=False)
+def test_the_upload_answers_before_the_copy_is_made(app, client, owner, project_id, fake):
+    """The copy is a job: the upload answers ``pending`` having called nobody; the job makes
+    the copy. Before: the upload request itself sent the bytes to OpenAI."""
+    body = upload(client, owner, project_id, "a.txt", b"alpha").get_json()
+    assert body["openai"] == {"status": "pending", "file_id": None, "error": None, "file": None}
+    assert fake.calls("files") == []
+    assert app.extensions["jobs"].run_pending() == 1
+    body = copied(app, client, owner, project_id, body["id"])
+    assert body["openai"]["status"] == "synced"
+    assert body["openai"]["file_id"] in fake.files
+
+
+@pytest.mark.use_fake(openrouter=False, LLM_TIMEOUT_SECONDS=2.0, QUEUE_IN_PROCESS=False)
+def test_a_copy_whose_run_died_is_made_once_by_the_sweep(app, client, owner, project_id, fake):
+    """A run that claimed the copy and died (its worker killed mid-upload) leaves the claim:
+    nothing runs it while the lease holds; once it is over the sweep queues the job, and the
+    copy is made and recorded once however often the job then runs."""
+    from app.files.copies import copy_file
+
+    file_id = upload(client, owner, project_id, "a.txt", b"alpha").get_json()["id"]
+    with app.app_context():  # the dead run's claim
+        db.session.execute(
+            update(StoredFile).where(StoredFile.id == file_id).values(sync_claimed_at=utcnow())
+        )
+        db.session.commit()
+    app.extensions["jobs"].run_pending()  # the upload's message: the claim is live
+    app.extensions["maintenance"].run_now()
+    app.extensions["jobs"].run_pending()
+    assert fake.calls("files") == []
+    with app.app_context():  # the lease is over
+        db.session.execute(
+            update(StoredFile)
+            .where(StoredFile.id == file_id)
+            .values(sync_claimed_at=utcnow() - timedelta(hours=1))
+        )
+        db.session.commit()
+    app.extensions["maintenance"].run_now()
+    app.extensions["maintenance"].run_now()  # two sweeps, two messages: one copy
+    assert app.extensions["jobs"].run_pending() == 2
+    with app.app_context():
+        assert copy_file(file_id) is False
+    assert [c.method for c in fake.calls("files")] == ["POST"]
+    body = copied(app, client, owner, project_id, file_id)
+    assert body["openai"]["status"] == "synced"
+    assert list(fake.files) == [body["openai"]["file_id"]]
 
 
 def retry_form(html: str, project_id: int, file_id: int) -> str:
@@ -129,7 +191,7 @@ def retry_form(html: str, project_id: int, file_id: int) -> str:
 
 def test_the_files_tab_says_why_a_copy_failed_and_retries_it(app, client, owner, project_id, fake):
     fake.script("files", {"status": 401, "error": "invalid_api_key"})
-    file_id = upload(client, owner, project_id, "a.txt", b"alpha").get_json()["id"]
+    file_id = upload_copied(app, client, owner, project_id, "a.txt", b"alpha")["id"]
     login(client, owner)
     html = files_page(client, project_id)
     assert "Copy failed" in html
@@ -137,8 +199,9 @@ def test_the_files_tab_says_why_a_copy_failed_and_retries_it(app, client, owner,
     assert ">Retry the copy</button>" in retry_form(html, project_id, file_id)
 
     client.post(f"/projects/{project_id}/files/{file_id}/sync")
+    settled(app)
     html = files_page(client, project_id)
-    assert "a.txt is copied to OpenAI." in html
+    assert "Copying a.txt to OpenAI…" in html
     assert "Copy failed" not in html and retry_form(html, project_id, file_id) == ""
     assert ">copied</span>" in html
     (remote,) = fake.files.values()
@@ -147,22 +210,23 @@ def test_the_files_tab_says_why_a_copy_failed_and_retries_it(app, client, owner,
 
 def test_page_retry_reports_a_second_failure(app, client, owner, project_id, fake):
     fake.script("files", {"status": 503}, {"status": 429, "message": "Slow down"})
-    file_id = upload(client, owner, project_id, "a.txt", b"alpha").get_json()["id"]
+    file_id = upload_copied(app, client, owner, project_id, "a.txt", b"alpha")["id"]
     login(client, owner)
     client.post(f"/projects/{project_id}/files/{file_id}/sync")
+    settled(app)
     html = files_page(client, project_id)
+    assert "Copying a.txt to OpenAI…" in html and "Copy failed" in html
     assert (
-        "The copy of a.txt to OpenAI failed. OpenAI is limiting requests right now; retry the copy "
-        "in a minute. OpenAI said: Slow down"
+        "OpenAI is limiting requests right now; retry the copy in a minute. OpenAI said: Slow down"
     ) in html
     assert ">Retry the copy</button>" in retry_form(html, project_id, file_id)
 
 
 def test_unreachable_openai_is_recorded_not_raised(app, client, owner, project_id):
-    from tests.fake_provider import closed_port_url
+    from tools.fake_provider import closed_port_url
 
     app.config["OPENAI_BASE_URL"] = closed_port_url() + "/v1"
-    body = upload(client, owner, project_id, "a.txt", b"alpha").get_json()
+    body = upload_copied(app, client, owner, project_id, "a.txt", b"alpha")
     assert body["openai"]["status"] == "failed"
     assert body["openai"]["error"].startswith(
         "PromptHub could not reach OpenAI; retry the copy. Details: could not connect"
@@ -171,8 +235,8 @@ def test_unreachable_openai_is_recorded_not_raised(app, client, owner, project_i
 
 def test_a_file_refused_by_a_quota_is_never_copied(app, client, owner, project_id, fake):
     app.config.update(STORAGE_QUOTA_PROJECT_FILES=1)
-    assert (
-        upload(client, owner, project_id, "a.txt", b"a").get_json()["openai"]["status"] == "synced"
+    assert upload_copied(app, client, owner, project_id, "a.txt", b"a")["openai"]["status"] == (
+        "synced"
     )
     refused = upload(client, owner, project_id, "b.txt", b"b")
     assert refused.status_code == 413
@@ -194,11 +258,12 @@ def test_a_form_upload_copies_only_the_files_within_the_upload_limit(
     client.post(
         f"/projects/{project_id}/files", data={"file": files}, content_type="multipart/form-data"
     )
+    settled(app)
     assert [call.files["file"]["filename"] for call in fake.calls("files")] == ["a.txt", "b.txt"]
 
 
 def test_deleting_a_file_deletes_the_remote_copy(app, client, owner, project_id, fake):
-    body = upload(client, owner, project_id, "a.txt", b"alpha").get_json()
+    body = upload_copied(app, client, owner, project_id, "a.txt", b"alpha")
     remote = body["openai"]["file_id"]
     assert remote in fake.files
     client.delete(f"/api/projects/{project_id}/files/{body['id']}", headers=owner.headers)
@@ -208,7 +273,7 @@ def test_deleting_a_file_deletes_the_remote_copy(app, client, owner, project_id,
 
 
 def test_remote_delete_failure_still_deletes_locally(app, client, owner, project_id, fake):
-    body = upload(client, owner, project_id, "a.txt", b"alpha").get_json()
+    body = upload_copied(app, client, owner, project_id, "a.txt", b"alpha")
     fake.script("files", {"status": 500})
     resp = client.delete(f"/api/projects/{project_id}/files/{body['id']}", headers=owner.headers)
     assert resp.status_code == 204
@@ -217,7 +282,7 @@ def test_remote_delete_failure_still_deletes_locally(app, client, owner, project
 
 def test_deleting_the_project_deletes_remote_copies(app, client, owner, project_id, fake):
     ids = [
-        upload(client, owner, project_id, f"{n}.txt", n.encode()).get_json()["openai"]["file_id"]
+        upload_copied(app, client, owner, project_id, f"{n}.txt", n.encode())["openai"]["file_id"]
         for n in ("a", "b")
     ]
     client.delete(f"/api/projects/{project_id}", headers=owner.headers)
@@ -254,7 +319,9 @@ def test_a_file_uploaded_without_a_key_can_be_copied_from_the_page_later(
     assert ">Copy to OpenAI</button>" in retry_form(html, project_id, file_id)
 
     client.post(f"/projects/{project_id}/files/{file_id}/sync")
-    assert "a.txt is copied to OpenAI." in files_page(client, project_id)
+    settled(app)
+    html = files_page(client, project_id)
+    assert "Copying a.txt to OpenAI…" in html and ">copied</span>" in html
     assert [c.method for c in fake.calls("files")] == ["POST"]
 
 
@@ -274,7 +341,7 @@ def test_an_answer_with_fields_missing_or_odd_still_counts_as_a_copy():
 
 @pytest.mark.parametrize("body", [{}, {"id": ""}, {"id": 7}])
 def test_an_answer_without_an_id_is_malformed(body):
-    from app.providers.base import ProviderMalformed
+    from app.providers.errors import ProviderMalformed
     from app.providers.openai_files import RemoteFile
 
     with pytest.raises(ProviderMalformed, match="no id"):

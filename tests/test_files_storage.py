@@ -1,5 +1,5 @@
 """Project files through the app on each store: the local directory and a real S3 server
-(SeaweedFS, ``tests/seaweed.py``). Uploads, downloads (headers, Range, conditional), deletes,
+(SeaweedFS, ``tools/seaweed.py``). Uploads, downloads (headers, Range, conditional), deletes,
 project deletes, hostile names, the faults (bytes missing, S3 unreachable), PDF extraction and
 the OpenAI mirror reading through the store, and ``flask files migrate-storage`` /
 ``check-storage``. Through gunicorn: ``tests/test_storage_server.py``."""
@@ -12,14 +12,15 @@ import logging
 import re
 
 import pytest
+from sqlalchemy import update
 
 from app import create_app
 from app.extensions import db
 from tests.conftest import S3_BUCKET, CSRFClient, base_config
 from tests.factories import make_project, wait_extracted
-from tests.filehelp import login, multipart, rows, upload
-from tests.pdfs import text_pdf
-from tests.servers import free_port
+from tests.filehelp import login, multipart, rows, upload, upload_copied
+from tools.pdfs import text_pdf
+from tools.servers import free_port
 
 
 @pytest.fixture
@@ -217,7 +218,9 @@ def unreachable_app(app, database_url, s3_settings, tmp_path):
         db.engine.dispose()
 
 
-S3_ONLY = pytest.mark.parametrize("storage_settings", ["s3"], indirect=True)
+S3_ONLY = pytest.mark.parametrize(
+    "storage_settings", [pytest.param("s3", marks=pytest.mark.server)], indirect=True
+)
 
 
 @S3_ONLY
@@ -294,18 +297,23 @@ def test_a_pdf_whose_bytes_are_missing_ends_failed(app, client, owner, project_i
 @pytest.mark.use_fake(openrouter=False, LLM_TIMEOUT_SECONDS=2.0)
 def test_the_openai_copy_is_read_from_the_store(app, client, owner, project_id, fake):
     content = b"# Returns\n\n30 days.\n" * 2000
-    body = upload(client, owner, project_id, "returns.md", content).get_json()
+    body = upload_copied(app, client, owner, project_id, "returns.md", content)
     assert body["openai"]["status"] == "synced", body["openai"]
     (call,) = fake.calls("files")
     assert call.files["file"]["content"] == content
-    # Bytes gone from the store: a retry says so on the row instead of failing the request.
+    # Bytes gone from the store: a copy says so on the row instead of failing anything.
     (row,) = rows(app)
     app.extensions["storage"].delete(project_id, row.stored_name)
     with app.app_context():
-        from app.files.services import sync_file
+        from app.files.copies import copy_file
         from app.models import StoredFile
 
-        failed = sync_file(db.session.get(StoredFile, row.id))
+        db.session.execute(
+            update(StoredFile).where(StoredFile.id == row.id).values(sync_status="pending")
+        )
+        db.session.commit()
+        assert copy_file(row.id) is True
+        failed = db.session.get(StoredFile, row.id)
         assert failed.sync_status == "failed"
         assert (
             failed.sync_error

@@ -6,10 +6,14 @@ import logging
 import re
 import secrets
 
+import pytest
 from flask import Flask
+from sqlalchemy import text
 
 from app import create_app
-from tests.conftest import base_config
+from app.extensions import db
+from app.schema import read_heads
+from tests.conftest import base_config, stamp_head
 from tests.factories import make_file, make_project
 
 EXPECTED = {
@@ -108,7 +112,10 @@ def test_access_log_has_no_secrets_or_bodies(app, client, owner, caplog):
 def test_readyz_checks_the_database(client):
     resp = client.get("/readyz")
     assert resp.status_code == 200
-    assert resp.get_json() == {"status": "ok", "checks": {"database": "ok", "storage": "ok"}}
+    assert resp.get_json() == {
+        "status": "ok",
+        "checks": {"database": "ok", "schema": "ok", "storage": "ok"},
+    }
 
 
 def test_readyz_is_503_when_the_database_is_unreachable():
@@ -117,6 +124,87 @@ def test_readyz_is_503_when_the_database_is_unreachable():
     assert resp.status_code == 503
     assert resp.get_json()["status"] == "unavailable"
     assert app.test_client().get("/healthz").status_code == 200
+
+
+def set_revisions(revisions: list[str] | None) -> None:
+    """The database's ``alembic_version`` rows (``None``: no such table)."""
+    db.session.execute(text("DROP TABLE IF EXISTS alembic_version"))
+    if revisions is not None:
+        db.session.execute(text("CREATE TABLE alembic_version (version_num VARCHAR(32))"))
+        for revision in revisions:
+            db.session.execute(text("INSERT INTO alembic_version VALUES (:v)"), {"v": revision})
+    db.session.commit()
+
+
+@pytest.mark.parametrize("state", ["unmigrated", "behind"])
+def test_readyz_and_the_node_check_are_503_on_a_database_behind_the_migrations(app, state):
+    checker = app.extensions["schema_check"]
+    (head,) = checker.heads
+    older = sorted(checker.known - checker.heads)[-1]
+    with app.app_context():
+        set_revisions(None if state == "unmigrated" else [older])
+    try:
+        client = app.test_client()
+        full, node = client.get("/readyz"), client.get("/readyz/node")
+        expected = {
+            "unmigrated": "not migrated: no revision in alembic_version; run `flask db upgrade`",
+            "behind": f"behind: database at {older}, code at {head}; run `flask db upgrade`",
+        }[state]
+        assert full.status_code == 503 and node.status_code == 503
+        assert full.get_json()["status"] == "unavailable"
+        assert full.get_json()["checks"]["schema"] == expected
+        assert full.get_json()["checks"]["database"] == "ok"
+        assert node.get_json() == {"status": "unavailable", "checks": {"schema": expected}}
+
+        with app.app_context():  # `flask db upgrade` ran: ready at the next check
+            stamp_head(app)
+        assert client.get("/readyz/node").get_json() == {"status": "ok", "checks": {"schema": "ok"}}
+        assert client.get("/readyz").status_code == 200
+    finally:
+        with app.app_context():
+            stamp_head(app)
+
+
+def test_a_database_ahead_of_the_code_is_ready_as_in_a_rolling_deploy(app):
+    (head,) = app.extensions["schema_check"].heads
+    with app.app_context():
+        set_revisions(["9999"])
+    try:
+        resp = app.test_client().get("/readyz")
+        assert resp.status_code == 200 and resp.get_json()["status"] == "degraded"
+        assert resp.get_json()["checks"]["schema"] == (
+            f"ahead: database at 9999, newer than this code ({head})"
+        )
+        assert app.test_client().get("/readyz/node").status_code == 200
+    finally:
+        with app.app_context():
+            stamp_head(app)
+
+
+def test_the_node_check_stays_ready_while_the_database_is_unreachable():
+    """Every node shares the database: its outage must not take every node out of the load
+    balancer (the app answers 503 with Retry-After itself)."""
+    app: Flask = create_app(base_config("postgresql://postgres@127.0.0.1:1/nowhere"))
+    resp = app.test_client().get("/readyz/node")
+    assert resp.status_code == 200
+    assert resp.get_json() == {
+        "status": "ok",
+        "checks": {"schema": "unknown: the database does not answer"},
+    }
+    assert app.test_client().get("/readyz").status_code == 503
+
+
+def test_the_code_heads_are_read_from_the_migration_files(tmp_path):
+    """Two branches merged, and a branch left open: every revision no other one revises."""
+    for name, revision, down in [
+        ("a", "a1", None), ("b", "b1", "a1"), ("c", "c1", "a1"), ("m", "m1", ("b1", "c1")),
+        ("d", "d1", "m1"), ("e", "e1", "m1"),
+    ]:  # fmt: skip
+        (tmp_path / f"{name}.py").write_text(
+            f'"""{name}"""\nrevision = {revision!r}\ndown_revision = {down!r}\n'
+        )
+    heads, known = read_heads(tmp_path)
+    assert heads == {"d1", "e1"} and known == {"a1", "b1", "c1", "m1", "d1", "e1"}
 
 
 def access_lines(caplog) -> list[str]:
@@ -189,3 +277,21 @@ def test_private_responses_are_never_stored_but_static_files_are_cached(app, cli
     static.close()
     document = client.get("/api/openapi.json")
     assert "no-store" not in document.headers.get("Cache-Control", "")
+
+
+def test_maintenance_chores_say_once_that_the_database_is_away(caplog):
+    """One line per chore when it starts failing for want of the database, no traceback, and
+    nothing more while the outage lasts."""
+    app: Flask = create_app(base_config("postgresql://postgres@127.0.0.1:1/nowhere"))
+    caplog.set_level(logging.INFO, logger="app.maintenance")
+    for _ in range(3):
+        app.extensions["maintenance"].run_now()
+    records = [r for r in caplog.records if r.name == "app.maintenance"]
+    assert records, "no chore reached the database"
+    assert all(r.levelno == logging.WARNING and r.exc_info is None for r in records)
+    assert (
+        len(records)
+        == len({r.getMessage() for r in records})
+        <= len(app.extensions["maintenance"].chores)
+    )
+    assert all("waits for the database: OperationalError" in r.getMessage() for r in records)

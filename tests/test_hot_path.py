@@ -8,6 +8,7 @@ without chat files, no ORM flush of rows written once."""
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import event
 
 from app.extensions import db
 from tests.factories import make_project
@@ -117,3 +118,26 @@ def test_a_warm_turn_in_a_conversation_with_history(app, client, owner):
         "UPDATE conversations",  # updated_at and the new end of the branch
         *final_store(app),
     ]
+
+
+@pytest.mark.postgres
+def test_the_final_store_takes_no_transaction_round_trips(app, client, owner):
+    """Issue 34: between the provider's end and the reader's ``done`` the reply is stored with
+    its one statement alone, in autocommit (no ``BEGIN``, no ``COMMIT`` round trip): one
+    statement is atomic on its own, and the guarded UPDATE keeps it exactly once."""
+    project_id = make_project(app, owner, system_prompt="You help.")
+    stream(client, owner, project_id)
+    seen: list[tuple[str, bool]] = []
+
+    def record(conn, cursor, statement, *args):
+        seen.append((kinds([" ".join(statement.split())])[0], conn.connection.autocommit))
+
+    with app.app_context():
+        engine = db.engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        stream(client, owner, project_id)
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert seen[-1] == ("UPDATE messages + INSERT usage_days", True)
+    assert not any(autocommit for _, autocommit in seen[:-1])  # the start is one transaction

@@ -102,12 +102,12 @@ def test_how_a_reply_ended_in_words_for_a_person(values, expected):
 
 
 def test_every_provider_error_kind_has_words_for_a_person():
-    from app.providers import base
+    from app.providers import errors
 
     kinds = {
         cls.kind
-        for cls in vars(base).values()
-        if isinstance(cls, type) and issubclass(cls, base.ProviderError) and cls.kind != "error"
+        for cls in vars(errors).values()
+        if isinstance(cls, type) and issubclass(cls, errors.ProviderError) and cls.kind != "error"
     }
     assert kinds and kinds <= set(FAILURE_REASONS)
 

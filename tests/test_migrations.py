@@ -3,6 +3,8 @@
 On PostgreSQL the check runs in a schema of its own inside the test database
 (``TEST_DATABASE_URL``), so it never creates or drops another database on a shared server."""
 
+import subprocess
+
 import psycopg
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -13,6 +15,7 @@ from sqlalchemy import inspect as sa_inspect
 from app import create_app
 from app.extensions import db
 from tests.conftest import base_config
+from tools.servers import BIN, ROOT, server_env
 
 SCHEMA = "migration_check"
 
@@ -141,10 +144,10 @@ def test_existing_files_keep_their_copy_and_get_no_openai_answer(scratch_url):
             (2, None, "failed", None, None, None, None, None),
         ]
         with app.test_request_context():
-            from app.files.serializers import file_json
+            from app.files.schemas import File
             from app.models import StoredFile
 
-            old, failed = (file_json(db.session.get(StoredFile, i))["openai"] for i in (1, 2))
+            old, failed = (File.of(db.session.get(StoredFile, i))["openai"] for i in (1, 2))
         assert old["file"] == {
             "id": "file-old",
             "bytes": None,
@@ -206,3 +209,34 @@ def test_existing_conversations_become_branches(scratch_url):
         assert "parent_id" not in columns and count == 5
         downgrade(revision="base")
         db.engine.dispose()
+
+
+@pytest.mark.parametrize(
+    "scratch_url", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True
+)
+def test_two_upgrades_at_once_both_succeed_one_after_the_other(scratch_url, tmp_path):
+    """Two release steps racing on an empty PostgreSQL database: the migration lock (an advisory
+    lock in migrations/env.py) makes the second wait, then find nothing to do; without it one
+    of them fails creating a table the other one is creating."""
+    env = server_env(scratch_url, 0, DB_MIGRATE_COMMANDS="true")
+    procs = [
+        subprocess.Popen(
+            [str(BIN / "flask"), "db", "upgrade"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )  # fmt: skip
+        for _ in range(3)
+    ]
+    outputs = [proc.communicate(timeout=120)[0] for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0, 0], "\n----\n".join(outputs)
+    app = create_app(base_config(scratch_url))
+    with app.app_context():
+        with db.engine.connect() as conn:
+            stored = set(conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalars())
+            diff = compare_metadata(MigrationContext.configure(conn), db.metadata)
+        db.engine.dispose()
+    assert stored == app.extensions["schema_check"].heads
+    assert diff == []

@@ -1,9 +1,9 @@
-"""ARCHITECTURE.md's module map is the tree's (``tests/module_map.py``), and features meet only
+"""ARCHITECTURE.md's module map is the tree's (``tools/module_map.py``), and features meet only
 through each other's services and serializers."""
 
 from __future__ import annotations
 
-from tests import module_map
+from tools import module_map
 
 FEATURES = {"auth", "projects", "prompts", "chat", "compare", "files"}
 

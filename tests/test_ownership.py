@@ -17,6 +17,7 @@ from tests.factories import (
     make_comparison,
     make_conversation,
     make_file,
+    make_label,
     make_project,
     make_user,
 )
@@ -31,6 +32,7 @@ def owned(app):
     conversation_id = make_conversation(app, owner, project_id)
     file_id = make_file(app, owner, project_id, name="notes.txt")
     comparison_id = make_comparison(app, owner, project_id)
+    label = make_label(app, owner, project_id, "staging", 1)
     with app.app_context():
         turn_id = db.session.scalar(
             select(Message.id).where(
@@ -46,6 +48,7 @@ def owned(app):
         "file_id": file_id,
         "filename": "notes.txt",
         "comparison_id": comparison_id,
+        "label": label,
     }
 
 

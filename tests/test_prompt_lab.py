@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from app.chat import services as chat_services
+from app.chat import start as start_turn
 from app.config import ConfigError, load_config
 from app.extensions import db
 from app.models import Arm, Conversation, Message, User
 from app.prompts.versions import canary_bucket
 from tests.factories import make_project
-from tests.fake_provider import Scenario
+from tools.fake_provider import Scenario
 
 MODELS = [
     {"name": "gpt-4o-mini", "openai": "gpt-4o-mini", "openrouter": "openai/gpt-4o-mini",
@@ -334,7 +334,7 @@ def test_new_conversations_follow_their_bucket_and_keep_it(app, client, owner, p
         user = db.session.get(User, owner.id)
         for n in range(CANARY_CONVERSATIONS):
             # The service alone stores the message and the reply row; no provider is called.
-            chat_services.start_turn(user=user, project_id=project_id, message=f"Hello {n}")
+            start_turn.send(user=user, project_id=project_id, message=f"Hello {n}")
         rows = db.session.execute(
             select(Conversation.id, Conversation.arm, Conversation.prompt_version_id).where(
                 Conversation.project_id == project_id
@@ -441,8 +441,9 @@ def test_the_diff_page_shows_setting_changes(client, logged_in, owner, project_i
     assert "The two versions have the same text." in page
     diff = api(client, owner, "GET", f"/api/projects/{project_id}/prompts/diff?from=1&to=2")
     assert diff.get_json()["settings"] == [
-        {"name": "model", "from": "gpt-4o-mini", "to": "gpt-4o"},
-        {"name": "temperature", "from": None, "to": 1.0},
+        {"name": "model", "label": "Model", "from": "gpt-4o-mini", "to": "gpt-4o"},
+        {"name": "temperature", "label": "Temperature", "from": None, "to": 1.0},
+        {"name": "labels", "label": "Labels", "from": [], "to": ["production"]},
     ]
 
 

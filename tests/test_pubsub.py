@@ -9,8 +9,10 @@ import uuid
 
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
-from app.pubsub import POLL_SECONDS, Channel
+from app.pubsub import POLL_SECONDS, RETRY_SECONDS, Channel
 
 REDIS = os.environ.get("TEST_BROKER_REDIS_URL", "redis://127.0.0.1:6379/11")
 
@@ -62,6 +64,41 @@ def test_a_failing_handler_does_not_end_the_listener(client):
 
 
 def test_publishing_without_redis_answers_false():
-    unreachable = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=1)
+    # No retries: redis-py's default (three, backing off up to 10 s) made this take 8-12 s.
+    unreachable = redis.Redis(
+        host="127.0.0.1", port=1, socket_connect_timeout=1, retry=Retry(NoBackoff(), 0)
+    )
     assert Channel(unreachable, "nowhere", lambda _: None).publish("1") is False
     unreachable.close()
+
+
+@pytest.mark.server
+def test_an_outage_is_logged_once_and_the_listener_subscribes_again(caplog):
+    """Three reconnection attempts while Redis is stopped: one warning, then one line when the
+    channel is back (not one per attempt: an outage must not flood the log)."""
+    from tools.servers import PrivateRedis
+
+    server = PrivateRedis().start()
+    connection = redis.Redis.from_url(server.url)
+    heard, subscribes = [], []
+    channel = Channel(connection, "outage", heard.append, lambda: subscribes.append(1))
+    try:
+        channel.listen()
+        assert channel.subscribed.wait(5)
+        caplog.set_level("INFO", logger="app.pubsub")
+        server.stop()
+        wait_for(lambda: not channel.subscribed.is_set())
+        time.sleep(2.5 * RETRY_SECONDS)  # three attempts fail
+        server.start()  # the same port
+        wait_for(lambda: len(subscribes) == 2, seconds=3 * RETRY_SECONDS)
+        assert channel.publish("back")
+        wait_for(lambda: heard == ["back"])
+    finally:
+        channel.close()
+        connection.close()
+        server.stop()
+    lines = [(r.levelname, r.getMessage().split(" (")[0]) for r in caplog.records]
+    assert lines == [
+        ("WARNING", "outage listener: Redis unavailable"),
+        ("INFO", "outage listener: Redis reachable again"),
+    ]

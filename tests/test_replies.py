@@ -10,12 +10,14 @@ from sqlalchemy import select, update
 
 from app.chat import replies
 from app.chat import services as chat
+from app.chat import start as start_turn
 from app.extensions import db
 from app.models import Message, MessageStatus, User
 from app.models.base import utcnow
+from app.providers.events import Done, Text
 from tests.factories import make_project
-from tests.fake_provider import Scenario
 from tests.sse import parse_sse
+from tools.fake_provider import Scenario
 
 pytestmark = pytest.mark.use_fake(
     openrouter=False, CHAT_CHECKPOINT_SECONDS=0.05, CHAT_STREAM_COALESCE_MS=0
@@ -37,10 +39,10 @@ def stored(app) -> list[tuple]:
         return [tuple(r) for r in rows]
 
 
-def start(app, owner, project_id, message="Hi") -> chat.Turn:
+def start(app, owner, project_id, message="Hi") -> start_turn.Turn:
     with app.app_context():
         user = db.session.get(User, owner.id)
-        return chat.start_turn(user=user, project_id=project_id, message=message)
+        return start_turn.send(user=user, project_id=project_id, message=message)
 
 
 def test_reply_row_is_written_with_the_users_message_and_finished_once(app, owner, project_id):
@@ -52,7 +54,7 @@ def test_reply_row_is_written_with_the_users_message_and_finished_once(app, owne
         assert lease > utcnow()
         events = list(chat.run_turn(turn))
     done = events[-1]
-    assert isinstance(done, chat.Done) and done.stored is True
+    assert isinstance(done, Done) and done.stored is True
     assert done.message.id == turn.reply_id
     text = "Hello from the fake model."
     assert stored(app) == [("user", "complete", "Hi", None), ("assistant", "complete", text, None)]
@@ -67,7 +69,7 @@ def test_checkpoints_store_the_text_so_far_while_it_streams(app, owner, project_
         stream = chat.run_turn(turn)
         seen = ""
         for event in stream:
-            if isinstance(event, chat.Delta):
+            if isinstance(event, Text):
                 seen += event.text
                 if seen.count("w") >= 15:
                     break
@@ -168,7 +170,7 @@ def test_history_leaves_out_a_reply_still_streaming(app, owner, project_id, fake
     with app.app_context():
         replies.checkpoint(first.reply_id, "partial words")
         user = db.session.get(User, owner.id)
-        second = chat.start_turn(
+        second = start_turn.send(
             user=user, project_id=project_id, message="two", conversation_id=first.conversation_id
         )
     assert [t.content for t in second.request.history] == ["one"]

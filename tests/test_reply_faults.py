@@ -17,8 +17,9 @@ import pytest
 from sqlalchemy import create_engine
 
 from app.chat.replies import INTERRUPTED_TEXT
-from tests.fake_provider import Scenario
-from tests.servers import (
+from tests.sse import parse_sse
+from tools.fake_provider import Scenario
+from tools.servers import (
     PrivatePostgres,
     Server,
     gunicorn,
@@ -27,8 +28,9 @@ from tests.servers import (
     provider_env,
     register,
 )
-from tests.servers import message_rows as rows
-from tests.sse import parse_sse
+from tools.servers import message_rows as rows
+
+pytestmark = pytest.mark.server  # gunicorn or a private server per test or module
 
 FAST_LEASES = {
     "CHAT_CHECKPOINT_SECONDS": "0.2",

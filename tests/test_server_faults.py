@@ -17,9 +17,11 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
-from tests.fake_provider import Scenario
-from tests.servers import free_port, gunicorn, migrate, server_env
 from tests.sse import parse_sse
+from tools.fake_provider import Scenario
+from tools.servers import free_port, gunicorn, migrate, server_env
+
+pytestmark = pytest.mark.server  # gunicorn or a private server per test or module
 
 TIMEOUT_S = 0.5  # the server's LLM_TIMEOUT_SECONDS: a hang longer than this is a timeout
 HEARTBEAT_S = 0.2  # keep-alive comments while the model is silent; a gone client shows there

@@ -1,5 +1,5 @@
 """The storage interface (``app/storage/``), the same contract on every backend: the local
-directory and a real S3 server (SeaweedFS, ``tests/seaweed.py``). Then what only one backend
+directory and a real S3 server (SeaweedFS, ``tools/seaweed.py``). Then what only one backend
 has: S3's keys, a missing bucket, refused credentials, an unreachable endpoint; the settings."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from app.storage.base import (
 )
 from app.storage.registry import build_store
 from tests.conftest import S3_BUCKET
-from tests.servers import ROOT, free_port
+from tools.servers import ROOT, free_port
 
 
 def make_store(tmp_path: Path, settings: dict):
@@ -165,6 +165,7 @@ def test_check_passes_on_a_working_store(store):
 # --- S3 only ---------------------------------------------------------------------------------
 
 
+@pytest.mark.server
 def test_s3_keys_are_the_prefix_the_project_and_the_generated_name(tmp_path, s3_settings, seaweed):
     store = make_store(tmp_path, s3_settings)
     name = put(store, 12, b"keyed")
@@ -172,6 +173,7 @@ def test_s3_keys_are_the_prefix_the_project_and_the_generated_name(tmp_path, s3_
     assert seaweed.keys(S3_BUCKET, prefix) == [f"{prefix}/12/{name}"]
 
 
+@pytest.mark.server
 def test_a_missing_bucket_is_a_configuration_error_naming_it(tmp_path, seaweed):
     store = make_store(tmp_path, seaweed.settings("no-such-bucket-here"))
     with pytest.raises(StorageConfigError, match="the bucket no-such-bucket-here does not exist"):
@@ -181,6 +183,7 @@ def test_a_missing_bucket_is_a_configuration_error_naming_it(tmp_path, seaweed):
         store.put(5, new_name(), path, sha256=digest)
 
 
+@pytest.mark.server
 def test_refused_credentials_are_a_configuration_error(tmp_path, seaweed):
     settings = {**seaweed.settings(S3_BUCKET), "AWS_SECRET_ACCESS_KEY": "not-the-secret"}
     store = make_store(tmp_path, settings)
@@ -190,6 +193,7 @@ def test_refused_credentials_are_a_configuration_error(tmp_path, seaweed):
         store.open(5, new_name())
 
 
+@pytest.mark.server
 def test_an_unreachable_endpoint_is_unavailable_not_missing(tmp_path, seaweed):
     settings = {
         **seaweed.settings(S3_BUCKET),

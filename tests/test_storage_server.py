@@ -17,7 +17,9 @@ from sqlalchemy import create_engine, text
 
 from tests.conftest import S3_BUCKET
 from tests.filehelp import multipart
-from tests.servers import BIN, ROOT, free_port, gunicorn, migrate, server_env
+from tools.servers import BIN, ROOT, free_port, gunicorn, migrate, server_env
+
+pytestmark = pytest.mark.server  # gunicorn or a private server per test or module
 
 BOUNDARY = "----prompthub-raw"
 

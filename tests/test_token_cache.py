@@ -19,8 +19,8 @@ from app.extensions import db
 from app.models import User
 from tests.conftest import base_config
 from tests.factories import make_user
-from tests.servers import PrivateRedis, free_port, gunicorn, migrate, register, server_env
 from tests.test_prompt_cache import Statements
+from tools.servers import PrivateRedis, free_port, gunicorn, migrate, register, server_env
 
 REDIS = os.environ.get("TEST_BROKER_REDIS_URL", "redis://127.0.0.1:6379/11")
 
@@ -254,6 +254,7 @@ def test_log_out_everywhere_reaches_another_machine_at_once_through_redis(app, o
     assert me(on_b, other.headers).status_code == 200
 
 
+@pytest.mark.server
 def test_revocations_missed_while_redis_was_away_are_not_trusted_after(app, owner, machines):
     """The listener of B loses Redis; A's revocation cannot be published; when Redis is back,
     B's listener subscribes again and drops everything it cached before."""
@@ -294,6 +295,7 @@ def test_without_a_reachable_redis_revocation_falls_back_to_the_ttl(
                 db.engine.dispose()
 
 
+@pytest.mark.server
 def test_two_gunicorn_nodes_refuse_a_revoked_token_at_once(server_database, tmp_path):
     """The attack as it was run: two nodes (gunicorn masters, each with its own revocation log,
     so only Redis links them), AUTH_CACHE_SECONDS=60. Log out everywhere on A; B refuses the

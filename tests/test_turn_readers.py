@@ -21,15 +21,15 @@ from redis.retry import Retry
 
 from app import create_app
 from app.chat import replies
-from app.chat import services as chat
+from app.chat import start as start_turn
 from app.chat.broker import RedisBroker
 from app.chat.readers import ReaderGate, TooManyReaders
 from app.extensions import db
 from app.models import User
 from tests.conftest import base_config
 from tests.factories import make_project, make_user
-from tests.servers import in_thread
 from tests.sse import parse_sse, read_stream, turn_id_of
+from tools.servers import in_thread
 
 REDIS = os.environ.get("TEST_BROKER_REDIS_URL", "redis://127.0.0.1:6379/11")
 
@@ -59,7 +59,7 @@ def live_turn(app, owner_id: int, project_id: int) -> int:
     """A turn that stays ``streaming`` (no process generates it): its readers wait."""
     with app.app_context():
         user = db.session.get(User, owner_id)
-        return chat.start_turn(user=user, project_id=project_id, message="Hi").reply_id
+        return start_turn.send(user=user, project_id=project_id, message="Hi").reply_id
 
 
 class Readers:
@@ -158,7 +158,7 @@ def test_a_turn_stored_before_its_last_event_is_published_is_read_to_that_event(
     project = make_project(app, owner)
     with app.app_context():
         user = db.session.get(User, owner.id)
-        turn = chat.start_turn(user=user, project_id=project, message="Hi")
+        turn = start_turn.send(user=user, project_id=project, message="Hi")
         broker = app.extensions["broker"]
         broker.open(turn.reply_id)
         broker.publish(turn.reply_id, "start", {"turn_id": turn.reply_id})
@@ -308,21 +308,21 @@ def test_while_redis_is_out_of_reach_readers_are_counted_per_process(caplog):
     assert len(warnings) == 1  # once per outage, not once per reader
 
 
-def _clients_on(control: redis.Redis, db_number: int) -> int:
-    return sum(1 for c in control.client_list() if int(c["db"]) == db_number)
+def _readers_of(control: redis.Redis, prefix: str) -> list[dict]:
+    """This test's reader connections, by their client name: other tests (another xdist
+    worker, another checkout) may use the same Redis database at the same time."""
+    return [c for c in control.client_list() if c["name"] == f"{prefix}turn-reader"]
 
 
 def test_blocking_reads_use_a_bounded_pool_of_redis_connections():
     """Eight readers of another process's quiet turn: at most ``read_connections`` of them hold
     a Redis connection (the others read the database), and no more stay open afterwards."""
-    db_number = int(REDIS.rsplit("/", 1)[1])
     control = redis.Redis.from_url(REDIS)
     prefix = f"test-{uuid.uuid4().hex[:10]}:"
     writer = RedisBroker(60, REDIS, prefix)
     writer.open(5)
     writer.publish(5, "start", {})
     reader = RedisBroker(60, REDIS, prefix, longest_wait=3, read_connections=2)
-    before = _clients_on(control, db_number)
     results: list = []
     threads = [
         threading.Thread(target=lambda: results.append(reader.read(5, "0-1", timeout=2)))
@@ -331,10 +331,10 @@ def test_blocking_reads_use_a_bounded_pool_of_redis_connections():
     for thread in threads:
         thread.start()
     time.sleep(1.0)  # every reader is waiting now
-    during = _clients_on(control, db_number) - before
+    during = len(_readers_of(control, prefix))
     for thread in threads:
         thread.join()
-    named = [c for c in control.client_list() if c["name"] == f"{prefix}turn-reader"]
+    named = _readers_of(control, prefix)
     assert during <= 2, during  # all connections, while they wait
     assert len(named) <= 2, named  # afterwards: the pool keeps what it opened, no more
     assert results.count([]) == 2 and results.count(None) == 6

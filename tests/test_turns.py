@@ -15,11 +15,13 @@ from sqlalchemy import select
 
 from app.chat import replies
 from app.chat import services as chat
+from app.chat import start as start_turn
 from app.extensions import db
 from app.models import Message, User
+from app.providers.events import Done, Text
 from tests.factories import make_project, make_user
-from tests.fake_provider import Scenario
 from tests.sse import read_stream
+from tools.fake_provider import Scenario
 
 REDIS = os.environ.get("TEST_BROKER_REDIS_URL", "redis://127.0.0.1:6379/11")
 WORDS = [f"w{i} " for i in range(30)]
@@ -118,6 +120,23 @@ def test_two_readers_of_one_turn_both_get_all_of_it(app, client, owner, project_
     assert wait_final(app, turn_id).content == "".join(WORDS)
 
 
+def test_the_provider_is_called_before_the_response_is_read(app, client, owner, project_id, fake):
+    """Issue 34: ``launch`` makes the provider call as the view returns, so it is under way
+    while the response's head and ``start`` are written: the provider hears of the turn before
+    a byte of the response has been read (it used to, only once the body was)."""
+    fake.script("responses", Scenario(deltas=WORDS))
+    resp = open_stream(client, owner, project_id)  # the view has returned; nothing is read
+    deadline = time.monotonic() + 5.0
+    while not fake.calls("responses") and time.monotonic() < deadline:
+        time.sleep(0.01)
+    called_before_reading = len(fake.calls("responses"))
+    events = ids_and_events(resp.get_data(as_text=True))  # now read it all
+    assert called_before_reading == 1
+    assert [e for _, e, _ in events][0] == "start" and events[-1][1] == "done"
+    assert "".join(d["text"] for _, e, d in events if e == "delta") == "".join(WORDS)
+    assert len(fake.calls("responses")) == 1
+
+
 def test_a_finished_turn_replays_its_outcome(app, client, owner, project_id):
     raw = open_stream(client, owner, project_id).get_data(as_text=True)
     events = ids_and_events(raw)
@@ -133,7 +152,7 @@ def test_a_turn_the_broker_does_not_know_is_read_from_the_database(app, client, 
     then what later checkpoints add, then the stored outcome."""
     with app.app_context():
         user = db.session.get(User, owner.id)
-        turn = chat.start_turn(user=user, project_id=project_id, message="Hi")
+        turn = start_turn.send(user=user, project_id=project_id, message="Hi")
         replies.checkpoint(turn.reply_id, "Hello")
     resp = attach(client, owner, turn.reply_id, buffered=False)
     chunks = iter(resp.response)
@@ -188,13 +207,13 @@ def test_stop_through_the_database_reaches_a_turn_no_broker_can(app, owner, proj
     fake.script("responses", Scenario(deltas=WORDS * 10, token_delay_ms=20))
     with app.app_context():
         user = db.session.get(User, owner.id)
-        turn = chat.start_turn(user=user, project_id=project_id, message="Hi")
+        turn = start_turn.send(user=user, project_id=project_id, message="Hi")
         events = chat.run_turn(turn)  # a Cancel of its own, unknown to the broker
         for event in events:
-            if isinstance(event, chat.Delta):
+            if isinstance(event, Text):
                 replies.request_stop(turn.reply_id)
                 break
-        outcome = [e for e in events if isinstance(e, chat.Done)]
+        outcome = [e for e in events if isinstance(e, Done)]
     assert outcome and outcome[0].message.status == "incomplete"
     row = reply_row(app, turn.reply_id)
     assert (row.status, row.error) == ("incomplete", replies.STOPPED_TEXT)

@@ -86,8 +86,17 @@ class TokenUsers:
         self.channel: Channel | None = None
         if redis_url:  # no connection until the first token check or revocation
             import redis
+            from redis.backoff import NoBackoff
+            from redis.retry import Retry
 
-            client = redis.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=1)
+            # One retry at once, not redis-py's default backoff: "log out everywhere" must not
+            # wait 8-12 s on a Redis that is down (its revocation is in the log and the rows).
+            client = redis.Redis.from_url(
+                redis_url,
+                socket_timeout=2,
+                socket_connect_timeout=1,
+                retry=Retry(NoBackoff(), 1),
+            )
             self.channel = Channel(client, channel, self._heard, self._resubscribed)
 
     @property

@@ -31,6 +31,11 @@ class Tree:
     def __contains__(self, message_id: object) -> bool:
         return message_id in self.parent
 
+    def add(self, message_id: int, parent_id: int | None) -> None:
+        """A message just inserted (ids grow, so it is the newest of its siblings)."""
+        self.parent[message_id] = parent_id
+        self.children.setdefault(parent_id, []).append(message_id)
+
     def path_to(self, message_id: int | None) -> list[int]:
         """The ids from the first message to ``message_id``, oldest first ([] for None)."""
         path: list[int] = []
@@ -59,8 +64,7 @@ def load(conversation_id: int) -> Tree:
         .order_by(Message.id)
     )
     for message_id, parent_id in rows:
-        tree.parent[message_id] = parent_id
-        tree.children.setdefault(parent_id, []).append(message_id)
+        tree.add(message_id, parent_id)
     return tree
 
 

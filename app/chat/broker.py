@@ -15,14 +15,23 @@ same ids (``XADD`` with an explicit id), so a client may resume from any process
 local log that long after its turn ended: the database stays the truth, the broker holds only
 what is in flight. Redis failures never stop a turn: publishing logs once and goes on (readers
 elsewhere fall back to the database, see ``turns.follow``).
+
+Both backends give the text a turn's ``delta`` events hold (``text``): what its readers were
+shown, which a reply cut short by a dead process or a shutdown is stored with
+(``replies.interrupt``). With Redis each process that generates turns also keeps a **writer
+heartbeat** (``<prefix>writer:<token>``, renewed every third of ``CHAT_WRITER_TTL_SECONDS``);
+a turn's ``start`` entry names its writer, so a reader in another process learns within
+seconds that the writer died (``writer_gone``) instead of waiting for the reply's lease.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
+import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -43,6 +52,10 @@ class Entry:
     id: str | None  # None: an event that is not in the broker (read from the database)
     event: str
     data: dict[str, Any]
+
+
+def _delta_text(entries: list[Entry]) -> str:
+    return "".join(e.data.get("text", "") for e in entries if e.event == "delta")
 
 
 def entry_number(entry_id: str | None) -> int:
@@ -135,6 +148,22 @@ class LocalBroker:
                 return None  # nothing after the end: the database answers from here
             return found.entries[start:]
 
+    def text(self, turn_id: int) -> str | None:
+        """The text of the turn's ``delta`` events, in order: what its readers were shown.
+        None when this broker does not hold the turn."""
+        with self._lock:
+            found = self._logs.get(turn_id)
+            entries = list(found.entries) if found is not None else None
+        return None if entries is None else _delta_text(entries)
+
+    # How often a reader whose turn is quiet asks ``writer_gone``: never, here.
+    writer_check_seconds = float("inf")
+
+    def writer_gone(self, turn_id: int) -> bool:
+        """Whether the process generating the turn is known to be dead. In-process logs are
+        written by this process: never."""
+        return False
+
     # -- Stop -----------------------------------------------------------------------------
 
     def on_stop(self, handler: StopHandler) -> None:
@@ -163,6 +192,7 @@ class RedisBroker(LocalBroker):
         *,
         connections: int = 200,
         read_connections: int = 100,
+        writer_ttl: float = 3.0,
     ) -> None:
         import redis
 
@@ -199,7 +229,15 @@ class RedisBroker(LocalBroker):
         self.channel = f"{prefix}turn-stop"
         self._degraded: set[int] = set()
         self._busy_said = -60.0
+        self._away = False  # an outage already logged (once per outage, not once per turn)
         self._stops = Channel(self.redis, self.channel, self._heard_stop)
+        # The writer heartbeat: this process's token, set on its first turn (after the fork).
+        self.writer_ttl = writer_ttl
+        self.writer_check_seconds = writer_ttl / 3
+        self._writer: str | None = None
+        self._writer_lock = threading.Lock()
+        self._closing = threading.Event()
+        self._writers: dict[int, str | None] = {}  # turns read from elsewhere -> their writer
 
     def key(self, turn_id: int) -> str:
         return f"{self.prefix}turn:{int(turn_id)}"
@@ -217,11 +255,83 @@ class RedisBroker(LocalBroker):
             if self.redis.exists(self.key(turn_id)):
                 self._send(turn_id, "*", event, data)
         except self._errors as exc:
-            log.warning("turn %s: Redis unavailable (%s)", turn_id, exc)
+            self._unavailable(turn_id, exc, "")
 
     def open(self, turn_id: int) -> None:
         super().open(turn_id)
         self._stops.listen()  # this process generates turns: listen for their Stop
+        self._start_heartbeat()
+
+    # -- the writer heartbeat -------------------------------------------------------------
+
+    def alive_key(self, writer: str) -> str:
+        return f"{self.prefix}writer:{writer}"
+
+    def _start_heartbeat(self) -> None:
+        """Set this process's heartbeat key now (a reader may look at once) and keep it alive
+        in a daemon thread (a greenlet under gevent). Cheap to call on every turn."""
+        if self._writer is not None and self._writer.endswith(f":{os.getpid()}"):
+            return
+        with self._writer_lock:
+            if self._writer is not None and self._writer.endswith(f":{os.getpid()}"):
+                return
+            self._writer = f"{uuid.uuid4().hex[:12]}:{os.getpid()}"
+            self._beat()
+            threading.Thread(target=self._heartbeat, name="writer-heartbeat", daemon=True).start()
+
+    def _beat(self) -> bool:
+        try:
+            self.redis.set(self.alive_key(self._writer), b"1", px=int(self.writer_ttl * 1000))
+        except self._errors:
+            return False  # readers elsewhere read the database meanwhile (their lease check)
+        return True
+
+    def _heartbeat(self) -> None:
+        while not self._closing.wait(self.writer_ttl / 3):
+            self._beat()
+
+    def writer_gone(self, turn_id: int) -> bool:
+        """Whether the process that generates a turn read from here has died: its ``start``
+        entry names a writer whose heartbeat key has expired. False when unknown (a turn of
+        this process, no writer named, Redis unavailable): the reply's lease decides then."""
+        if self.is_local(turn_id):
+            return False
+        try:
+            if turn_id not in self._writers:
+                if len(self._writers) > 10_000:
+                    self._writers.clear()
+                first = self.redis.xrange(self.key(turn_id), "-", "+", count=1)
+                named = first[0][1].get(b"w") if first else None
+                self._writers[turn_id] = named.decode() if named else None
+            writer = self._writers[turn_id]
+            if writer is None:
+                return False
+            # A Redis restarted empty has lost the heartbeat key and the stream alike, for a
+            # writer that may be alive and about to renew its key: only a key gone from a
+            # Redis that still holds the turn's stream means a dead writer.
+            pipe = self.redis.pipeline(transaction=False)
+            alive, stream = pipe.exists(self.alive_key(writer)).exists(self.key(turn_id)).execute()
+            return not alive and bool(stream)
+        except self._errors:
+            return False
+
+    def text(self, turn_id: int) -> str | None:
+        """The local log's text for a turn of this process, else the Redis Stream's (one
+        ``XRANGE``); None when neither holds the turn, or Redis is unavailable."""
+        if self.is_local(turn_id):
+            return super().text(turn_id)
+        try:
+            items = self.redis.xrange(self.key(turn_id), "-", "+")
+        except self._errors as exc:
+            self._unavailable(turn_id, exc, "; an interrupted reply keeps its checkpoint's text")
+            return None
+        if not items:
+            return None
+        return "".join(
+            json.loads(fields[b"d"]).get("text", "")
+            for _id, fields in items
+            if fields.get(b"e") == b"delta"
+        )
 
     def _send(self, turn_id: int, entry_id: str, event: str, data: dict[str, Any]) -> None:
         if turn_id in self._degraded:
@@ -229,17 +339,18 @@ class RedisBroker(LocalBroker):
         try:
             pipe = self.redis.pipeline(transaction=False)
             fields = {"e": event, "d": json.dumps(data, separators=(",", ":"))}
+            if event == "start" and self._writer is not None:
+                fields["w"] = self._writer  # who writes the turn (``writer_gone``)
             pipe.xadd(self.key(turn_id), fields, id=entry_id)
             pipe.expire(self.key(turn_id), int(self.ttl))
             pipe.execute()
         except self._errors as exc:
             self._degraded.add(turn_id)
-            log.warning(
-                "turn %s: Redis unavailable (%s); other processes will show this reply from "
-                "the database when it is stored",
-                turn_id,
-                exc,
+            self._unavailable(
+                turn_id, exc, "; other processes show its replies from the database when stored"
             )
+        else:
+            self._reachable()
 
     def close(self, turn_id: int) -> None:
         super().close(turn_id)
@@ -259,8 +370,9 @@ class RedisBroker(LocalBroker):
             if str(exc) == "No connection available.":  # the bounded pool is all in use
                 self._busy()
             else:
-                log.warning("turn %s: Redis unavailable (%s); reading the database", turn_id, exc)
+                self._unavailable(turn_id, exc, "; readers read the database")
             return None
+        self._reachable()
         entries = []
         for _key, items in found:
             for entry_id, fields in items:
@@ -268,6 +380,19 @@ class RedisBroker(LocalBroker):
                     Entry(entry_id.decode(), fields[b"e"].decode(), json.loads(fields[b"d"]))
                 )
         return entries
+
+    def _unavailable(self, turn_id: int, exc: Exception, consequence: str) -> None:
+        """Logged once per outage (then at debug level), not once per turn or reader."""
+        if self._away:
+            log.debug("turn %s: Redis unavailable (%s)", turn_id, exc)
+            return
+        self._away = True
+        log.warning("Redis unavailable (%s) at turn %s%s", exc, turn_id, consequence)
+
+    def _reachable(self) -> None:
+        if self._away:
+            self._away = False
+            log.info("Redis reachable again")
 
     def _busy(self) -> None:
         """Said at most once a minute, not once per reader."""
@@ -292,9 +417,11 @@ class RedisBroker(LocalBroker):
                 handler(int(message))
 
     def shutdown(self) -> None:
+        self._closing.set()
         self._stops.close()
-        self.redis.close()
-        self.reading.close()
+        # A client given its pool never closes it (``auto_close_connection_pool`` is off).
+        self.redis.connection_pool.disconnect()
+        self.reading.connection_pool.disconnect()
 
     def status(self) -> dict[str, str]:
         try:
@@ -316,6 +443,7 @@ def build(config) -> LocalBroker:
         config["CHAT_HEARTBEAT_SECONDS"],
         connections=config["REDIS_MAX_CONNECTIONS"],
         read_connections=config["REDIS_READ_CONNECTIONS"],
+        writer_ttl=config["CHAT_WRITER_TTL_SECONDS"],
     )
 
 

@@ -18,6 +18,7 @@ as Markdown; the page shows them as text.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from functools import cache
 from html import escape
@@ -75,6 +76,23 @@ def render_markdown(text: str) -> str:
         url_schemes={"http", "https", "mailto"},
         link_rel="noopener nofollow",
     )
+
+
+def render_reply(message) -> str:
+    """An assistant reply's HTML: a reply checked as JSON (``format_valid`` set) that parses is
+    shown formatted, as a highlighted ``json`` code block; anything else as Markdown."""
+    if getattr(message, "format_valid", None) is not None:
+        try:
+            value = json.loads(message.content)
+        except ValueError:
+            value = _NOT_JSON
+        if value is not _NOT_JSON:
+            pretty = json.dumps(value, indent=2, ensure_ascii=False)
+            return render_markdown(f"```json\n{pretty}\n```")
+    return render_markdown(message.content)
+
+
+_NOT_JSON = object()
 
 
 def _file_label(f: dict) -> str:
@@ -156,4 +174,7 @@ def meta_line(message) -> str:
         parts.append("replying…")
     elif message.status != MessageStatus.COMPLETE:
         parts.append("stopped" if _was_stopped(message) else str(message.status))
+    valid = getattr(message, "format_valid", None)
+    if valid is not None:
+        parts.append("valid JSON" if valid else f"invalid JSON: {message.format_error}")
     return " · ".join(parts)

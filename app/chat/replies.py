@@ -14,7 +14,11 @@
   fsync and an atomic rename) and ``finish`` says so, so the client's terminal event can tell the
   truth. ``replay_spool`` writes them when the database is back.
 - ``expire_leases`` turns rows whose lease ran out (their process died: ``kill -9``, an OOM
-  kill, a lost node) into ``interrupted``, keeping their last checkpoint.
+  kill, a lost node) into ``interrupted``; ``interrupt`` does the same for one reply whose
+  writer is known to be gone (a reader saw its heartbeat expire, or a shutdown's drain ran
+  out of time). Either stores the text the broker holds (the turn's ``delta`` events: what its
+  readers were shown) when it is longer than the last checkpoint, so an interrupted reply never
+  has less text than its readers saw.
 
 The two sweeps are chores of ``app/maintenance.py``; the chat page also expires a stale row of
 the conversation it shows at once (``expire_stale``).
@@ -31,13 +35,14 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask, current_app
-from sqlalchemy import bindparam, update
+from sqlalchemy import bindparam, case, func, select, update
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from app import maintenance, usage
 from app.extensions import db
 from app.models import Message, MessageStatus
 from app.models.base import utcnow
+from app.transactions import rollback_quietly
 
 log = logging.getLogger(__name__)
 
@@ -55,13 +60,6 @@ INTERRUPTED = "interrupted"
 def lease_until():
     """When a reply renewed now would count as abandoned."""
     return utcnow() + timedelta(seconds=current_app.config["CHAT_REPLY_LEASE_SECONDS"])
-
-
-def rollback() -> None:
-    try:
-        db.session.rollback()
-    except DB_DOWN:  # the connection is gone; the pool replaces it
-        pass
 
 
 # The two writes of every reply, built once as Core statements on the table (no ORM
@@ -86,7 +84,7 @@ def checkpoint(reply_id: int, text: str) -> bool:
         db.session.commit()
     except DB_DOWN as exc:
         log.warning("reply %s: checkpoint skipped, database unavailable: %s", reply_id, exc)
-        rollback()
+        rollback_quietly()
         return True
     return bool(changed)
 
@@ -105,13 +103,21 @@ def request_stop(reply_id: int) -> None:
 def _write(reply_id: int, values: dict[str, Any], charge: usage.Charge | None = None) -> None:
     """One statement, and the charge if the row changed: the conversation's ``updated_at`` was
     set when the turn started (its place in the list is the time of the user's last message),
-    so the end of a reply touches only its own row."""
+    so the end of a reply touches only its own row.
+
+    On PostgreSQL that is one statement (``usage.record_after``), atomic on its own, so it runs
+    in autocommit when the session has no transaction open: no ``BEGIN`` and no ``COMMIT``
+    round trip between the provider's end and the reader's ``done``. Exactly once holds as
+    before: the statement changes the row (and charges it) at most once, whoever repeats it."""
     params = {**values, "lease_until": None, "reply_id": reply_id}
+    session = db.session()
+    if db.engine.dialect.name == "postgresql" and not session.in_transaction():
+        session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
     if charge is None:
-        db.session.execute(_FINAL, params)
+        session.execute(_FINAL, params)
     else:
         usage.record_after(_final_returning(tuple(params)), params, charge)
-    db.session.commit()
+    session.commit()
 
 
 _FINAL_RETURNING: dict[tuple[str, ...], Any] = {}
@@ -143,7 +149,7 @@ def finish(
             _write(reply_id, values, charge)
             return True
         except DB_DOWN as exc:
-            rollback()
+            rollback_quietly()
             if time.monotonic() + delay > deadline:
                 log.error("reply %s: database unavailable (%s); kept in the spool", reply_id, exc)
                 spool().put(reply_id, conversation_id, values, charge)
@@ -214,7 +220,7 @@ def replay_spool(app: Flask | None = None) -> int:
         try:
             _write(entry["reply_id"], entry["values"], usage.Charge.from_json(entry.get("charge")))
         except DB_DOWN as exc:
-            rollback()
+            rollback_quietly()
             log.warning("spooled replies wait: database still unavailable (%s)", exc)
             break
         path.unlink(missing_ok=True)
@@ -227,25 +233,59 @@ def replay_spool(app: Flask | None = None) -> int:
 
 
 def expire_leases(app: Flask | None = None, *, conversation_id: int | None = None) -> list[int]:
-    """Mark replies whose lease ran out as ``interrupted`` and tell their readers (the broker's
-    terminal ``error`` event, for readers in other processes); returns their ids."""
-    stmt = update(Message).where(Message.status.in_(LIVE), Message.lease_until < utcnow())
+    """Mark replies whose lease ran out as ``interrupted``, with the broker's text when it is
+    longer than their checkpoint, and tell their readers (the broker's terminal ``error``
+    event, for readers in other processes); returns their ids."""
+    stmt = select(Message.id).where(Message.status.in_(LIVE), Message.lease_until < utcnow())
     if conversation_id is not None:
         stmt = stmt.where(Message.conversation_id == conversation_id)
-    stmt = stmt.values(
-        status=MessageStatus.INTERRUPTED,
-        lease_until=None,
-        error=INTERRUPTED_TEXT,
-        error_kind=INTERRUPTED,
-    )
-    ids = list(db.session.scalars(stmt.returning(Message.id)))
+    found = list(db.session.scalars(stmt))
     db.session.commit()
+    ids = [reply_id for reply_id in found if _interrupt(app, reply_id, lease_over=True)]
     if ids:
         log.warning("reply(s) %s interrupted: their process stopped", ids)
-        for reply_id in ids:
-            for listener in _interrupted_listeners(app):
-                listener(reply_id)
+        _tell(app, ids)
     return ids
+
+
+def interrupt(reply_id: int, app: Flask | None = None) -> bool:
+    """Mark one live reply ``interrupted`` now, whatever its lease says: its writer is gone
+    (its heartbeat expired) or is shutting down. Same text rule and readers' event as
+    ``expire_leases``; idempotent (whoever notices first changes the row). True if it did."""
+    if not _interrupt(app, reply_id, lease_over=False):
+        return False
+    log.warning("reply %s interrupted: its process stopped", reply_id)
+    _tell(app, [reply_id])
+    return True
+
+
+def _interrupt(app: Flask | None, reply_id: int, *, lease_over: bool) -> bool:
+    """One guarded ``UPDATE``: only a row still live (and, for the sweep, still past its
+    lease: a checkpoint meanwhile renewed it) changes. The broker's text replaces the
+    checkpoint only when longer, compared in the statement itself."""
+    broker = (app or current_app).extensions.get("broker")
+    text = broker.text(reply_id) if broker is not None else None
+    c = _messages.c
+    stmt = update(_messages).where(c.id == reply_id, c.status.in_(LIVE))
+    if lease_over:
+        stmt = stmt.where(c.lease_until < utcnow())
+    values: dict[str, Any] = {
+        "status": MessageStatus.INTERRUPTED,
+        "lease_until": None,
+        "error": INTERRUPTED_TEXT,
+        "error_kind": INTERRUPTED,
+    }
+    if text:
+        values["content"] = case((func.length(c.content) < len(text), text), else_=c.content)
+    changed = db.session.execute(stmt.values(**values)).rowcount
+    db.session.commit()
+    return bool(changed)
+
+
+def _tell(app: Flask | None, ids: list[int]) -> None:
+    for reply_id in ids:
+        for listener in _interrupted_listeners(app):
+            listener(reply_id)
 
 
 def _interrupted_listeners(app: Flask | None):

@@ -1,13 +1,14 @@
 """A turn is a job, not a connection: it is generated in the background and read by any number
 of HTTP streams, which may come and go.
 
-- ``launch`` (after ``services.start_turn`` stored the user's message and the reply row) opens
-  the turn in the broker and publishes ``start``. The request that started the turn drives
-  ``services.run_turn`` itself while its client is connected (no hop through the broker for the
-  common case); if the client goes away, a thread of this process (a greenlet under gevent)
-  carries the turn on to its end. Each ``Delta`` becomes a ``delta`` event, the outcome a
-  ``done`` or ``error`` event, all published for other readers; nothing a reader does ends the
-  turn.
+- ``launch`` (after an entry point of ``start`` stored the user's message and the reply row)
+  makes the provider call (``services.call_provider``: under way while the response's head is
+  written), opens the turn in the broker and publishes ``start``. The request that started the
+  turn drives ``services.run_turn`` itself while its client is connected (no hop through the
+  broker for the common case); if the client goes away, a thread of this process (a greenlet
+  under gevent) carries the turn on to its end. Each of its events (``app/providers/events.py``)
+  is encoded once (``streaming.encode``) and published for other readers; nothing a reader does
+  ends the turn.
 - ``launch_detached`` starts a turn that no request drives (Compare starts two at once): the
   same ``start`` and the same generation, in a background thread from the first event; every
   reader attaches with ``follow``.
@@ -19,6 +20,9 @@ of HTTP streams, which may come and go.
 - ``stop`` asks for the end of a turn from any process: through the broker at once (the local
   process, or Redis pub/sub), and through the database (``stopping``), which the generating
   process sees at its next checkpoint even when no broker can reach it.
+- A reader elsewhere learns within seconds that the process writing its turn died (the
+  broker's writer heartbeat) and ends the reply as ``interrupted`` with the text the broker
+  holds; a process told to stop lets its turns finish first (``drain``).
 
 The turn id is the id of the assistant row.
 """
@@ -34,14 +38,17 @@ from contextlib import closing
 from flask import Flask, current_app
 from sqlalchemy import select
 
-from app.chat import readers, replies, services
+from app import metrics
+from app.chat import drain, readers, replies, services, start, streaming
 from app.chat.broker import TERMINAL, Entry, get_broker
-from app.chat.serializers import conversation_json, message_json
+from app.chat.streaming import encode
 from app.errors import NotFound
 from app.extensions import db
 from app.models import Conversation, Message, MessageStatus, Project, Role, User
 from app.models.base import utcnow
-from app.providers.base import Cancel
+from app.providers.events import Done, Failed, Heartbeat, Snapshot, Started, Text
+from app.providers.transport import Cancel
+from app.transactions import release, rollback_quietly
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +56,35 @@ FINISHED_AS_DONE = (MessageStatus.COMPLETE,)
 
 
 class Running:
-    """The turns this process generates, with their Cancel (what Stop pulls)."""
+    """The turns this process generates, with their Cancel (what Stop pulls), and the threads
+    that carry turns on without a reader: a turn has ended when its thread has left its app
+    context too (the session's connection is back in the pool by then)."""
 
     def __init__(self) -> None:
         self._cancels: dict[int, Cancel] = {}
+        self._threads: set[threading.Thread] = set()
         self._lock = threading.Lock()
+
+    def carry_on(self, app: Flask, source: Iterator[Entry | None], turn_id: int) -> None:
+        """Drive ``source`` to its end in a background thread (a greenlet under gevent)."""
+        thread = threading.Thread(
+            target=self._carry_on, args=(app, source), name=f"turn-{turn_id}", daemon=True
+        )
+        with self._lock:
+            self._threads.add(thread)
+        thread.start()
+
+    def _carry_on(self, app: Flask, source: Iterator[Entry | None]) -> None:
+        try:
+            with app.app_context():
+                for _entry in source:
+                    pass
+        finally:
+            with self._lock:
+                self._threads.discard(threading.current_thread())
+
+    def _busy(self) -> bool:
+        return bool(self._cancels or self._threads)
 
     def add(self, turn_id: int, cancel: Cancel) -> None:
         with self._lock:
@@ -72,6 +103,26 @@ class Running:
     def __len__(self) -> int:
         return len(self._cancels)
 
+    def ids(self) -> list[int]:
+        with self._lock:
+            return list(self._cancels)
+
+    def wait(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` for every turn of this process to end; True if they did."""
+        deadline = time.monotonic() + timeout
+        while self._busy() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return not self._busy()
+
+    def interrupt_all(self) -> list[int]:
+        """Cut every turn of this process short as ``interrupted`` (a shutdown): each stores
+        what arrived and publishes its terminal event. Returns their ids."""
+        with self._lock:
+            cancels = dict(self._cancels)
+        for cancel in cancels.values():
+            cancel.cancel(services.SHUTDOWN)
+        return list(cancels)
+
     def stop_all(self, timeout: float = 10.0) -> bool:
         """Stop every turn of this process and wait for them to be stored (shutdown, tests)."""
         with self._lock:
@@ -79,9 +130,9 @@ class Running:
         for cancel in cancels:
             cancel.cancel()
         deadline = time.monotonic() + timeout
-        while self._cancels and time.monotonic() < deadline:
+        while self._busy() and time.monotonic() < deadline:
             time.sleep(0.01)
-        return not self._cancels
+        return not self._busy()
 
 
 def _running(app: Flask | None = None) -> Running:
@@ -91,37 +142,32 @@ def _running(app: Flask | None = None) -> Running:
 # --- generating ------------------------------------------------------------------------------
 
 
-def start_payload(turn: services.Turn) -> dict:
-    return {
-        "turn_id": turn.reply_id,
-        "conversation": conversation_json(turn.conversation),
-        "user_message": message_json(turn.user_message),
-    }
+def started(turn: start.Turn) -> Started:
+    return Started(turn.reply_id, turn.conversation, turn.user_message)
 
 
-def outcome_event(event: services.Done | services.Failed) -> tuple[str, dict]:
-    message = message_json(event.message, html=True)
-    if isinstance(event, services.Done):
-        return "done", {"message": message, "stored": event.stored}
-    return "error", {
-        "error": {"code": event.code, "message": event.error},
-        "partial": event.partial,
-        "message": message,
-        "stored": event.stored,
-    }
-
-
-def launch(turn: services.Turn) -> Iterator[Entry | None]:
+def launch(turn: start.Turn) -> Iterator[Entry | None]:
     """Start ``turn`` and return the events for the reader that started it (this request).
 
     While that reader is connected it drives the generation itself, so its events take no hop
     through the broker (each is still published there for every other reader). If it goes
     away, a background thread carries the turn on to its end: leaving is not Stop."""
     app = current_app._get_current_object()
-    broker = get_broker()
-    broker.open(turn.reply_id)
-    start = broker.publish(turn.reply_id, "start", start_payload(turn))
-    return _first_reader(app, turn.reply_id, start, _generate(app, turn))
+    cancel = Cancel()
+    # The provider call first: it is under way while the response's head and ``start`` are
+    # written (issue 34: what stands between the commit and the provider's first token).
+    try:
+        upstream = services.call_provider(turn, cancel)
+    except Exception:  # made again in the generation, which tells the readers what failed
+        upstream = None
+    try:
+        broker = get_broker()
+        broker.open(turn.reply_id)
+        start = broker.publish(turn.reply_id, *encode(started(turn)))
+    except BaseException:
+        cancel.cancel()
+        raise
+    return _first_reader(app, turn.reply_id, start, _generate(app, turn, cancel, upstream))
 
 
 def _first_reader(
@@ -132,15 +178,13 @@ def _first_reader(
         for entry in source:  # noqa: UP028 (``yield from`` would close ``source`` with us)
             yield entry
     except GeneratorExit:  # the client went away: the turn goes on without it
-        threading.Thread(
-            target=_carry_on, args=(app, source), name=f"turn-{turn_id}", daemon=True
-        ).start()
+        _running(app).carry_on(app, source, turn_id)
         raise
 
 
-def launch_detached(turn: services.Turn) -> int:
+def launch_detached(turn: start.Turn) -> int:
     """Start ``turn`` with no reader of its own: a background thread of this process (a
-    greenlet under gevent) generates it from the start, as ``_carry_on`` does once the
+    greenlet under gevent) generates it from the start, as ``Running.carry_on`` does once the
     starting reader has left. Readers attach with ``follow`` (``GET /api/turns/<id>/events``).
     Returns the turn id.
 
@@ -149,57 +193,50 @@ def launch_detached(turn: services.Turn) -> int:
     app = current_app._get_current_object()
     broker = get_broker()
     broker.open(turn.reply_id)
-    broker.publish(turn.reply_id, "start", start_payload(turn))
+    broker.publish(turn.reply_id, *encode(started(turn)))
     cancel = Cancel()
     _running(app).add(turn.reply_id, cancel)
-    source = _generate(app, turn, cancel)
-    threading.Thread(
-        target=_carry_on, args=(app, source), name=f"turn-{turn.reply_id}", daemon=True
-    ).start()
+    _running(app).carry_on(app, _generate(app, turn, cancel), turn.reply_id)
     return turn.reply_id
 
 
-def _carry_on(app: Flask, source: Iterator[Entry | None]) -> None:
-    with app.app_context():
-        for _entry in source:
-            pass
-
-
 def _generate(
-    app: Flask, turn: services.Turn, cancel: Cancel | None = None
+    app: Flask,
+    turn: start.Turn,
+    cancel: Cancel | None = None,
+    upstream: services.Upstream | None = None,
 ) -> Iterator[Entry | None]:
     """Run the turn, publishing each event; yields them too (``None`` while the model is
     silent). Registered as running (Stop reaches it) from its first step to its end."""
     broker = app.extensions["broker"]
     cancel = cancel or Cancel()
     _running(app).add(turn.reply_id, cancel)
+    metrics.TURNS_LIVE.inc()
     ended = False
     try:
         try:
-            for event in services.run_turn(turn, cancel):
-                if isinstance(event, services.Delta):
-                    yield broker.publish(turn.reply_id, "delta", {"text": event.text})
-                elif isinstance(event, services.Done | services.Failed):
-                    ended = True
-                    yield broker.publish(turn.reply_id, *outcome_event(event))
-                else:
-                    yield None  # silence: a keep-alive for the reader
+            for event in services.run_turn(turn, cancel, upstream):
+                wire = encode(event)
+                if wire is None:
+                    if isinstance(event, Heartbeat):
+                        yield None  # a keep-alive for the reader
+                    continue
+                ended = isinstance(event, Done | Failed)
+                yield broker.publish(turn.reply_id, *wire)
         except Exception:
             log.exception("turn %s failed; the reply was kept as incomplete", turn.reply_id)
         if not ended:  # run_turn stored the reply in its finally; tell the readers
             stored = db.session.get(Message, turn.reply_id)
             if stored is not None:  # (gone with its conversation: nobody to tell)
-                yield broker.publish(
-                    turn.reply_id,
-                    "error",
-                    {
-                        "error": {"code": "internal_error", "message": "The reply failed."},
-                        "partial": bool(stored.content),
-                        "message": message_json(stored, html=True),
-                        "stored": True,
-                    },
+                failed = Failed(
+                    code="internal_error",
+                    reason="The reply failed.",
+                    partial=bool(stored.content),
+                    message=stored,
                 )
+                yield broker.publish(turn.reply_id, *encode(failed))
     finally:
+        metrics.TURNS_LIVE.dec()
         _running(app).remove(turn.reply_id)
         broker.close(turn.reply_id)
 
@@ -229,7 +266,7 @@ def open_reader(
     ``NotFound`` for another user's turn, ``TooManyReaders`` beyond the caps (``readers``)."""
     row = get_turn_for(user, turn_id)
     finished = row.status not in replies.LIVE
-    db.session.commit()  # hold no connection while the stream waits
+    release()  # hold no connection while the stream waits
     slot = readers.get_gate().acquire(user.id, turn_id)
     return _renewing(follow(turn_id, after, finished=finished), slot), slot.release
 
@@ -237,7 +274,7 @@ def open_reader(
 def _renewing(entries: Iterator[Entry | None], slot: readers.Slot) -> Iterator[Entry | None]:
     """``entries``, keeping the reader's slot while they come (a keep-alive at least once per
     heartbeat)."""
-    with closing(entries):
+    with closing(entries), metrics.READERS_OPEN.track_inprogress():
         for entry in entries:
             slot.renew()
             yield entry
@@ -251,26 +288,57 @@ def follow(
     A turn that had ``finished`` is never waited on: the broker is looked at without waiting,
     and when it has nothing after ``after`` (an id past the end, a turn it no longer holds) the
     stored outcome is the answer, at once. Events it has are sent; the terminal one may still
-    be on its way (the row is stored just before it is published), so then it reads on."""
+    be on its way (the row is stored just before it is published), so then it reads on.
+
+    While the turn is quiet the reader looks whether its writer died (``writer_gone``: the
+    Redis heartbeat) and, if so, ends the reply as interrupted with the broker's text; at each
+    heartbeat it also checks the row (``_over``). A process that is shutting down (``drain``)
+    ends its readers of other processes' turns: their clients resume elsewhere."""
+    app = current_app._get_current_object()
     broker = get_broker()
     heartbeat = current_app.config["CHAT_HEARTBEAT_SECONDS"]
+    # While the turn is quiet, look this often whether its writer died (its heartbeat key,
+    # with Redis): a reader learns of a dead writer in seconds, not after the lease.
+    look = min(heartbeat, broker.writer_check_seconds)
+    quiet_since = time.monotonic()
     while True:
-        entries = broker.read(turn_id, after, timeout=0 if finished else heartbeat)
+        if drain.draining(app) and not broker.is_local(turn_id):
+            return  # this process is stopping: the client resumes on another one
+        entries = broker.read(turn_id, after, timeout=0 if finished else look)
         if entries is None or (finished and not entries):
             yield from from_database(turn_id)
             return
         if not entries:
+            if broker.writer_gone(turn_id) and _interrupt(app, turn_id):
+                yield from from_database(turn_id)  # the reply as stored: interrupted
+                return
+            if time.monotonic() - quiet_since < heartbeat:
+                continue
+            quiet_since = time.monotonic()
             if _over(turn_id):  # it ended (our ``after`` is past its end) or its process died
                 yield from from_database(turn_id)
                 return
             yield None
             continue
+        quiet_since = time.monotonic()
         for entry in entries:
             yield entry
             after = entry.id
             if entry.event in TERMINAL:
                 return
         finished = False  # what remains is the terminal event, published any moment now
+
+
+def _interrupt(app: Flask, turn_id: int) -> bool:
+    """End a reply whose writer died, with the broker's text (``replies.interrupt``; whoever
+    notices first changes the row). True when the database answers for the turn from here;
+    False while it is out of reach (keep waiting: the lease sweep will do it later)."""
+    try:
+        replies.interrupt(turn_id, app)
+    except replies.DB_DOWN:
+        rollback_quietly()
+        return False
+    return True
 
 
 def _over(turn_id: int) -> bool:
@@ -282,9 +350,9 @@ def _over(turn_id: int) -> bool:
         found = db.session.execute(
             select(Message.status, Message.lease_until).where(Message.id == turn_id)
         ).first()
-        db.session.commit()  # hold no connection while waiting for the next event
+        release()  # hold no connection while waiting for the next event
     except replies.DB_DOWN:
-        replies.rollback()
+        rollback_quietly()
         return False
     if found is None:
         return True  # deleted with its conversation: the database says so
@@ -305,48 +373,46 @@ def from_database(turn_id: int) -> Iterator[Entry | None]:
                 .execution_options(populate_existing=True)
             ).scalar_one_or_none()
         except replies.DB_DOWN:
-            replies.rollback()
+            rollback_quietly()
             yield None  # the database is out of reach: keep the reader, try again
             time.sleep(poll)
             continue
         if row is not None and row.status in replies.LIVE and replies.expire_stale([row]):
             continue  # it was abandoned: read it again, interrupted
         if row is None:
-            db.session.commit()
+            release()
             return  # deleted meanwhile
         if row.status not in replies.LIVE:
             yield final_entry(row)
-            db.session.commit()
+            release()
             return
         text = row.content
-        db.session.commit()
+        release()
+        if drain.draining(current_app):
+            return  # this process is stopping: the client resumes on another one
         if sent is None or not text.startswith(sent):
-            yield Entry(None, "snapshot", {"text": text})
+            yield streaming.entry(Snapshot(text))
         elif text != sent:
-            yield Entry(None, "delta", {"text": text[len(sent) :]})
+            yield streaming.entry(Text(text[len(sent) :]))
         else:
             yield None
         sent = text
         time.sleep(poll)
 
 
-def final_entry(row: Message) -> Entry:
+def final_event(row: Message) -> Done | Failed:
     """The terminal event of a finished turn, from its stored row."""
-    message = message_json(row, html=True)
     stopped = row.status == MessageStatus.INCOMPLETE and row.error == replies.STOPPED_TEXT
     if row.status in FINISHED_AS_DONE or stopped:
-        return Entry(None, "done", {"message": message, "stored": True})
+        return Done(message=row)
     code = "interrupted" if row.status == MessageStatus.INTERRUPTED else "provider_unavailable"
-    return Entry(
-        None,
-        "error",
-        {
-            "error": {"code": code, "message": row.error or "The reply failed."},
-            "partial": bool(row.content),
-            "message": message,
-            "stored": True,
-        },
+    return Failed(
+        code=code, reason=row.error or "The reply failed.", partial=bool(row.content), message=row
     )
+
+
+def final_entry(row: Message) -> Entry:
+    return streaming.entry(final_event(row))
 
 
 # --- Stop ------------------------------------------------------------------------------------
@@ -369,12 +435,12 @@ def _interrupted(app: Flask):
         row = db.session.get(Message, reply_id)
         if row is None:
             return
-        event = final_entry(row)
+        wire = encode(final_event(row))
         if broker.is_local(reply_id):
-            broker.publish(reply_id, event.event, event.data)
+            broker.publish(reply_id, *wire)
             broker.close(reply_id)
         else:
-            broker.publish_elsewhere(reply_id, event.event, event.data)
+            broker.publish_elsewhere(reply_id, *wire)
 
     return tell_readers
 
@@ -384,6 +450,7 @@ def init_app(app: Flask) -> None:
     from app.chat import broker
 
     broker.init_app(app)
+    drain.init_app(app)
     readers.init_app(app, app.extensions["broker"])
     if app.config.get("REDIS_URL"):
         observability.register_check(

@@ -1,7 +1,9 @@
 """The Compare tab (``/projects/<id>/compare``): two side pickers, one message, two columns
 streaming together, the preference, and the recent comparisons. The page's JavaScript
 (``static/js/compare.js``) talks to the JSON API; ``?c=<id>`` shows a comparison (and attaches
-to replies still being written), ``?left=5&right=4`` preselects versions."""
+to replies still being written), ``?left=5&right=4`` preselects versions (a label works too:
+``?left=staging&right=production``; an unknown one is a 404). Each version's named labels
+show beside it in the pickers."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from app.compare import services
 from app.errors import NotFound
 from app.llm import is_offline
 from app.models.base import db_int
+from app.prompts import labels as prompt_labels
 from app.prompts import services as prompt_services
 
 bp = Blueprint("compare", __name__, url_prefix="/projects/<int:project_id>/compare")
@@ -36,11 +39,16 @@ def index(project_id: int):
         if shown.comparison.project_id != project.id:
             raise NotFound("No such comparison in this project.")
     _, recent, _ = services.list_comparisons(user=current_user, project_id=project.id)
+    _, named = prompt_labels.list_labels(user=current_user, project_id=project.id)
+    label_names: dict[int, list[str]] = {}
+    for label in named:
+        if label.version is not None and not label.built_in:
+            label_names.setdefault(label.version.id, []).append(label.name)
     left, right = services.default_picks(
         project,
         versions,
-        left=db_int(request.args.get("left")),
-        right=db_int(request.args.get("right")),
+        left=_pick(project, request.args.get("left")),
+        right=_pick(project, request.args.get("right")),
         shown=shown,
     )
     return render_template(
@@ -52,5 +60,13 @@ def index(project_id: int):
         shown=shown,
         recent=recent,
         labels=CHOICE_LABELS,
+        label_names=label_names,
         offline=is_offline(current_app),
     )
+
+
+def _pick(project, raw: str | None) -> int | None:
+    """A side asked for in the URL: a version number, or a label's version (404 if unknown)."""
+    if not raw or raw.isdigit() or prompt_labels.NAME_RULE.fullmatch(raw) is None:
+        return db_int(raw)  # None for anything else: the default pick, as before
+    return prompt_labels.labelled_version(project, raw).version

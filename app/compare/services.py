@@ -2,10 +2,11 @@
 
 A side is a prompt version of the project, optionally under another model from the allowlist.
 ``start_comparison`` validates everything first (so nothing is stored for a bad request), then
-prepares each side as a normal chat turn in a new conversation pinned to its version and model
-(``chat.services.prepare_turn``: the spending budget and the input cap are checked there),
-records the ``Comparison`` row tying them together, commits the lot at once (so a side refused
-by a budget or the input cap leaves nothing behind, not half a comparison), and only then starts
+starts each side as a normal chat turn in a new conversation pinned to its version and model
+(``chat.start.pinned``: the spending budget and the input cap are checked there), records the
+``Comparison`` row tying them together, all in one transaction (``transaction()``: a side
+refused by a budget or the input cap leaves nothing behind, not half a comparison), and only then
+starts
 both turns generating in the background at once (``chat.turns.launch_detached``). Readers
 attach to each turn with ``GET /api/turns/<id>/events``; Stop works per turn as in the chat.
 
@@ -20,14 +21,15 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import joinedload
 
 from app import catalog
-from app.chat import replies, turns
-from app.chat import services as chat
+from app.chat import replies, start, turns
 from app.errors import NotFound, ValidationFailed
 from app.extensions import db
 from app.models import Choice, Comparison, Message, Project, PromptVersion, User
 from app.models.base import MAX_DB_INT, utcnow
 from app.projects.services import get_project_for
+from app.prompts.labels import labelled_version
 from app.prompts.versions import find_version
+from app.transactions import transaction
 
 SIDES = ("left", "right")
 LIST_DEFAULT = 20
@@ -148,13 +150,21 @@ def _replies(ids: set[int]) -> dict[int, Message]:
 
 
 def _side(project: Project, name: str, raw: object, errors: dict[str, str]) -> Side | None:
-    """Validate one side (``{version, model?}``), adding what is wrong to ``errors``."""
+    """Validate one side (``{version | label, model?}``), adding what is wrong to ``errors``.
+    A label (``prompts.labels``) stands for the version it points at now."""
     if not isinstance(raw, dict):
         errors[name] = "Give the side as {version, model?}."
         return None
-    number, model = raw.get("version"), raw.get("model")
+    number, model, label = raw.get("version"), raw.get("model"), raw.get("label")
     version = None
-    if number is None:
+    if label is not None and number is not None:
+        errors[f"{name}.label"] = "Give a version or a label, not both."
+    elif label is not None:
+        try:
+            version = labelled_version(project, label)
+        except NotFound:
+            errors[f"{name}.label"] = "This project has no such label."
+    elif number is None:
         errors[f"{name}.version"] = "Choose a version."
     elif isinstance(number, bool) or not isinstance(number, int) or not 1 <= number <= MAX_DB_INT:
         errors[f"{name}.version"] = "Give a version number (1, 2, 3 …)."
@@ -178,10 +188,26 @@ def _title(base: str, side: Side) -> str:
     return f"{base} (compare: v{side.version.version} · {side.model})"[:TITLE_MAX]
 
 
+def _declared_by(version, variables: dict | None) -> dict | None:
+    """The values one side's version declares: a name only the other side uses is left out
+    for this one (unknown to both: refused above)."""
+    if not variables:
+        return variables
+    names = {v["name"] for v in version.variables}
+    return {name: value for name, value in variables.items() if name in names}
+
+
 def start_comparison(
-    *, user: User, project_id: int, message: object, left: object, right: object
+    *,
+    user: User,
+    project_id: int,
+    message: object,
+    left: object,
+    right: object,
+    variables: dict | None = None,
 ) -> ComparisonView:
-    """Answer ``message`` under both sides at once; see the module docstring.
+    """Answer ``message`` under both sides at once, each with the template ``variables`` its
+    version declares (a name neither declares: 422); see the module docstring.
 
     Refused with a 422 before anything is stored: a blank or too long message, a side that is
     not ``{version, model?}``, a version number this project does not have, a model not in
@@ -194,7 +220,7 @@ def start_comparison(
         errors["message"] = "Must be a string."
     else:
         try:
-            text = chat.clean_message(message)
+            text = start.clean_message(message)
         except ValidationFailed as exc:
             errors.update(exc.fields or {})
     sides = [
@@ -203,34 +229,39 @@ def start_comparison(
     a, b = sides
     if a and b and a.version.id == b.version.id and a.model == b.model:
         errors["right"] = "Choose another version or another model than the left side."
+    if a and b and variables:
+        declared = {v["name"] for side in (a, b) for v in side.version.variables}
+        for name in sorted(set(variables) - declared):
+            errors[f"variables.{name}"] = "Neither version declares this variable."
     if errors or a is None or b is None:
         raise ValidationFailed("Check the message and both sides.", fields=errors)
 
-    started = [
-        chat.prepare_turn(
-            user=user,
+    with transaction(keep_loaded=True):  # the turns render the rows they read
+        started = [
+            start.pinned(
+                user=user,
+                project_id=project.id,
+                message=text,
+                version=side.version.version,
+                model=side.override,
+                title=_title(start.title_from(text), side),
+                variables=_declared_by(side.version, variables),
+            )
+            for side in (a, b)
+        ]
+        comparison = Comparison(
             project_id=project.id,
             message=text,
-            version=side.version.version,
-            model=side.override,
-            title=_title(chat.title_from(text), side),
+            left_version_id=a.version.id,
+            right_version_id=b.version.id,
+            left_model=a.model,
+            right_model=b.model,
+            left_conversation_id=started[0].conversation_id,
+            right_conversation_id=started[1].conversation_id,
+            left_reply_id=started[0].reply_id,
+            right_reply_id=started[1].reply_id,
         )
-        for side in (a, b)
-    ]
-    comparison = Comparison(
-        project_id=project.id,
-        message=text,
-        left_version_id=a.version.id,
-        right_version_id=b.version.id,
-        left_model=a.model,
-        right_model=b.model,
-        left_conversation_id=started[0].conversation_id,
-        right_conversation_id=started[1].conversation_id,
-        left_reply_id=started[0].reply_id,
-        right_reply_id=started[1].reply_id,
-    )
-    db.session.add(comparison)
-    chat.commit_turns(*started)
+        db.session.add(comparison)
     for turn in started:  # both generate at once, each in a background thread
         turns.launch_detached(turn)
     return get_comparison(user=user, comparison_id=comparison.id)

@@ -23,6 +23,7 @@ from app.files.migration import FileRef, migrate
 from app.models import StoredFile
 from app.storage.base import StorageError, StoreUnavailable
 from app.storage.local import LocalStore
+from app.transactions import release
 
 files_cli = AppGroup("files", help="Project files: check the store, migrate local files to S3.")
 
@@ -71,7 +72,7 @@ def migrate_storage(source_dir: Path | None) -> None:
             StoredFile.sha256,
         ).order_by(StoredFile.id)
     ).all()
-    db.session.commit()  # no transaction stays open while bytes are copied
+    release()  # no transaction stays open while bytes are copied
     files = [FileRef(*row) for row in rows]
     click.echo(f"copying {len(files)} files from {source.describe()} to {target.describe()}")
 

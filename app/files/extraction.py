@@ -1,34 +1,37 @@
-"""Text extraction off the request path: a per-process queue, fair across users, feeding the
-extraction sandbox.
+"""Text extraction off the request path: an ``extraction`` job on the queue (``app/jobs.py``)
+per file, fair across users, feeding the extraction sandbox.
 
-An upload whose type needs a parser (PDF) is stored with ``text_status = pending`` and its id
-handed to ``submit``; the upload request returns at once. A worker thread (a greenlet under
-gunicorn's gevent worker) takes ids from the queue and, for each one:
+An upload whose type needs a parser (PDF) is stored with ``text_status = pending`` and an
+``extraction`` job queued (``submit``); the upload request returns at once. A worker (``flask
+worker``, or the web process itself with ``QUEUE_IN_PROCESS``) runs the job, which:
 
-1. **claims** it: ``UPDATE files SET text_claimed_at = now WHERE id = ? AND text_status =
-   'pending' AND (text_claimed_at IS NULL OR text_claimed_at < now - lease)``. One row or none,
-   on both databases, so two processes never run the same file at once;
+1. **claims** the fairest file that may run (``claim_next``): ``UPDATE files SET
+   text_claimed_at = now WHERE id = ? AND text_status = 'pending' AND (text_claimed_at IS NULL
+   OR text_claimed_at < now - lease)``. One row or none, on both databases, so two workers
+   never run the same file at once;
 2. runs ``sandbox.py`` in a child process with CPU, memory and wall-clock limits, holding no
    database connection meanwhile. The child reads a local path: the stored file itself on the
    local store, a temporary copy in ``STORAGE_STAGING_DIR`` on S3 (removed afterwards). Bytes
    that are missing from the store end as ``failed``; a store that cannot be reached leaves the
    file ``pending`` for the sweep to retry once the lease is over;
 3. writes the outcome with ``UPDATE … WHERE id = ? AND text_status = 'pending'``, so a run that
-   comes twice (a retry after a lost lease) changes nothing the second time.
+   comes twice (a retry after a lost lease, a worker killed mid-job) changes nothing the
+   second time; then queues the next job while claimable files remain.
 
-**Fair share.** Files wait per owner (the project's ``owner_id``) in a ``FairQueue``: owners are
-served in turn and one owner runs at most ``EXTRACT_PER_USER`` files at once, so a user who
-uploads many slow PDFs delays their own files, not everyone's. ``EXTRACT_WORKERS`` children at
-most run per process, each at ``EXTRACT_NICE`` (``sandbox.py``): together the bounded share of
-the CPU that extraction may take (ARCHITECTURE.md, "File text extraction").
+**Fair share.** The job does not name its file: it takes, of the owners (the project's
+``owner_id``) with a claimable file and fewer than ``EXTRACT_PER_USER`` running, the one served
+least recently (their latest ``text_claimed_at``), and that owner's oldest file. So a user who
+uploads many slow PDFs delays their own files, not everyone's, on every worker and node at
+once (the count and the claim hold the owner's row lock). ``EXTRACT_WORKERS`` children at most
+run per process, each at ``EXTRACT_NICE`` (``sandbox.py``): together the bounded share of the
+CPU that extraction may take (docs/files.md, "File text extraction").
 
-A file left ``pending`` by a process that died is found by the **sweep**, a chore of
-``app/maintenance.py`` (every ``MAINTENANCE_SECONDS``): it queues pending files whose lease is
-over or that were never claimed, each owner's oldest first, into the same fair queue. Threads
-start on demand (``EXTRACT_WORKERS`` at most per process) and end when idle, so an idle process
-runs none.
+A file left ``pending`` by a worker that died, or whose job never reached the queue (the queue
+was away), is found by the **sweep**, a chore of ``app/maintenance.py`` (every
+``MAINTENANCE_SECONDS``): it queues a job for each pending file whose lease is over or that was
+never claimed.
 
-States (ARCHITECTURE.md, "File text extraction"): pending → ok | empty | failed | too_complex.
+States (docs/files.md, "File text extraction"): pending → ok | empty | failed | too_complex.
 """
 
 from __future__ import annotations
@@ -44,20 +47,18 @@ from datetime import timedelta
 from pathlib import Path
 
 from flask import Flask, current_app
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import case, func, or_, select, update
 
-from app import maintenance
+from app import jobs, maintenance
 from app.extensions import db
 from app.files.extract import MAX_TEXT_CHARS, Extracted
-from app.files.fairqueue import FairQueue
-from app.models import Project, StoredFile, TextStatus
+from app.models import Project, StoredFile, TextStatus, User
 from app.models.base import utcnow
 from app.storage.base import ObjectMissing
 
 log = logging.getLogger(__name__)
 
 SANDBOX = Path(__file__).with_name("sandbox.py")
-IDLE_SECONDS = 5.0  # a worker thread with nothing to do for this long ends
 SWEEP_BATCH = 50
 
 
@@ -136,22 +137,25 @@ def run_sandbox(path: Path, limits: Limits) -> Extracted:
 # --- one job ---------------------------------------------------------------------------------
 
 
-def extract_file(file_id: int, limits: Limits) -> bool:
-    """Claim, extract and store one pending file. False when it was not ours to run (done
-    already, deleted, or claimed by a live run elsewhere)."""
+def extract_file(file_id: int, limits: Limits, *, claimed: bool = False) -> bool:
+    """Claim (unless ``claimed`` by ``claim_next``), extract and store one pending file. False
+    when it was not ours to run (done already, deleted, or claimed by a live run elsewhere)."""
     now = utcnow()
-    claimed = db.session.execute(
-        update(StoredFile)
-        .where(
-            StoredFile.id == file_id,
-            StoredFile.text_status == TextStatus.PENDING,
-            or_(
-                StoredFile.text_claimed_at.is_(None),
-                StoredFile.text_claimed_at < now - limits.lease,
-            ),
+    if not claimed:
+        claimed = bool(
+            db.session.execute(
+                update(StoredFile)
+                .where(
+                    StoredFile.id == file_id,
+                    StoredFile.text_status == TextStatus.PENDING,
+                    or_(
+                        StoredFile.text_claimed_at.is_(None),
+                        StoredFile.text_claimed_at < now - limits.lease,
+                    ),
+                )
+                .values(text_claimed_at=now)
+            ).rowcount
         )
-        .values(text_claimed_at=now)
-    ).rowcount
     row = None
     if claimed:
         row = db.session.execute(
@@ -175,8 +179,7 @@ def extract_file(file_id: int, limits: Limits) -> bool:
             text=result.text,
             text_chars=result.chars,
             text_pages=result.pages,
-            text_note=result.note,
-            text_claimed_at=None,
+            text_note=result.note,  # text_claimed_at stays: when its owner was last served
         )
     )
     db.session.commit()
@@ -223,89 +226,163 @@ def stale_pending(limits: Limits, *, grace: timedelta) -> list[tuple[int, int]]:
     return [(owner_id, file_id) for owner_id, file_id in rows]
 
 
-# --- the per-process queue -------------------------------------------------------------------
+# --- the job: the fairest file next ----------------------------------------------------------
 
 
-class Extractor:
-    """One per app (``app.extensions["extractor"]``): a ``FairQueue`` of file ids by owner and
-    up to ``EXTRACT_WORKERS`` threads that run them, started on demand and ended when idle."""
-
-    def __init__(self, app: Flask) -> None:
-        self.app = app
-        self.workers = max(1, int(app.config["EXTRACT_WORKERS"]))
-        self.sweep_every = float(app.config["MAINTENANCE_SECONDS"])
-        self._jobs = FairQueue(per_owner=int(app.config["EXTRACT_PER_USER"]))
-        self._cond = threading.Condition()
-        self._threads = 0  # started and not ended
-        self._busy = 0  # of those, running a job (the others are starting or waiting for one)
-
-    def submit(self, file_id: int, owner_id: int) -> None:
-        self._put([(owner_id, file_id)])
-
-    def sweep(self) -> None:
-        """Queue the pending files nobody is running (see ``stale_pending``)."""
-        limits = Limits.from_config(self.app.config)
-        grace = timedelta(seconds=self.sweep_every or limits.wall_seconds)
-        self._put(stale_pending(limits, grace=grace))
-
-    def _put(self, jobs: list[tuple[int, int]]) -> None:
-        with self._cond:
-            if not sum(self._jobs.put(owner, file_id) for owner, file_id in jobs):
-                return
-            self._cond.notify_all()
-            # Threads without a job take what they may; start more only for the rest.
-            idle = self._threads - self._busy
-            start = min(self.workers - self._threads, self._jobs.ready() - idle)
-            self._threads += max(0, start)
-        for _ in range(start):
-            threading.Thread(target=self._work, name="extractor", daemon=True).start()
-
-    def _work(self) -> None:
-        job = None
-        try:
-            while True:
-                with self._cond:
-                    if job is not None:
-                        self._finish(job)
-                        job = None
-                    job = self._next_job()
-                    if job is None:  # ends under the lock: a later _put sees its slot free
-                        self._threads -= 1
-                        return
-                    self._busy += 1
-                try:
-                    with self.app.app_context():
-                        extract_file(job[1], Limits.from_config(self.app.config))
-                except Exception:
-                    log.exception("extraction of file %s failed; the sweep will retry it", job[1])
-        except BaseException:  # killed (GreenletExit at shutdown): give the slot back
-            with self._cond:
-                if job is not None:
-                    self._finish(job)
-                self._threads -= 1
-            raise
-
-    def _finish(self, job: tuple[int, int]) -> None:
-        self._jobs.done(*job)
-        self._busy -= 1
-        self._cond.notify_all()  # its owner's next file may run now
-
-    def _next_job(self) -> tuple[int, int] | None:
-        """The next job this thread may take, waiting up to ``IDLE_SECONDS`` for one (with the
-        lock held, released while waiting)."""
-        deadline = time.monotonic() + IDLE_SECONDS
-        while (job := self._jobs.take()) is None:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return None
-            self._cond.wait(remaining)
-        return job
+def claim_next(limits: Limits, per_owner: int) -> int | None:
+    """Claim the file to run next, fairly, or None when none may run now. Of the owners with a
+    claimable file (pending, never claimed or its lease over) and fewer than ``per_owner``
+    files running (pending, claimed within the lease), the one served least recently (their
+    latest claim; never served first) gives their oldest claimable file. The count and the
+    claim run under the owner's write lock (a no-op ``UPDATE`` of the ``users`` row, as the
+    quota does), so the cap holds across threads, processes and nodes."""
+    now = utcnow()
+    live = now - limits.lease
+    claimable = (StoredFile.text_status == TextStatus.PENDING) & or_(
+        StoredFile.text_claimed_at.is_(None), StoredFile.text_claimed_at < live
+    )
+    running = (StoredFile.text_status == TextStatus.PENDING) & (StoredFile.text_claimed_at >= live)
+    first = func.min(case((claimable, StoredFile.id)))
+    waiting = (
+        select(Project.owner_id)
+        .join(StoredFile, StoredFile.project_id == Project.id)
+        .where(claimable)
+        .distinct()
+    )
+    owners = db.session.execute(
+        select(
+            Project.owner_id,
+            first.label("first"),
+            func.count(case((running, 1))).label("running"),
+            func.max(StoredFile.text_claimed_at).label("served"),
+        )
+        .join(Project, Project.id == StoredFile.project_id)
+        .where(Project.owner_id.in_(waiting))
+        .group_by(Project.owner_id)
+    ).all()
+    db.session.commit()
+    order = sorted(
+        (o for o in owners if o.first is not None and o.running < per_owner),
+        key=lambda o: (o.served is not None, str(o.served or ""), o.first),
+    )
+    for owner in order:
+        db.session.execute(update(User).where(User.id == owner.owner_id).values(name=User.name))
+        busy = db.session.scalar(
+            select(func.count())
+            .select_from(StoredFile)
+            .join(Project, Project.id == StoredFile.project_id)
+            .where(Project.owner_id == owner.owner_id, running)
+        )
+        file_id = db.session.scalar(
+            select(StoredFile.id)
+            .join(Project, Project.id == StoredFile.project_id)
+            .where(Project.owner_id == owner.owner_id, claimable)
+            .order_by(StoredFile.id)
+            .limit(1)
+        )
+        claimed = 0
+        if busy < per_owner and file_id is not None:
+            # The claim's time is taken under the owner's lock, not when this run began: runs
+            # that waited for the lock then stamp in the order they claimed, which is the order
+            # "served least recently" must see.
+            claimed = db.session.execute(
+                update(StoredFile)
+                .where(StoredFile.id == file_id, claimable)
+                .values(text_claimed_at=utcnow())
+            ).rowcount
+        db.session.commit()
+        if claimed:
+            return file_id
+    return None
 
 
-def extractor() -> Extractor:
-    return current_app.extensions["extractor"]
+class _Slots:
+    """``EXTRACT_WORKERS`` sandboxes at most per process (taken without waiting)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.running = 0
+
+    def take(self, limit: int) -> bool:
+        with self._lock:
+            if self.running >= limit:
+                return False
+            self.running += 1
+            return True
+
+    def give(self) -> None:
+        with self._lock:
+            self.running -= 1
+
+
+_slots = _Slots()
+
+
+def extraction_job() -> None:
+    """The ``extraction`` job, queued once per uploaded PDF and per file a sweep finds: run
+    the fairest claimable file (``claim_next``), then queue the next job while claimable files
+    remain. A job that finds every slot of this process busy, or every waiting owner at their
+    cap, ends at once: a run going on queues the next job when it ends."""
+    config = current_app.config
+    if not _slots.take(int(config["EXTRACT_WORKERS"])):
+        return
+    try:
+        limits = Limits.from_config(config)
+        file_id = claim_next(limits, int(config["EXTRACT_PER_USER"]))
+        if file_id is None:
+            return
+        extract_file(file_id, limits, claimed=True)
+    finally:
+        _slots.give()
+    if _claimable():
+        jobs.enqueue("extraction")
+
+
+def _claimable() -> bool:
+    live = utcnow() - Limits.from_config(current_app.config).lease
+    found = db.session.scalar(
+        select(StoredFile.id)
+        .where(
+            StoredFile.text_status == TextStatus.PENDING,
+            or_(StoredFile.text_claimed_at.is_(None), StoredFile.text_claimed_at < live),
+        )
+        .limit(1)
+    )
+    db.session.commit()
+    return found is not None
+
+
+def extraction_counts() -> tuple[int, int]:
+    """``(waiting, running)``: pending files not running, and running (claimed within the
+    lease), on every worker (``/metrics``)."""
+    live = utcnow() - Limits.from_config(current_app.config).lease
+    running = StoredFile.text_claimed_at >= live
+    waiting, busy = db.session.execute(
+        select(
+            func.count(case((running, None), else_=1)),
+            func.count(case((running, 1))),
+        ).where(StoredFile.text_status == TextStatus.PENDING)
+    ).one()
+    db.session.commit()
+    return waiting, busy
+
+
+def submit(file_id: int) -> bool:
+    """Queue the extraction of a new pending file (False: the queue is away; the sweep will)."""
+    log.debug("extraction queued for file %s", file_id)
+    return jobs.enqueue("extraction")
+
+
+def sweep(app: Flask) -> None:
+    """The chore: queue a job for each pending file nobody is running (``stale_pending``)."""
+    limits = Limits.from_config(app.config)
+    every = float(app.config["MAINTENANCE_SECONDS"])
+    grace = timedelta(seconds=every or limits.wall_seconds)
+    for _owner, _file_id in stale_pending(limits, grace=grace):
+        if not jobs.enqueue("extraction"):
+            return
 
 
 def init_app(app: Flask) -> None:
-    app.extensions["extractor"] = Extractor(app)
-    maintenance.register(app, "extraction sweep", lambda app: app.extensions["extractor"].sweep())
+    jobs.register(app, "extraction", extraction_job)
+    maintenance.register(app, "extraction sweep", sweep)

@@ -11,7 +11,7 @@ from app.edge import refuse_unknown_fields, takes_uploads
 from app.errors import AppError, Conflict, ValidationFailed
 from app.files import services
 from app.files.quota import human_size
-from app.files.serializers import download_response, files_list_json
+from app.files.serializers import download_response, files_list
 from app.forms import ConfirmForm
 from app.limits import (
     count_uploaded_file,
@@ -37,7 +37,7 @@ def index(project_id: int):
     """The Files tab for browsers; a JSON list (``{"data": [...]}``) for everyone else."""
     best = request.accept_mimetypes.best_match(["application/json", "text/html"])
     if best != "text/html":
-        return files_list_json(current_user, project_id)
+        return files_list(current_user, project_id)
     files = services.list_files(user=current_user, project_id=project_id)
     return render_template(
         "files/index.html",
@@ -151,6 +151,8 @@ def sync(project_id: int, file_id: int):
     else:
         if file.sync_status == SyncStatus.SYNCED:
             flash(f"{file.name} is copied to OpenAI.", "success")
+        elif file.sync_status == SyncStatus.PENDING:
+            flash(f"Copying {file.name} to OpenAI…", "info")
         else:
             flash(f"The copy of {file.name} to OpenAI failed. {file.sync_error}", "error")
     return redirect(url_for("files.index", project_id=project_id))

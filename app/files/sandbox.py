@@ -8,7 +8,7 @@ library and pypdf only, never the app. Before touching the file it lowers its ow
 - ``RLIMIT_AS``: address space; a parser that inflates a stream past it gets ``MemoryError``.
 - ``RLIMIT_FSIZE`` 0 and ``RLIMIT_NOFILE``: it writes no file and opens few.
 - ``nice``: ``EXTRACT_NICE`` (10) added to the web process's niceness, so the web workers win
-  the CPU while it runs (ARCHITECTURE.md, "File text extraction": the bounded share).
+  the CPU while it runs (docs/files.md, "File text extraction": the bounded share).
 
 The parent adds the wall-clock limit (it kills the process). Input: one JSON object as the only
 argument (``path``, ``cpu_seconds``, ``memory_mb``, ``max_pages``, ``max_chars``, ``nice``).

@@ -1,76 +1,20 @@
-"""How a stored file goes out: its JSON (the API and the Files tab's list) and its download
-response. Shared by the page routes and the JSON API."""
+"""How stored files go out: the list's JSON (the API and the Files tab; the shapes are in
+``schemas.py``) and a file's download response. Shared by the page routes and the JSON API."""
 
 from __future__ import annotations
 
-from flask import request, send_file, url_for
+from flask import request, send_file
 from werkzeug.exceptions import RequestedRangeNotSatisfiable
 
 from app.files import services
+from app.files.schemas import File, FileList, Storage
 
 
-def file_json(file) -> dict:
-    return {
-        "id": file.id,
-        "project_id": file.project_id,
-        "name": file.name,
-        "size": file.size,
-        "content_type": file.content_type,
-        "sha256": file.sha256,
-        "created_at": file.created_at.isoformat(),
-        "text": {
-            "status": file.text_status,
-            "chars": file.text_chars,
-            "pages": file.text_pages,
-            "note": file.text_note,
-        },
-        "use_in_chat": file.use_in_chat,
-        "openai": {
-            "status": file.sync_status,
-            "file_id": file.openai_file_id,
-            "error": file.sync_error,
-            "file": openai_file_json(file),
-        },
-        "download_url": url_for("files.download", project_id=file.project_id, filename=file.name),
-    }
-
-
-def files_list_json(user, project_id: int) -> dict:
+def files_list(user, project_id: int) -> dict:
     """A project's files, newest first, and what the user's files take against the quotas."""
     files = services.list_files(user=user, project_id=project_id)
     usage = services.storage_usage(user=user, project_id=project_id)
-    return {"data": [file_json(f) for f in files], "storage": storage_json(usage)}
-
-
-def storage_json(usage) -> dict:
-    limits = usage.quotas
-    return {
-        "project": {
-            "bytes": usage.project.bytes,
-            "files": usage.project.files,
-            "max_bytes": limits.project_bytes,
-            "max_files": limits.project_files,
-        },
-        "user": {
-            "bytes": usage.user.bytes,
-            "files": usage.user.files,
-            "max_bytes": limits.user_bytes,
-        },
-    }
-
-
-def openai_file_json(file) -> dict | None:
-    """OpenAI's file object for the copy, as OpenAI answered the upload; None without a copy."""
-    if not file.openai_file_id:
-        return None
-    return {
-        "id": file.openai_file_id,
-        "bytes": file.openai_bytes,
-        "created_at": file.openai_created_at,
-        "expires_at": file.openai_expires_at,
-        "purpose": file.openai_purpose,
-        "status": file.openai_status,
-    }
+    return FileList(data=[File.read(f) for f in files], storage=Storage.read(usage)).as_json()
 
 
 def download_response(file):

@@ -14,16 +14,16 @@ marked ``pending``) → ``put`` it in the store (a rename for the local store, a
 reached is a 503 ``storage_unavailable`` before any row exists; a row that cannot be inserted
 (a quota taken meanwhile by a concurrent upload included) has its object deleted again. After
 the commit a PDF is queued for the extraction sandbox (``extraction.py``), so the request never
-waits on a parser. The OpenAI mirror runs after the row is committed, so a file refused by a
-quota is never copied; its failure only marks the row ``failed`` with a reason a person can act
-on, and the upload still succeeds.
+waits on a parser. With an OpenAI key the row is inserted with its copy ``pending`` and the
+copy is queued after the commit (``copies.py``), so a file refused by a quota is never copied
+and the request never waits on OpenAI; a failed copy only marks the row ``failed`` with a reason
+a person can act on.
 
 A store's failures become our errors in one place (``_bytes_of``): bytes missing → 404
 ``file_bytes_missing`` ("The stored bytes of X are missing"), logged; store unreachable → 503
 ``storage_unavailable``.
 
-Mirror states (ARCHITECTURE.md, "OpenAI Files mirror"): local → synced | failed (``sync_file``,
-at upload or on a retry); failed → synced | failed (a retry). ``synced`` is final.
+Mirror states (docs/files.md, "OpenAI Files mirror"): ``copies.py``.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from functools import cache
 from typing import BinaryIO
 
 from flask import current_app
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
 from app import filetypes, llm
@@ -49,13 +49,11 @@ from app.errors import (
     ValidationFailed,
 )
 from app.extensions import db
-from app.files import quota, storage
+from app.files import copies, extraction, quota, storage
 from app.files.extract import Extracted, extract, needs_sandbox
-from app.files.extraction import extractor
 from app.models import Project, StoredFile, SyncStatus, TextStatus, User
 from app.projects.services import get_project_for, on_project_delete
-from app.providers.base import ProviderError
-from app.providers.openai_files import RemoteFile
+from app.providers.errors import ProviderError
 from app.storage.base import (
     ObjectMissing,
     Opened,
@@ -64,6 +62,7 @@ from app.storage.base import (
     StoreUnavailable,
     new_name,
 )
+from app.transactions import release
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +175,7 @@ def store_upload(project: Project, *, filename: str | None, stream: BinaryIO) ->
     except storage.TypeRejected as exc:
         raise _type_error(name, exc) from None
     project_id, owner_id = project.id, project.owner_id
-    db.session.commit()  # end the read transaction: no connection is held while bytes copy
+    release()  # no connection is held while the bytes are staged
 
     blobs = store()
     try:
@@ -219,7 +218,8 @@ def store_upload(project: Project, *, filename: str | None, stream: BinaryIO) ->
             else extract(staged.path, kind, content_type)
         )
         stored_name = new_name()
-        db.session.rollback()  # end the duplicate check's read: no connection held during put
+        mirror = llm.openai_files().configured
+        release()  # no connection is held during the put
         with _bytes_of(name, "the upload"):
             blobs.put(project_id, stored_name, staged.path, sha256=staged.sha256)
     finally:
@@ -239,7 +239,8 @@ def store_upload(project: Project, *, filename: str | None, stream: BinaryIO) ->
                 text_chars=text.chars,
                 text_pages=text.pages,
                 text=text.text,
-                sync_status=SyncStatus.LOCAL,
+                # Copied by a ``copy`` job once the row is committed (``copies``).
+                sync_status=SyncStatus.PENDING if mirror else SyncStatus.LOCAL,
             ),
             owner_id=owner_id,
         )
@@ -252,9 +253,9 @@ def store_upload(project: Project, *, filename: str | None, stream: BinaryIO) ->
         return result
     log.info("file stored: project=%s file=%s size=%s", project_id, result.file.id, staged.size)
     if result.file.text_status == TextStatus.PENDING:
-        extractor().submit(result.file.id, owner_id)
-    if llm.openai_files().configured:
-        sync_file(result.file)
+        extraction.submit(result.file.id)
+    if result.file.sync_status == SyncStatus.PENDING:
+        copies.submit(result.file.id)
     return result
 
 
@@ -342,7 +343,7 @@ def delete_file(*, user: User, project_id: int, file_id: int) -> None:
     bytes without a row would be an orphan nobody sees."""
     file = get_file_for(user, project_id, file_id)
     name, stored_name, remote = file.name, file.stored_name, file.openai_file_id
-    db.session.commit()  # end the read transaction: no connection is held while the store works
+    release()  # no connection is held while the store works
     with _bytes_of(name, "the delete"):
         store().delete(project_id, stored_name)
     db.session.execute(delete(StoredFile).where(StoredFile.id == file_id))
@@ -396,88 +397,21 @@ def _delete_remote(file_ids: list[str]) -> None:
 # --- OpenAI mirror ---------------------------------------------------------------------------
 
 
-def sync_file(file: StoredFile) -> StoredFile:
-    """Send the file to OpenAI Files and record the outcome; never raises for OpenAI's errors."""
-    client = llm.openai_files()
-    if not client.configured:
-        raise Conflict("Set OPENAI_API_KEY to copy files to OpenAI.", code="sync_unavailable")
-    file_id, name, content_type = file.id, file.name, file.content_type
-    project_id, stored_name = file.project_id, file.stored_name
-    db.session.rollback()  # nothing pending; no connection is held while OpenAI answers
-    try:
-        opened = store().open(project_id, stored_name)
-        with opened.file:  # streamed from the store into the multipart body
-            remote = client.upload(
-                opened.file,
-                filename=name,
-                content_type=content_type,
-                purpose=current_app.config["OPENAI_FILE_PURPOSE"],
-            )
-    except ProviderError as exc:
-        log.warning("OpenAI file upload failed for file %s: %r", file_id, exc)
-        values = {"sync_status": SyncStatus.FAILED, "sync_error": sync_failure(exc)}
-        values.update(_remote_values(None))
-    except StorageError as exc:
-        log.error("OpenAI copy of file %s: its stored bytes could not be read: %s", file_id, exc)
-        values = {"sync_status": SyncStatus.FAILED, "sync_error": _storage_failure(name, exc)}
-        values.update(_remote_values(None))
-    else:
-        values = {"sync_status": SyncStatus.SYNCED, "sync_error": None}
-        values.update(_remote_values(remote))
-    db.session.execute(update(StoredFile).where(StoredFile.id == file_id).values(**values))
-    db.session.commit()
-    return db.session.get(StoredFile, file_id)
-
-
-def _remote_values(remote: RemoteFile | None) -> dict:
-    return {
-        "openai_file_id": remote.id if remote else None,
-        "openai_bytes": remote.bytes if remote else None,
-        "openai_created_at": remote.created_at if remote else None,
-        "openai_expires_at": remote.expires_at if remote else None,
-        "openai_purpose": remote.purpose if remote else None,
-        "openai_status": remote.status if remote else None,
-    }
-
-
-# What went wrong, for the person looking at the Files tab, by the kind of provider error; the
-# provider's own reason follows (``ProviderError.message``).
-_SYNC_FAILURES = {
-    "auth": "OpenAI did not accept the API key (check OPENAI_API_KEY and OPENAI_BASE_URL).",
-    "model_not_found": "OpenAI's Files endpoint was not found (check OPENAI_BASE_URL).",
-    "rate_limited": "OpenAI is limiting requests right now; retry the copy in a minute.",
-    "quota": "The OpenAI account is out of credit or quota.",
-    "bad_request": "OpenAI refused this file.",
-    "content_policy": "OpenAI refused this file.",
-    "unavailable": "OpenAI had a problem on its side; retry the copy later.",
-    "timeout": "OpenAI did not answer in time; retry the copy.",
-    "connection": "PromptHub could not reach OpenAI; retry the copy.",
-    "malformed": "OpenAI's answer could not be read; retry the copy.",
-}
-
-
-# Failures seen on our side of the wire: their message is ours (httpx's), not OpenAI's words.
-_TRANSPORT_KINDS = {"timeout", "connection", "malformed"}
-
-
-def sync_failure(exc: ProviderError) -> str:
-    """A failed copy in words a user can act on, then the reason as it was given."""
-    lead = _SYNC_FAILURES.get(exc.kind, "The copy to OpenAI failed.")
-    source = "Details" if exc.kind in _TRANSPORT_KINDS else "OpenAI said"
-    return f"{lead} {source}: {exc.message}"
-
-
-def _storage_failure(name: str, exc: StorageError) -> str:
-    if isinstance(exc, ObjectMissing):
-        return f"The stored bytes of {name} are missing, so nothing could be copied."
-    return "PromptHub could not read the file from its storage; retry the copy later."
-
-
 def retry_sync(*, user: User, project_id: int, file_id: int) -> StoredFile:
+    """ "Copy to OpenAI" / "Retry the copy": queue the copy (``copies``) of a ``local`` or
+    ``failed`` file; the file as it stands after (``pending``; a synced or pending file is
+    returned as it is). 409 ``sync_unavailable`` without an OpenAI key."""
     file = get_file_for(user, project_id, file_id)
-    if file.sync_status == SyncStatus.SYNCED:
+    if file.sync_status in (SyncStatus.SYNCED, SyncStatus.PENDING):
         return file
-    return sync_file(file)
+    if not llm.openai_files().configured:
+        raise Conflict("Set OPENAI_API_KEY to copy files to OpenAI.", code="sync_unavailable")
+    queued = copies.request(file_id)
+    db.session.expire_all()
+    file = get_file_for(user, project_id, file_id)  # as this request left it: pending
+    if queued:
+        copies.submit(file_id)
+    return file
 
 
 # --- chat context ----------------------------------------------------------------------------

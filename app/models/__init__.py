@@ -9,10 +9,11 @@ from app.models.chat import (
     Message,
     MessageStatus,
     Role,
+    TitleState,
 )
 from app.models.file import StoredFile, SyncStatus, TextStatus
 from app.models.project import Project
-from app.models.prompt import PromptVersion
+from app.models.prompt import PromptLabel, PromptVersion
 from app.models.session import UserSession
 from app.models.usage import UsageDay
 from app.models.user import User
@@ -26,11 +27,13 @@ __all__ = [
     "Message",
     "MessageStatus",
     "Project",
+    "PromptLabel",
     "PromptVersion",
     "Role",
     "StoredFile",
     "SyncStatus",
     "TextStatus",
+    "TitleState",
     "UsageDay",
     "User",
     "UserSession",

@@ -52,6 +52,14 @@ class Arm(StrEnum):
     PRODUCTION = "production"  # a canary was running and kept it on production (follows it)
 
 
+class TitleState(StrEnum):
+    """Where a conversation's model-written title stands (``Conversation.title_state``)."""
+
+    PENDING = "pending"
+    DONE = "done"
+    FAILED = "failed"
+
+
 class Conversation(CreatedAtMixin, Base):
     __tablename__ = "conversations"
     __table_args__ = (Index("ix_conversations_project_updated", "project_id", "updated_at"),)
@@ -75,6 +83,20 @@ class Conversation(CreatedAtMixin, Base):
     updated_at: Mapped[datetime] = mapped_column(
         UTCDateTime(), default=utcnow, onupdate=utcnow, nullable=False
     )
+    # The model-written title (app/chat/titles.py): ``pending`` while the conversation keeps
+    # its automatic title and a ``title`` job may still write one; ``done`` once a job ran
+    # (titled, renamed meanwhile, or skipped); ``failed`` after ``title_attempts`` failed
+    # calls; None: never asked (Compare and evaluation conversations, titles off, rows from
+    # before 0012). ``title_claimed_at`` is the running job's lease.
+    title_state: Mapped[str | None] = mapped_column(String(16), index=True)
+    title_claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    title_attempts: Mapped[int] = mapped_column(
+        SmallInteger, default=0, server_default=text("0"), nullable=False
+    )
+    # Template variable values set for this conversation (docs/templates.md): set when it
+    # starts (the call's ``variables``), changed from the chat page's side panel. A turn's
+    # own ``variables`` win over them, and they over the version's defaults. None: none set.
+    variables: Mapped[dict | None] = mapped_column(JSON)
 
     # Eager: the list and the header show the pinned version's number.
     pinned_version: Mapped[PromptVersion | None] = relationship(lazy="joined")
@@ -101,6 +123,7 @@ class Message(CreatedAtMixin, Base):
             "tokens_out",
             "ttft_ms",
             "total_ms",
+            "format_valid",
         ),
         # The lease sweep reads only the few rows still streaming.
         Index(
@@ -138,8 +161,15 @@ class Message(CreatedAtMixin, Base):
     # (``app/chat/render.py failure_reason``): a provider error kind (``auth``, ``timeout``, …),
     # ``stopped`` or ``interrupted``. ``error`` keeps the technical detail.
     error_kind: Mapped[str | None] = mapped_column(String(32))
+    # A reply of a version with a JSON output format (app/formats.py), checked when it ended
+    # complete: True valid, False not (``format_error`` says why); None: not checked.
+    format_valid: Mapped[bool | None] = mapped_column(Boolean)
+    format_error: Mapped[str | None] = mapped_column(String(300))
     # Names and ids of the project files whose text went into this turn's instructions.
     context_files: Mapped[list | None] = mapped_column(JSON)
+    # The template variable values this reply's instructions were rendered with (attribution);
+    # None: its version is not a template.
+    variables: Mapped[dict | None] = mapped_column(JSON)
     # While ``streaming``: the time after which the reply counts as abandoned.
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # Feedback on an assistant reply by the conversation's owner: +1 / -1, optional comment.

@@ -30,6 +30,7 @@ class TextStatus(StrEnum):
 
 class SyncStatus(StrEnum):
     LOCAL = "local"  # no OpenAI key when it was uploaded: "Copy to OpenAI" is offered
+    PENDING = "pending"  # a ``copy`` job is queued or running (app/files/copies.py)
     SYNCED = "synced"  # terminal: OpenAI holds a copy (openai_* describe it)
     FAILED = "failed"  # the copy failed (sync_error says why): "Retry the copy" is offered
 
@@ -65,6 +66,9 @@ class StoredFile(CreatedAtMixin, Base):
     openai_file_id: Mapped[str | None] = mapped_column(String(120))
     sync_status: Mapped[str] = mapped_column(String(16), default=SyncStatus.LOCAL, nullable=False)
     sync_error: Mapped[str | None] = mapped_column(Text)
+    # The copy job's lease: set when a run claims a pending copy, so a run lost with its
+    # process is taken up again once the lease is over (app/files/copies.py).
+    sync_claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # What OpenAI answered about its copy (its file object), as it sent it: sizes in bytes,
     # times in Unix seconds. Null when there is no copy, and for copies made before 0008.
     openai_bytes: Mapped[int | None] = mapped_column(BigInteger)

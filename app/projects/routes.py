@@ -75,12 +75,14 @@ def create():
 @bp.get("/projects/<int:project_id>")
 def detail(project_id: int):
     """The project page; its first tab is the chat (``?c=<conversation id>`` opens one,
-    ``?version=<n>`` starts a new chat pinned to that prompt version)."""
+    ``?version=<n>`` starts a new chat pinned to that prompt version, ``?label=staging`` to
+    the version that label points at)."""
     view = chat_services.open_chat(
         user=current_user,
         project_id=project_id,
         conversation_id=db_int(request.args.get("c", "")),
         pin=db_int(request.args.get("version", "")),
+        label=request.args.get("label"),
     )
     return render_template(
         "chat/page.html",

@@ -17,8 +17,10 @@ from app.prompts.versions import (
     active_version,
     add_version,
     clean_content,
+    clean_template,
     find_version,
     settings_of,
+    template_of,
 )
 
 NAME_MAX = 120
@@ -157,11 +159,19 @@ def create_project(
     """Create a project; a non-blank ``system_prompt`` becomes its active version 1."""
     values = _clean(name, description, partial=False)
     prompt = _clean_prompt(system_prompt) if (system_prompt or "").strip() else None
+    template = _template(prompt, None) if prompt else None
     project = Project(owner_id=user.id, **values)
     db.session.add(project)
     db.session.flush()
     if prompt:
-        add_version(project, author=user, content=prompt, note="Initial prompt", activate=True)
+        add_version(
+            project,
+            author=user,
+            content=prompt,
+            note="Initial prompt",
+            activate=True,
+            template=template,
+        )
     db.session.commit()
     return project
 
@@ -185,7 +195,7 @@ def update_project(
     current = active_version(project)
     errors: dict[str, str] = {}
     values: dict[str, str] = {}
-    prompt = None
+    prompt = template = None
     try:
         values = _clean(name, description, partial=True)
     except ValidationFailed as exc:
@@ -193,6 +203,7 @@ def update_project(
     if system_prompt is not None:
         try:
             prompt = _changed_prompt(project, current, system_prompt, prompt_base)
+            template = _template(prompt, template_of(current).variables) if prompt else None
         except ValidationFailed as exc:
             errors.update(exc.fields or {})
     if errors:
@@ -207,6 +218,7 @@ def update_project(
             note=EDITED_NOTE,
             activate=True,
             settings=settings_of(current),
+            template=template,
         )
     db.session.commit()
     return project
@@ -220,6 +232,15 @@ def _clean_prompt(text: str | None) -> str:
         return clean_content(text)
     except ValidationFailed as exc:  # the field is called system_prompt here
         raise ValidationFailed(fields={"system_prompt": exc.fields["content"]}) from None
+
+
+def _template(text: str, variables: list | None):
+    """The text's template part (``clean_template``), its errors on ``system_prompt``."""
+    try:
+        return clean_template(text, variables)
+    except ValidationFailed as exc:
+        fields = {("system_prompt" if k == "content" else k): v for k, v in exc.fields.items()}
+        raise ValidationFailed(exc.message, fields=fields) from None
 
 
 def _changed_prompt(

@@ -18,6 +18,9 @@ configuration, and would mix another model's latency and price into the version'
   count gives the mean of the two middle values: PostgreSQL's ``percentile_cont(0.5)``, and
   SQLite computes the same with window functions (``row_number`` and ``count`` per group).
 - **mean tokens in / out**: over the replies that report usage.
+- **invalid JSON**: of a version with a JSON output format (``app/formats.py``), the complete
+  replies checked (``format_checked``, the sample) and those not valid (``format_invalid``);
+  the rate is invalid / checked, None while nothing was checked.
 - **estimated cost**: the tokens of the version's replies × the price of the *version's* model
   in ``MODELS``. Not the stored ``messages.model``: that is the provider's wire id, often a
   dated one (``gpt-4o-mini-2024-07-18``) no allowlist entry names. None when the model has no
@@ -105,6 +108,8 @@ class Tally:
     median_ttft_ms: float | None = None
     median_total_ms: float | None = None
     first_at: datetime | None = None
+    format_checked: int = 0  # complete replies checked against a JSON output format
+    format_invalid: int = 0  # of which not valid
 
 
 EMPTY = Tally()
@@ -123,6 +128,9 @@ class Figures:
     mean_tokens_in: float | None
     mean_tokens_out: float | None
     cost_usd: float | None  # None: the model has no price; 0.0 for no replies when it has one
+    format_checked: int = 0
+    format_invalid: int = 0
+    format_invalid_rate: float | None = None  # None: no reply checked
 
 
 def _ratio(part: int, whole: int) -> float | None:
@@ -143,6 +151,9 @@ def figures(tally: Tally, model: ModelChoice) -> Figures:
         mean_tokens_in=_ratio(tally.tokens_in, tally.with_tokens_in),
         mean_tokens_out=_ratio(tally.tokens_out, tally.with_tokens_out),
         cost_usd=model.cost(tally.tokens_in, tally.tokens_out),
+        format_checked=tally.format_checked,
+        format_invalid=tally.format_invalid,
+        format_invalid_rate=_ratio(tally.format_invalid, tally.format_checked),
     )
 
 
@@ -246,6 +257,7 @@ def _replies(
         Message.tokens_out,
         case((complete, Message.ttft_ms)).label("ttft"),
         case((complete, Message.total_ms)).label("total"),
+        Message.format_valid,
     ]
     where = [
         Message.prompt_version_id.in_(version_ids),
@@ -317,14 +329,17 @@ def _tallies(rows: Subquery, keys: list[str]) -> dict[tuple, Tally]:
         func.count(c.tokens_out),
         *medians,
         func.min(c.created_at) if "created_at" in c else null(),
+        func.count(c.format_valid),
+        func.count(case((c.format_valid.is_(False), 1))),
     ).group_by(*group)
     middles = {} if postgres else _sqlite_medians(rows, keys)
     found = {}
     for row in db.session.execute(stmt):
         key, values = tuple(row[: len(keys)]), row[len(keys) :]
         (replies, up, down, failed, fallbacks, t_in, t_out, n_in, n_out, ttft, total, first) = (
-            values
+            values[:12]
         )
+        checked, invalid = values[12:]
         if not postgres:
             ttft, total = middles.get(key, (None, None))
         found[key] = Tally(
@@ -340,6 +355,8 @@ def _tallies(rows: Subquery, keys: list[str]) -> dict[tuple, Tally]:
             median_ttft_ms=None if ttft is None else float(ttft),
             median_total_ms=None if total is None else float(total),
             first_at=first,
+            format_checked=checked,
+            format_invalid=invalid,
         )
     return found
 

@@ -12,29 +12,34 @@ from __future__ import annotations
 
 import difflib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
+from app import formats
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.extensions import db
 from app.models import Message, Project, PromptVersion, User
 from app.models.base import db_int
+from app.models.prompt import CONFIGURATION
 from app.projects.services import get_project_for
-from app.prompts import metrics
+from app.prompts import labels, metrics
 from app.prompts.versions import (
     Settings,
+    Template,
     active_version,
     add_version,
     candidate_version,
     clean_content,
     clean_note,
     clean_settings,
+    clean_template,
     find_version,
     point_at,
     point_candidate_at,
     settings_of,
+    template_of,
 )
 
 log = logging.getLogger(__name__)
@@ -62,10 +67,15 @@ def create_version(
     model: object = None,
     temperature: object = KEEP,
     max_output_tokens: object = None,
+    variables: object = KEEP,
+    output_format: object = None,
+    output_schema: object = None,
 ) -> SaveResult:
     """Save a new version: live now (``activate``), as the candidate (``candidate``), or only
     into the history (neither). Settings not given are kept from the version it is saved over
-    (the candidate when saving a candidate and there is one, else production)."""
+    (the candidate when saving a candidate and there is one, else production); so are its
+    variable declarations (``variables``), and names the text uses that are not declared are
+    added as required strings."""
     if activate and candidate:
         raise ValidationFailed(
             "A version is either made live or saved as the candidate.",
@@ -83,7 +93,9 @@ def create_version(
         max_output_tokens,
         base=base_settings,
     )
-    same = _same_as(base, text, settings)
+    settings = _with_format(settings, base_settings, output_format, output_schema)
+    template = clean_template(text, template_of(base).variables if variables is KEEP else variables)
+    same = _same_as(base, text, settings, template)
     if same is not None:
         return SaveResult(same, created=False)
     for attempt in range(1, SAVE_ATTEMPTS + 1):
@@ -95,6 +107,7 @@ def create_version(
                 note=note,
                 activate=activate,
                 settings=settings,
+                template=template,
             )
             if candidate:
                 point_candidate_at(project.id, version.id)
@@ -108,8 +121,24 @@ def create_version(
     raise Conflict("The prompt is being saved concurrently; try again.")
 
 
-def _same_as(version: PromptVersion | None, text: str, settings: Settings) -> PromptVersion | None:
+def _with_format(
+    settings: Settings, base: Settings, output_format: object, output_schema: object
+) -> Settings:
+    """``settings`` with the output format a save asks for (``formats.clean_format``); neither
+    given keeps the base version's, a schema alone applies to the base's format."""
+    if output_format is None and output_schema is None:
+        return replace(settings, output_format=base.output_format, output_schema=base.output_schema)
+    schema = output_schema if output_schema is not None else base.output_schema
+    chosen, schema = formats.clean_format(output_format or base.output_format, schema)
+    return replace(settings, output_format=chosen, output_schema=schema)
+
+
+def _same_as(
+    version: PromptVersion | None, text: str, settings: Settings, template: Template
+) -> PromptVersion | None:
     if version is None or version.content != text or settings_of(version) != settings:
+        return None
+    if template_of(version) != template:
         return None
     return version
 
@@ -205,9 +234,18 @@ def _version_number(raw: int | str | None, name: str) -> int:
 
 @dataclass(frozen=True)
 class SettingChange:
-    name: str  # "model" | "temperature" | "max_output_tokens"
+    name: str  # a key of ``DIFF_FIELDS``
     old: object
     new: object
+
+    @property
+    def label(self) -> str:
+        return DIFF_FIELDS[self.name]
+
+
+# What the diff compares besides the text: the configuration (app/models/prompt.py), then the
+# labels pointing at each version (not versioned with it, but what decides where it serves).
+DIFF_FIELDS = {**CONFIGURATION, "labels": "Labels"}
 
 
 @dataclass(frozen=True)
@@ -221,8 +259,9 @@ class VersionDiff:
 def diff_versions(
     *, user: User, project_id: int, from_number: int | str | None, to_number: int | str | None
 ) -> VersionDiff:
-    """The text diff and the setting changes between two versions. Ownership is checked
-    before anything else."""
+    """The text diff and every other difference between two versions: each field of a
+    version's configuration (``CONFIGURATION``: model settings, variables, output format) that
+    differs, and the labels pointing at each when they differ. Ownership is checked first."""
     get_project_for(user, project_id)
     a, b = _version_number(from_number, "from"), _version_number(to_number, "to")
     old = get_version(user=user, project_id=project_id, number=a)
@@ -238,6 +277,12 @@ def diff_versions(
     )
     before, after = old.settings, new.settings
     changes = [SettingChange(k, before[k], after[k]) for k in before if before[k] != after[k]]
+    named: dict[int, list[str]] = {}
+    for label in labels.list_labels(user=user, project_id=project_id)[1]:
+        if label.version is not None:
+            named.setdefault(label.version.version, []).append(label.name)
+    if named.get(a, []) != named.get(b, []):
+        changes.append(SettingChange("labels", named.get(a, []), named.get(b, [])))
     return VersionDiff(a, b, "".join(line + "\n" for line in lines), changes)
 
 

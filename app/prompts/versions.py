@@ -17,7 +17,7 @@ from sqlalchemy import func, inspect, select, update
 from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.orm.util import identity_key
 
-from app import catalog
+from app import catalog, templating
 from app.errors import ValidationFailed
 from app.extensions import db
 from app.models import Project, PromptVersion, User
@@ -53,18 +53,106 @@ def clean_note(note: str | None) -> str | None:
 
 
 @dataclass(frozen=True)
+class Template:
+    """A version's template part, checked at save: whether its text is rendered, and the
+    variables it declares (those its text uses and the save did not declare are added, as
+    required strings)."""
+
+    templated: bool
+    variables: list[dict]
+
+
+def clean_template(content: str, variables: object) -> Template:
+    """Check the declarations and parse the text (syntax errors name line and column).
+    Text without template syntax and without declarations is not a template: sent as it is."""
+    try:
+        declared = templating.declare(variables)
+    except templating.VariableProblems as exc:
+        raise ValidationFailed(fields=exc.problems) from None
+    if not templating.uses_template(content) and not declared:
+        return Template(False, [])
+    try:
+        used = templating.check(content)
+    except templating.TemplateProblem as exc:
+        raise ValidationFailed(
+            exc.message + " Write {% raw %}…{% endraw %} around text that should keep its braces.",
+            fields={"content": exc.message},
+        ) from None
+    names = {v.name for v in declared}
+    added = [templating.Variable(name) for name in sorted(used - names)]
+    return Template(True, [v.as_dict() for v in (*declared, *added)])
+
+
+def template_of(version: PromptVersion | None) -> Template:
+    if version is None:
+        return Template(False, [])
+    return Template(version.templated, list(version.variables or []))
+
+
+@dataclass(frozen=True)
+class Instructions:
+    """A turn's instructions: the version's text rendered, and the values used (None when the
+    version is not a template)."""
+
+    text: str
+    variables: dict | None
+
+
+def variables_invalid(exc: templating.VariableProblems) -> ValidationFailed:
+    names = ", ".join(k.removeprefix("variables.") for k in exc.problems if k) or "the template"
+    return ValidationFailed(
+        f"The prompt's variables cannot be used ({names}): {'; '.join(exc.problems.values())}",
+        code="variables_invalid",
+        fields={k or "variables": v for k, v in exc.problems.items()},
+    )
+
+
+def check_variables(version: PromptVersion | None, values: object) -> dict:
+    """``values`` given for ``version`` (a call's, or a conversation's): only names it declares,
+    each of its type (``ValidationFailed``, ``variables_invalid``). None values are dropped."""
+    declared = templating.loaded(version.variables) if version is not None else []
+    try:
+        return templating.check_values(declared, values)
+    except templating.VariableProblems as exc:
+        raise variables_invalid(exc) from None
+
+
+def render_instructions(
+    version: PromptVersion | None, *, call: object = None, conversation: dict | None = None
+) -> Instructions:
+    """The instructions a turn sends: the version's text, rendered with the call's values, else
+    the conversation's, else the defaults (``app/templating.py``). A version that is not a
+    template is sent as it is, and refuses any call value. No version: the default prompt."""
+    given = check_variables(version, call)
+    if version is None:
+        return Instructions(DEFAULT_SYSTEM_PROMPT, None)
+    if not version.templated:
+        return Instructions(version.content, None)
+    declared = templating.loaded(version.variables)
+    try:
+        values = templating.resolve(declared, call=given, conversation=conversation)
+        return Instructions(templating.render(version.content, values), values)
+    except templating.VariableProblems as exc:
+        raise variables_invalid(exc) from None
+
+
+@dataclass(frozen=True)
 class Settings:
     """A version's model settings, validated."""
 
     model: str
     temperature: float | None
     max_output_tokens: int
+    output_format: str = "text"  # app/formats.py
+    output_schema: dict | None = None
 
     def as_dict(self) -> dict:
         return {
             "model": self.model,
             "temperature": self.temperature,
             "max_output_tokens": self.max_output_tokens,
+            "output_format": self.output_format,
+            "output_schema": self.output_schema,
         }
 
 
@@ -76,7 +164,13 @@ def default_settings() -> Settings:
 def settings_of(version: PromptVersion | None) -> Settings:
     if version is None:
         return default_settings()
-    return Settings(version.model, version.temperature, version.max_output_tokens)
+    return Settings(
+        version.model,
+        version.temperature,
+        version.max_output_tokens,
+        version.output_format,
+        version.output_schema,
+    )
 
 
 def clean_settings(
@@ -119,6 +213,18 @@ def find_version(project_id: int, number: int) -> PromptVersion | None:
             PromptVersion.project_id == project_id, PromptVersion.version == number
         )
     )
+
+
+def existing_version(project: Project, number: int) -> PromptVersion:
+    """Version ``number`` of ``project`` (ownership checked by the caller); a 422 on
+    ``version`` when the project has none by that number."""
+    found = find_version(project.id, number)
+    if found is None:
+        raise ValidationFailed(
+            f"This project has no version {number}.",
+            fields={"version": "Choose one of this project's versions."},
+        )
+    return found
 
 
 def active_version(project: Project) -> PromptVersion | None:
@@ -211,6 +317,7 @@ def add_version(
     note: str | None,
     activate: bool,
     settings: Settings | None = None,
+    template: Template | None = None,
 ) -> PromptVersion:
     """Insert the next version (flush only; the caller commits). Content must be clean.
 
@@ -225,6 +332,7 @@ def add_version(
         or 0
     ) + 1
     settings = settings or default_settings()
+    template = template or Template(False, [])
     version = PromptVersion(
         project_id=project.id,
         version=next_number,
@@ -234,6 +342,10 @@ def add_version(
         model=settings.model,
         temperature=settings.temperature,
         max_output_tokens=settings.max_output_tokens,
+        variables=template.variables,
+        templated=template.templated,
+        output_format=settings.output_format,
+        output_schema=settings.output_schema,
     )
     db.session.add(version)
     db.session.flush()

@@ -1,8 +1,8 @@
-"""Provider registry and the fallback policy, decided here only (ARCHITECTURE.md, "Provider
+"""Provider registry and the fallback policy, decided here only (docs/providers.md, "Provider
 fallback policy"; docs/providers.md, "Errors and retries").
 
-The **commit point** is the first non-empty ``TextDelta`` handed to the caller. Before it, each
-failure is handled by its class (adapters do the mapping, see ``base.py``):
+The **commit point** is the first non-empty ``Text`` (``events.py``) handed to the caller.
+Before it, each failure is handled by its class (adapters do the mapping, see ``errors.py``):
 
 =================================================  ==============================================
 failure before the commit point                    action
@@ -20,6 +20,8 @@ malformed body/event, EOF without terminal event   next provider at once
 auth 401/403, model not found 404                  next provider at once; ERROR log (config)
 bad request 400/413/422, content policy            raised at once: no fallback (the secondary
                                                    would reject it too / would evade the policy)
+bad request or 404 for a request with an output    the same provider once more at once, the
+format (``FORMAT_REFUSALS``)                       format asked for in words instead
 =================================================  ==============================================
 
 In-band errors (OpenAI ``error`` / ``response.failed``, OpenRouter error chunks) are classified by
@@ -42,39 +44,33 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 
 import httpx
 
-from app.providers.base import (
-    Cancel,
-    ChatRequest,
-    Provider,
+from app.providers.errors import (
     ProviderAuthError,
     ProviderBadRequest,
     ProviderConnectionError,
     ProviderContentPolicy,
     ProviderError,
     ProviderMalformed,
+    ProviderModelNotFound,
     ProviderQuotaExceeded,
     ProviderRateLimited,
-    ProviderSettings,
     ProviderTimeout,
     ProviderUnavailable,
-    Reply,
-    ReplyMeta,
-    StreamEnd,
-    TextDelta,
-    make_http_client,
 )
+from app.providers.events import Committed, Done, Text
 from app.providers.offline import OfflineProvider
 from app.providers.openai import OpenAIProvider
 from app.providers.openrouter import OpenRouterProvider
+from app.providers.transport import Cancel, make_http_client
+from app.providers.types import ChatRequest, Provider, ProviderSettings, Reply
 
 __all__ = [
     "PROVIDERS",
     "AttemptRecord",
-    "ChainEnd",
     "ProviderChain",
     "build_chain",
     "make_http_client",
@@ -87,6 +83,8 @@ PROVIDERS: dict[str, type] = {"openai": OpenAIProvider, "openrouter": OpenRouter
 
 DEFAULT_RETRY_DELAY = 0.25
 NO_FALLBACK = (ProviderBadRequest, ProviderContentPolicy)
+# A request with an output format refused so is sent once more without it (``_refused_format``).
+FORMAT_REFUSALS = (ProviderBadRequest, ProviderModelNotFound)
 ALERT = (ProviderAuthError, ProviderQuotaExceeded)  # need a human: logged at ERROR
 
 
@@ -94,7 +92,7 @@ ALERT = (ProviderAuthError, ProviderQuotaExceeded)  # need a human: logged at ER
 class AttemptRecord:
     """One failed attempt: what failed and what the chain did. Not stored with the reply: the
     chain logs each failure as it happens and the list once every provider failed (``_give_up``);
-    callers find the list on ``ChainEnd.attempts`` and ``ProviderError.attempts``."""
+    callers find the list on ``Done.attempts`` and ``ProviderError.attempts``."""
 
     provider: str
     error: str  # class name, e.g. "ProviderUnavailable"
@@ -103,28 +101,7 @@ class AttemptRecord:
     code: str | None
     request_id: str | None
     message: str
-    action: str  # "retry" | "fallback" | "give_up" | "raise" | "partial"
-
-
-@dataclass(frozen=True)
-class Committed:
-    """Yielded once, just before the first text of the attempt that answers. From here on there
-    is no fallback, so this names who is answering, for a reply that is cut short later (Stop, a
-    dropped client, a failure mid-stream) and so never reaches its ``ChainEnd``."""
-
-    provider: str
-    model: str
-    fallback: bool
-
-
-@dataclass(frozen=True)
-class ChainEnd:
-    """Last event of a successful chain stream (and second item of ``complete``): who answered,
-    whether that was not the first provider, and every failed attempt before it."""
-
-    meta: ReplyMeta
-    fallback: bool
-    attempts: list[AttemptRecord] = field(default_factory=list)
+    action: str  # "retry" | "fallback" | "give_up" | "raise" | "partial" | "without_format"
 
 
 class ProviderChain:
@@ -135,11 +112,13 @@ class ProviderChain:
         retry_max_wait: float = 2.0,
         retry_delay: float = DEFAULT_RETRY_DELAY,
         sleep: Callable[[float], None] = time.sleep,
+        observe: Callable[[AttemptRecord], None] | None = None,
     ) -> None:
         self.adapters = list(adapters)
         self.retry_max_wait = retry_max_wait
         self.retry_delay = retry_delay
         self.sleep = sleep
+        self.observe = observe  # told of every failed attempt (metrics), never decides
 
     @property
     def providers(self) -> list[str]:
@@ -181,7 +160,7 @@ class ProviderChain:
             action = "retry"
         else:
             action = "fallback" if more else "give_up"
-        attempts.append(record(exc, action))
+        self._record(attempts, exc, action)
         level = logging.ERROR if isinstance(exc, ALERT) else logging.WARNING
         log.log(
             level,
@@ -201,6 +180,32 @@ class ProviderChain:
             exc.attempts = list(attempts)
             raise exc
         return delay
+
+    def _refused_format(
+        self, exc: ProviderError, req: ChatRequest, attempts: list[AttemptRecord]
+    ) -> bool:
+        """True (recorded, logged) when a provider refused a request that carries an output
+        format: a 400-class refusal or "no endpoint for these parameters" (OpenRouter's
+        ``require_parameters``). The chain then retries that provider once at once with the
+        format asked for in words (``ChatRequest.without_format``); the reply is checked
+        against the format either way (docs/formats.md, "When a provider refuses the format")."""
+        if req.output_format is None or not isinstance(exc, FORMAT_REFUSALS):
+            return False
+        self._record(attempts, exc, "without_format")
+        log.warning(
+            "provider %s refused the output format (%s status=%s code=%s): retrying without it: %s",
+            exc.provider,
+            type(exc).__name__,
+            exc.status,
+            exc.code,
+            exc.message,
+        )
+        return True
+
+    def _record(self, attempts: list[AttemptRecord], exc: ProviderError, action: str) -> None:
+        attempts.append(record(exc, action))
+        if self.observe is not None:
+            self.observe(attempts[-1])
 
     def _give_up(self, last: ProviderError | None, attempts: list[AttemptRecord]) -> ProviderError:
         if last is None:
@@ -222,9 +227,9 @@ class ProviderChain:
 
     def stream(
         self, req: ChatRequest, cancel: Cancel | None = None
-    ) -> Iterator[Committed | TextDelta | ChainEnd]:
-        """Yield one ``Committed`` and ``TextDelta``s, then one ``ChainEnd`` (no text: no
-        ``Committed``); or raise the ``ProviderError``
+    ) -> Iterator[Committed | Text | Done]:
+        """Yield one ``Committed`` and ``Text``s, then the adapter's ``Done`` with ``fallback``
+        and ``attempts`` filled in (no text: no ``Committed``); or raise the ``ProviderError``
         (``partial=True`` when text had been yielded). Closing this generator closes the
         upstream HTTP response at once. A ``cancel`` set from another thread ends the stream
         quietly, even while a read waits on a silent model: no retry, no fallback, no end."""
@@ -233,23 +238,29 @@ class ProviderChain:
         adapters = self._adapters_for(req)
         for index, adapter in enumerate(adapters):
             attempt = 0
+            current = req  # without its format once this provider refused it
             while True:
                 if cancel is not None and cancel.cancelled:
                     return
                 attempt += 1
                 emitted = False
-                events = adapter.stream(req, cancel)
+                events = adapter.stream(current, cancel)
                 try:
                     for event in events:
-                        if isinstance(event, TextDelta):
+                        if isinstance(event, Text):
                             if event.text:  # empty deltas are not a commit point
                                 if not emitted:
-                                    yield Committed(adapter.name, adapter.model_for(req), index > 0)
+                                    yield Committed(
+                                        adapter.name, adapter.model_for(current), index > 0
+                                    )
                                 emitted = True
                                 yield event
-                        elif isinstance(event, StreamEnd):
-                            yield ChainEnd(event.meta, index > 0, list(attempts))
+                        elif isinstance(event, Done):
+                            yield replace(event, fallback=index > 0, attempts=tuple(attempts))
                             return
+                        else:  # a kind the chain has no rule for: passed on (also before the
+                            # commit point: a kind that must not outlive a fallback goes here)
+                            yield event
                     raise ProviderMalformed(adapter.name, "the stream ended without a result")
                 except ProviderError as exc:
                     if cancel is not None and cancel.cancelled:
@@ -257,7 +268,7 @@ class ProviderChain:
                         return
                     if emitted:
                         exc.partial = True
-                        attempts.append(record(exc, "partial"))
+                        self._record(attempts, exc, "partial")
                         exc.attempts = list(attempts)
                         log.warning(
                             "provider %s failed after text was shown (no fallback): %s "
@@ -271,9 +282,12 @@ class ProviderChain:
                         )
                         raise
                     last = exc
-                    delay = self._failed(
-                        exc, attempt=attempt, attempts=attempts, more=index + 1 < len(adapters)
-                    )
+                    if self._refused_format(exc, current, attempts):
+                        current, attempt, delay = current.without_format(), 0, 0.0
+                    else:
+                        delay = self._failed(
+                            exc, attempt=attempt, attempts=attempts, more=index + 1 < len(adapters)
+                        )
                 finally:
                     events.close()  # closes the upstream response (Stop, error or done)
                 if delay is None:
@@ -281,25 +295,29 @@ class ProviderChain:
                 self.sleep(delay)
         raise self._give_up(last, attempts)
 
-    def complete(self, req: ChatRequest) -> tuple[Reply, ChainEnd]:
-        """One non-streamed reply and its ``ChainEnd`` (``.fallback``, ``.meta``,
+    def complete(self, req: ChatRequest) -> tuple[Reply, Done]:
+        """One non-streamed reply and its ``Done`` (``.fallback``, ``.meta``,
         ``.attempts``). Every failure is "before the commit point" here."""
         attempts: list[AttemptRecord] = []
         last: ProviderError | None = None
         adapters = self._adapters_for(req)
         for index, adapter in enumerate(adapters):
             attempt = 0
+            current = req
             while True:
                 attempt += 1
                 try:
-                    reply = adapter.complete(req)
+                    reply = adapter.complete(current)
                 except ProviderError as exc:
                     last = exc
-                    delay = self._failed(
-                        exc, attempt=attempt, attempts=attempts, more=index + 1 < len(adapters)
-                    )
+                    if self._refused_format(exc, current, attempts):
+                        current, attempt, delay = current.without_format(), 0, 0.0
+                    else:
+                        delay = self._failed(
+                            exc, attempt=attempt, attempts=attempts, more=index + 1 < len(adapters)
+                        )
                 else:
-                    return reply, ChainEnd(reply.meta, index > 0, list(attempts))
+                    return reply, Done(reply.meta, index > 0, tuple(attempts))
                 if delay is None:
                     break
                 self.sleep(delay)
@@ -324,12 +342,16 @@ def build_chain(
     client: httpx.Client,
     *,
     sleep: Callable[[float], None] = time.sleep,
+    observe: Callable[[AttemptRecord], None] | None = None,
 ) -> ProviderChain:
     """The configured providers in registry order (a provider without a key is skipped); the
-    offline demo model alone when no provider has a key."""
+    offline demo model alone when no provider has a key. ``observe`` is told of every failed
+    attempt (``app/metrics.py`` counts them)."""
     adapters: list[Provider] = [
         cls(settings, client) for cls in PROVIDERS.values() if cls.is_configured(settings)
     ]
     if not adapters:
         adapters = [OfflineProvider(settings, sleep=sleep)]
-    return ProviderChain(adapters, retry_max_wait=settings.retry_max_wait_seconds, sleep=sleep)
+    return ProviderChain(
+        adapters, retry_max_wait=settings.retry_max_wait_seconds, sleep=sleep, observe=observe
+    )

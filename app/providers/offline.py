@@ -12,16 +12,9 @@ import re
 import time
 from collections.abc import Callable, Iterator
 
-from app.providers.base import (
-    Cancel,
-    ChatRequest,
-    ProviderSettings,
-    Reply,
-    ReplyMeta,
-    StreamEnd,
-    StreamEvent,
-    TextDelta,
-)
+from app.providers.events import Done, Text
+from app.providers.transport import Cancel
+from app.providers.types import ChatRequest, ProviderSettings, Reply, ReplyMeta, StreamEvent
 
 NAME = "offline"
 MODEL = "offline-demo"
@@ -86,5 +79,5 @@ class OfflineProvider:
                 self.sleep(self.delay)
             if cancel is not None and cancel.cancelled:
                 return
-            yield TextDelta(token)
-        yield StreamEnd(self._meta(req, text))
+            yield Text(token)
+        yield Done(self._meta(req, text))

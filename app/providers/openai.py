@@ -24,11 +24,8 @@ from typing import Any
 import httpx
 from httpx_sse import EventSource, SSEError
 
-from app.providers.base import (
+from app.providers.errors import (
     CONTEXT_CODES,
-    Cancel,
-    ChatRequest,
-    Pacer,
     ProviderAuthError,
     ProviderBadRequest,
     ProviderContentPolicy,
@@ -37,24 +34,27 @@ from app.providers.base import (
     ProviderModelNotFound,
     ProviderQuotaExceeded,
     ProviderRateLimited,
-    ProviderSettings,
     ProviderUnavailable,
-    Reply,
-    ReplyMeta,
-    StreamEnd,
-    StreamEvent,
-    TextDelta,
     as_dict,
     as_int,
-    clamp_tokens,
     error_object,
     is_policy_code,
-    open_stream,
     parse_retry_after,
     short,
     should_retry_hint,
-    to_openai_model,
     transport_error,
+)
+from app.providers.events import Done, Text
+from app.providers.transport import Cancel, Pacer, open_stream
+from app.providers.types import (
+    ChatRequest,
+    OutputFormat,
+    ProviderSettings,
+    Reply,
+    ReplyMeta,
+    StreamEvent,
+    clamp_tokens,
+    to_openai_model,
 )
 
 NAME = "openai"
@@ -113,6 +113,19 @@ def status_error(response: httpx.Response) -> ProviderError:
     )
 
 
+def text_format(wanted: OutputFormat) -> dict[str, Any]:
+    """``text.format`` (``TextResponseFormatConfiguration``): ``{"type": "json_object"}``, or
+    ``{"type": "json_schema", "name", "schema", "strict"}`` (flat, unlike Chat Completions)."""
+    if wanted.type == "json_schema":
+        return {
+            "type": "json_schema",
+            "name": wanted.name,
+            "schema": dict(wanted.schema or {}),
+            "strict": wanted.strict,
+        }
+    return {"type": "json_object"}
+
+
 class OpenAIProvider:
     name = NAME
 
@@ -144,6 +157,8 @@ class OpenAIProvider:
         }
         if req.temperature is not None:
             body["temperature"] = req.temperature
+        if req.output_format is not None:
+            body["text"] = {"format": text_format(req.output_format)}
         if stream:
             body["stream_options"] = {"include_obfuscation": False}
         return body
@@ -233,9 +248,11 @@ class OpenAIProvider:
                     delta = event.get("delta")
                     if isinstance(delta, str) and delta:
                         pacer.start()  # from the first text on (no-op after it)
-                        yield TextDelta(delta)
+                        yield Text(delta)
+                elif kind == "response.output_text.done":
+                    pacer.stop()  # the text is over: the terminal event is read at once
                 elif kind in ("response.completed", "response.incomplete"):
-                    yield StreamEnd(self.meta(as_dict(event.get("response")), request_id, req))
+                    yield Done(self.meta(as_dict(event.get("response")), request_id, req))
                     return
                 elif kind == "response.failed":
                     failed = as_dict(event.get("response"))

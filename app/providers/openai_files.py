@@ -16,14 +16,9 @@ from typing import Any, BinaryIO
 
 import httpx
 
-from app.providers.base import (
-    ProviderMalformed,
-    ProviderSettings,
-    as_dict,
-    as_int,
-    transport_error,
-)
+from app.providers.errors import ProviderMalformed, as_dict, as_int, transport_error
 from app.providers.openai import NAME, status_error
+from app.providers.types import ProviderSettings
 
 
 @dataclass(frozen=True)

@@ -30,10 +30,7 @@ from typing import Any
 import httpx
 from httpx_sse import EventSource, SSEError
 
-from app.providers.base import (
-    Cancel,
-    ChatRequest,
-    Pacer,
+from app.providers.errors import (
     ProviderAuthError,
     ProviderBadRequest,
     ProviderContentPolicy,
@@ -42,24 +39,27 @@ from app.providers.base import (
     ProviderModelNotFound,
     ProviderQuotaExceeded,
     ProviderRateLimited,
-    ProviderSettings,
     ProviderUnavailable,
-    Reply,
-    ReplyMeta,
-    StreamEnd,
-    StreamEvent,
-    TextDelta,
     as_dict,
     as_int,
-    clamp_tokens,
     error_object,
     is_policy_code,
-    open_stream,
     parse_retry_after,
     short,
+    transport_error,
+)
+from app.providers.events import Done, Text
+from app.providers.transport import Cancel, Pacer, open_stream
+from app.providers.types import (
+    ChatRequest,
+    OutputFormat,
+    ProviderSettings,
+    Reply,
+    ReplyMeta,
+    StreamEvent,
+    clamp_tokens,
     to_openai_model,
     to_openrouter_model,
-    transport_error,
 )
 
 __all__ = ["OpenRouterProvider", "map_error", "to_openai_model", "to_openrouter_model"]
@@ -168,6 +168,21 @@ def status_error(response: httpx.Response) -> ProviderError:
     return map_error(err, status=response.status_code, headers=response.headers, fallback=fallback)
 
 
+def response_format(wanted: OutputFormat) -> dict[str, Any]:
+    """``response_format`` in the Chat Completions shape: ``{"type": "json_object"}``, or
+    ``{"type": "json_schema", "json_schema": {"name", "strict", "schema"}}`` (nested)."""
+    if wanted.type == "json_schema":
+        return {
+            "type": "json_schema",
+            "json_schema": {
+                "name": wanted.name,
+                "strict": wanted.strict,
+                "schema": dict(wanted.schema or {}),
+            },
+        }
+    return {"type": "json_object"}
+
+
 class OpenRouterProvider:
     name = NAME
 
@@ -198,6 +213,11 @@ class OpenRouterProvider:
         }
         if req.temperature is not None:
             body["temperature"] = req.temperature
+        if req.output_format is not None:
+            body["response_format"] = response_format(req.output_format)
+            # Route only to upstream providers that honour every parameter sent, so the format
+            # is not dropped silently by one that ignores it (docs/formats.md).
+            body["provider"] = {"require_parameters": True}
         return body
 
     def headers(self, *, stream: bool) -> dict[str, str]:
@@ -298,7 +318,7 @@ class OpenRouterProvider:
                 if not data:
                     continue
                 if data == "[DONE]":
-                    yield StreamEnd(self.meta(last, generation_id, req, usage, finish))
+                    yield Done(self.meta(last, generation_id, req, usage, finish))
                     return
                 chunk = decode(data, generation_id)
                 if chunk.get("error"):
@@ -319,9 +339,10 @@ class OpenRouterProvider:
                 content = as_dict(choice.get("delta")).get("content")
                 if isinstance(content, str) and content:
                     pacer.start()  # from the first text on (no-op after it)
-                    yield TextDelta(content)
+                    yield Text(content)
                 if isinstance(choice.get("finish_reason"), str):
                     finish = choice["finish_reason"]
+                    pacer.stop()  # the text is over: usage and [DONE] are read at once
         except SSEError as exc:
             raise ProviderMalformed(
                 NAME, f"not an event stream: {exc}", request_id=generation_id

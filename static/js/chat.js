@@ -3,13 +3,16 @@
 // a live region announcing replies, the conversation list kept in step, and feedback on replies.
 //
 // Endpoints: POST /api/projects/<id>/chat (a message), POST /api/conversations/<id>/regenerate
-// (answer the last message again), POST /api/conversations/<id>/title (the model's title), GET /api/turns/<id>/events (attach again), POST
-// /api/turns/<id>/stop, GET /api/conversations/<id>/messages?before=&html=1, PUT/DELETE
-// /api/messages/<id>/feedback (feedback.js).
+// (answer the last message again), GET /api/turns/<id>/events (attach again), POST
+// /api/turns/<id>/stop, GET /api/conversations/<id>/messages?before=&html=1, GET
+// /api/conversations/<id> (the title the server's job wrote), PUT/DELETE
+// /api/messages/<id>/feedback (feedback.js), PATCH /api/conversations/<id> (the template
+// variables panel, variables.js).
 import { jsonHeaders } from "./csrf.js";
 import { initFeedback } from "./feedback.js";
 import { readEvents } from "./sse.js";
 import { initConversations } from "./conversations.js";
+import { initVariables } from "./variables.js";
 import {
   assistantBubble, branchSwitch, bubbleFor, decorate, finish, footer, markNotStored,
   plainText, showFailure, showStreamed, userBubble,
@@ -34,7 +37,10 @@ function init(root) {
   let controller = null;
   let turn = null; // the turn being read: {id, lastEventId, stopAsked}
   let follow = true; // keep the newest text in view; off while the reader is scrolled up
+  // The server titles this conversation once a reply is complete (a job: app/chat/titles.py).
+  let titlePending = root.dataset.titlePending === "1";
 
+  const variables = initVariables(() => conversationId);
   const conversations = initConversations({
     announce,
     onRenamed(c) { if (String(c.id) === conversationId) title.textContent = c.title; },
@@ -71,6 +77,10 @@ function init(root) {
   scroll();
   input.focus();
   attachToRunning();
+  // Opened (a reload, another tab) after a complete reply, before the server's title came.
+  if (titlePending && list.querySelector(":scope > .msg[data-role='assistant'][data-status='complete']")) {
+    awaitTitle(conversationId);
+  }
 
   // --- keyboard -------------------------------------------------------------------------------
   form.addEventListener("submit", (e) => { e.preventDefault(); submit(); });
@@ -167,6 +177,9 @@ function init(root) {
     const body = { message: text, conversation_id: conversationId ? Number(conversationId) : null };
     // "New chat with v5": the first message pins the new conversation to that version.
     if (!conversationId && root.dataset.pinVersion) body.version = Number(root.dataset.pinVersion);
+    // A new conversation keeps the side panel's template variables (later: its Save).
+    const values = conversationId ? null : variables.values();
+    if (values && Object.keys(values).length) body.variables = values;
     run(`/api/projects/${projectId}/chat`, body, { pending, typed: text });
   }
 
@@ -337,9 +350,9 @@ function init(root) {
     controller = new AbortController();
     turn = { id: null, lastEventId: null, stopAsked: false };
     busy(true);
-    // The first exchange of a new conversation: once answered, the model may title it.
-    const fresh = !conversationId && url.endsWith("/chat") && root.dataset.titles === "1";
-    const state = { reply: null, text: null, pending, attached: false, fresh };
+    // A new conversation: the server titles it once a reply is complete.
+    if (!conversationId && root.dataset.titles === "1") titlePending = true;
+    const state = { reply: null, text: null, pending, attached: false };
     try {
       const response = await fetch(url, {
         method: "POST",
@@ -358,6 +371,7 @@ function init(root) {
         saveDraft();
         if (response.status === 401) showSessionEnded();
         else showError(msg);
+        variables.showErrors(problem?.error); // by the panel's fields, too
         return;
       }
       if (await consume(response, state)) {
@@ -402,7 +416,7 @@ function init(root) {
       } else if (event === "done") {
         finish(state.reply, data.message);
         if (data.stored === false) markNotStored(state.reply);
-        if (state.fresh && data.message.status === "complete") suggestTitle(conversationId);
+        if (titlePending && data.message.status === "complete") awaitTitle(conversationId);
         if (data.message.error_kind === "stopped") {
           announce("Stopped.");
         } else {
@@ -421,18 +435,26 @@ function init(root) {
     return false;
   }
 
-  // A title written by the model for a new conversation (POST /api/conversations/<id>/title),
-  // off the reply's path: asked for once the first reply is complete; the cut first message
-  // stays if anything goes wrong.
-  async function suggestTitle(id) {
-    try {
-      const r = await fetch(`/api/conversations/${id}/title`, { method: "POST", headers: jsonHeaders() });
-      if (!r.ok) return;
-      const c = await r.json();
-      if (String(c.id) !== conversationId) return; // the page moved on meanwhile
-      title.textContent = c.title;
-      conversations.upsert(c);
-    } catch { /* keep the automatic title */ }
+  // The title the server's job writes once a reply is complete: read the conversation again a
+  // few times, ever more slowly, until its title changes; the cut first message stays if the
+  // job fails or takes longer than that (a reload shows it then).
+  async function awaitTitle(id) {
+    titlePending = false;
+    const shown = title.textContent;
+    for (const wait of [300, 500, 1000, 1500, 2500, 4000, 6000, 9000]) {
+      await new Promise((r) => { setTimeout(r, wait); });
+      if (id !== conversationId) return; // the page moved on meanwhile
+      try {
+        const r = await fetch(`/api/conversations/${id}`);
+        if (!r.ok) return;
+        const c = await r.json();
+        if (c.title !== shown) {
+          if (title.textContent === shown) title.textContent = c.title;
+          conversations.upsert(c);
+          return;
+        }
+      } catch { /* try again */ }
+    }
   }
 
   // The text so far, rendered at most once per frame however fast the pieces come.
@@ -503,6 +525,7 @@ function init(root) {
     conversationId = String(c.id);
     root.dataset.conversationId = conversationId;
     root.dataset.pinVersion = "";
+    variables.setConversation(conversationId);
     title.textContent = c.title;
     conversations.upsert(c);
     const url = new URL(window.location.href);

@@ -86,12 +86,13 @@ async function refreshList() {
   if (fresh) document.getElementById("file-list").replaceWith(fresh);
 }
 
-// While a file's text is being extracted (a PDF, in the server's sandbox), refresh the list
-// now and then until every file has its outcome; give up after ten minutes.
+// While a file's text is being extracted (a PDF, in the server's sandbox) or its copy to
+// OpenAI is being made (both jobs on the server's queue), refresh the list now and then until
+// every file has its outcome; give up after ten minutes.
 const POLL_MS = 2000;
 let pollUntil = 0;
 function watchExtraction() {
-  if (!document.querySelector("#file-list .text-pending")) return;
+  if (!document.querySelector("#file-list .text-pending, #file-list .sync-pending")) return;
   if (!pollUntil) pollUntil = Date.now() + 10 * 60 * 1000;
   if (Date.now() > pollUntil) return;
   setTimeout(async () => {

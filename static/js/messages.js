@@ -106,6 +106,29 @@ export function setEnding(bubble, kind, reason, detail = null) {
   return box;
 }
 
+/**
+ * The template variable values a reply was rendered with, folded under "Variables" above its
+ * footer (the template's ``variables_note`` macro); null or {} removes it.
+ */
+export function setVariables(bubble, values) {
+  bubble.querySelector(":scope > .msg-vars")?.remove();
+  if (!values || !Object.keys(values).length) return;
+  const details = document.createElement("details");
+  details.className = "msg-details msg-vars";
+  const summary = document.createElement("summary");
+  summary.textContent = "Variables";
+  const dl = document.createElement("dl");
+  for (const name of Object.keys(values).sort()) {
+    const dt = document.createElement("dt");
+    dt.textContent = name;
+    const dd = document.createElement("dd");
+    dd.textContent = JSON.stringify(values[name]);
+    dl.append(dt, dd);
+  }
+  details.append(summary, dl);
+  footer(bubble).before(details);
+}
+
 function endingOf(m) {
   if (!m.error_reason) return [null, null, null];
   return [m.error_kind === "stopped" ? "stopped" : "failed", m.error_reason, m.error];
@@ -126,6 +149,7 @@ export function finish(bubble, m) {
   body.innerHTML = m.html ?? ""; // sanitised by nh3 on the server
   info(bubble).textContent = m.meta ?? ""; // built by the server (render.py meta_line)
   setEnding(bubble, ...endingOf(m));
+  setVariables(bubble, m.role === "assistant" ? m.variables : null);
   bubble.querySelector(":scope > .msg-meta > .feedback")?.remove();
   if (m.role === "assistant" && !LIVE.includes(m.status)) {
     info(bubble).after(feedbackBar(m));

@@ -1,5 +1,5 @@
 """Upload and download throughput of one 20 MB file through the app, on the local store and on
-S3 (SeaweedFS on loopback, ``tests/seaweed.py``), with gunicorn as production runs it (gevent,
+S3 (SeaweedFS on loopback, ``tools/seaweed.py``), with gunicorn as production runs it (gevent,
 two workers, ``gunicorn.conf.py``) on PostgreSQL. docs/benchmarks.md, section "File storage".
 
     python -m tests.bench.storage --repeats 5 --out /tmp/prompthub-bench/results/storage.json
@@ -27,9 +27,9 @@ from typing import Any
 
 import httpx
 
-from tests.bench.harness import ServerConfig, Stack, emit, machine, make_account
 from tests.filehelp import multipart
-from tests.seaweed import SeaweedFS
+from tools.bench.harness import ServerConfig, Stack, emit, machine, make_account
+from tools.seaweed import SeaweedFS
 
 BUCKET = "prompthub-bench"
 MB = 1_000_000

@@ -18,7 +18,7 @@ OUT = Path(os.environ.get("BENCH_OUT", "/tmp/prompthub-bench/results"))
 
 
 def test_fake_provider_holds_200_streams_without_becoming_the_bottleneck():
-    from tests.bench.harness import main
+    from tools.bench.harness import main
 
     report = main(
         ["fake", "--levels", "1,50,200", "--duration", "6", "--out", str(OUT / "fake.json")]
@@ -30,7 +30,7 @@ def test_fake_provider_holds_200_streams_without_becoming_the_bottleneck():
 
 @pytest.mark.parametrize("worker_class", ["gevent", "gthread"])
 def test_streams_through_the_platform_and_direct(worker_class):
-    from tests.bench.harness import main
+    from tools.bench.harness import main
 
     out = OUT / f"streams-{worker_class}.json"
     report = main(
@@ -42,7 +42,7 @@ def test_streams_through_the_platform_and_direct(worker_class):
 
 
 def test_two_nodes_behind_haproxy_and_one_node_direct():
-    from tests.bench.harness import main
+    from tools.bench.harness import main
 
     out = OUT / "cluster.json"
     report = main(["cluster", "--workers", "2", "--levels", "1,50", "--out", str(out)])
@@ -52,7 +52,7 @@ def test_two_nodes_behind_haproxy_and_one_node_direct():
 
 
 def test_endpoints_history_memory_and_start_time():
-    from tests.bench.harness import main
+    from tools.bench.harness import main
 
     report = main(["endpoints", "--duration", "5", "--out", str(OUT / "endpoints.json")])
     for rates in (report["endpoints"]["rps_c1"], report["endpoints"]["rps_c16"]):
@@ -61,7 +61,7 @@ def test_endpoints_history_memory_and_start_time():
 
 
 def test_load_50_users_for_60_seconds_loses_nothing():
-    from tests.bench.loadtest import main
+    from tools.bench.loadtest import main
 
     report = main(["--users", "50", "--duration", "60", "--out", str(OUT / "load.json")])
     assert report["server_errors_5xx"] == 0
@@ -71,7 +71,7 @@ def test_load_50_users_for_60_seconds_loses_nothing():
 
 
 def test_chat_keeps_answering_while_ten_pdf_bombs_are_extracted():
-    from tests.bench.harness import main
+    from tools.bench.harness import main
 
     out = OUT / "bombs.json"
     report = main(["bombs", "--worker-class", "gevent", "--levels", "1,10", "--duration", "6",

@@ -13,7 +13,7 @@ import pytest
 
 from tests.browser.helpers import chat_ready, horizontal_overflow, login, wait_until
 from tests.factories import make_conversation, make_file, make_project, make_user, make_version
-from tests.fake_provider import Scenario
+from tools.fake_provider import Scenario
 
 pytestmark = [pytest.mark.browser, pytest.mark.use_fake(LLM_TIMEOUT_SECONDS=5)]
 
@@ -53,6 +53,7 @@ def project(app, owner, fake):
     """A project with two versions, a conversation holding a regenerated (folded) answer and a
     failed reply, and a file: the states a page can show."""
     from app.chat import services as chat_services
+    from app.chat import start as start_turn
     from app.errors import ProviderFailed
     from app.extensions import db
     from app.models import User
@@ -68,13 +69,12 @@ def project(app, owner, fake):
         user = db.session.get(User, owner.id)
         # A regenerated reply (two versions: a ‹ 2/2 › switch), then a failed one.
         for message in (None, "And exchanges?"):
-            turn = chat_services.start_turn(
-                user=user,
-                project_id=project,
-                conversation_id=conversation,
-                message=message,
-                regenerate=message is None,
-            )
+            if message is None:
+                turn = start_turn.regenerate(user=user, conversation_id=conversation)
+            else:
+                turn = start_turn.send(
+                    user=user, project_id=project, conversation_id=conversation, message=message
+                )
             try:
                 chat_services.complete_turn(turn)
             except ProviderFailed:

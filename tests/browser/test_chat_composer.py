@@ -11,7 +11,7 @@ from app.extensions import db
 from app.models import Message
 from tests.browser.helpers import chat_ready, login, reply_done, wait_until
 from tests.factories import make_project, make_user
-from tests.fake_provider import Scenario
+from tools.fake_provider import Scenario
 
 pytestmark = [pytest.mark.browser, pytest.mark.use_fake(LLM_TIMEOUT_SECONDS=5)]
 

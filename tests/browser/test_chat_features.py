@@ -1,4 +1,4 @@
-"""Chat features in real Chromium against the fake provider server (tests/fake_provider.py):
+"""Chat features in real Chromium against the fake provider server (tools/fake_provider.py):
 Markdown with highlighted code and copy buttons, Regenerate, Stop (Esc) stored as incomplete,
 provider failure with Retry, the conversation list (rename, delete), "load earlier messages" and
 auto-scroll that pauses while the reader is scrolled up."""
@@ -7,6 +7,7 @@ import pytest
 from playwright.sync_api import expect
 
 from app.chat import services as chat_services
+from app.chat import start as start_turn
 from app.extensions import db
 from app.models import Message, User
 from tests.browser.helpers import (
@@ -17,7 +18,7 @@ from tests.browser.helpers import (
     watch_stream,
 )
 from tests.factories import make_conversation, make_project, make_user
-from tests.fake_provider import Scenario
+from tools.fake_provider import Scenario
 
 pytestmark = [pytest.mark.browser, pytest.mark.use_fake(LLM_TIMEOUT_SECONDS=5)]
 
@@ -291,7 +292,7 @@ def test_load_earlier_messages_and_auto_scroll_pauses_when_scrolled_up(
         user = db.session.get(User, owner.id)
         cid = None
         for i in range(20):  # 40 messages; the page opens with the newest 30
-            turn = chat_services.start_turn(
+            turn = start_turn.send(
                 user=user, project_id=project_id, message=f"m{i}", conversation_id=cid
             )
             chat_services.complete_turn(turn)
@@ -351,6 +352,28 @@ def test_a_new_conversation_is_titled_by_the_model_after_its_first_reply(app, fa
     reply_done(page)
     page.wait_for_timeout(300)
     assert len(fake.calls("responses")) == 3
+    assert page.problems == []
+
+
+@pytest.mark.use_fake(LLM_TIMEOUT_SECONDS=5, CHAT_TITLES=True)
+def test_a_reload_before_the_title_comes_still_shows_it(app, fake, chat_page):
+    """The title is the server's job, not the page's: a page reloaded as soon as the first
+    reply ended (before the slow title call answered) shows the model's title when it comes.
+    Before: the page asked for it, so a reload showed the cut first message until the next."""
+    fake.script(
+        "responses",
+        Scenario(text="Refunds take thirty days."),
+        Scenario(text="Refund timelines", ttft_ms=1500),
+    )
+    page = chat_page()
+    send(page, "how long do refunds take for a damaged parcel paid by card, roughly?")
+    reply_done(page)
+    page.reload()
+    chat_ready(page)
+    assert page.inner_text("#chat-title").startswith("how long do refunds take")
+    wait_until(page, "document.getElementById('chat-title').textContent === 'Refund timelines'")
+    assert page.locator("#conv-list .is-current > a").inner_text() == "Refund timelines"
+    assert len(fake.calls("responses")) == 2
     assert page.problems == []
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from tests.browser.helpers import chat_ready, horizontal_overflow, login, wait_until
 from tests.factories import make_conversation, make_project, make_user
-from tests.fake_provider import Scenario
+from tools.fake_provider import Scenario
 
 pytestmark = [pytest.mark.browser, pytest.mark.use_fake(LLM_TIMEOUT_SECONDS=5)]
 
@@ -54,13 +54,14 @@ def three_exchanges(app, owner, project, fake) -> int:
     fake.script("responses", *[Scenario(text=REPLY)] * 3)
     conversation = make_conversation(app, owner, project, message="How long do refunds take?")
     from app.chat import services as chat_services
+    from app.chat import start as start_turn
     from app.extensions import db
     from app.models import User
 
     with app.app_context():
         user = db.session.get(User, owner.id)
         for text in ("And for a damaged parcel?", "Thanks, and exchanges?"):
-            turn = chat_services.start_turn(
+            turn = start_turn.send(
                 user=user, project_id=project, message=text, conversation_id=conversation
             )
             chat_services.complete_turn(turn)

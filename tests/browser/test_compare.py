@@ -9,7 +9,7 @@ from playwright.sync_api import expect
 
 from tests.browser.helpers import horizontal_overflow, login, wait_until
 from tests.factories import make_project, make_user
-from tests.fake_provider import Scenario
+from tools.fake_provider import Scenario
 
 pytestmark = [pytest.mark.browser, pytest.mark.use_fake(LLM_TIMEOUT_SECONDS=5)]
 

@@ -12,7 +12,7 @@ from app.models import Message
 from tests.browser.conftest import watch
 from tests.browser.helpers import chat_ready, login, reply_done, wait_until
 from tests.factories import make_project, make_user
-from tests.fake_provider import Scenario
+from tools.fake_provider import Scenario
 
 pytestmark = [pytest.mark.browser, pytest.mark.use_fake(LLM_TIMEOUT_SECONDS=5)]
 
@@ -230,4 +230,34 @@ def test_leaving_for_the_files_tab_and_back_keeps_the_reply(app, fake, chat_page
     assert stored_replies(app) == [("complete", STORED_TEXT, None)]
     assert len(fake.calls("responses")) == 1
     assert fake.disconnects == 0  # leaving the page did not stop the reply
+    assert page.problems == []
+
+
+def test_a_reply_cut_by_a_shutdown_keeps_its_text_and_offers_retry_at_once(app, fake, chat_page):
+    """The server stops mid-reply (what gunicorn's quick stop calls, ``drain.interrupt_now``):
+    the page gets the ``interrupted`` terminal event, keeps the words it showed, drops Stop and
+    offers Retry at once; Retry answers again."""
+    from app.chat import drain
+
+    page = chat_page
+    long_reply(fake, delay_ms=80)
+    reply = send(page, "Tell me a long story")
+    wait_until(page, SOME_TEXT)
+    drain.interrupt_now(app)
+
+    reply_done(page)
+    assert reply.get_attribute("data-status") == "interrupted"
+    assert not page.is_visible("#stop")
+    shown = reply.locator(".msg-body").inner_text().strip()
+    assert shown and FULL_TEXT.startswith(shown)
+    ((status, content, error),) = stored_replies(app)
+    assert (status, error) == ("interrupted", "The server stopped while writing this reply.")
+    assert content.strip() == shown
+    retry = reply.locator("button.retry")
+    assert retry.is_visible()
+
+    fake.script("responses", Scenario(text="A second try."))
+    retry.click()
+    reply_done(page)
+    assert page.locator(".msg-assistant .msg-body").last.inner_text().strip() == "A second try."
     assert page.problems == []

@@ -87,7 +87,7 @@ def test_oversize_file_is_refused_in_the_page(app, live_server, page):
 def test_a_pdf_shows_extracting_then_its_outcome_without_a_reload(app, live_server, page, shot):
     """PDF text is extracted in the server's sandbox after the upload answers: the row says
     "extracting…", and the page refreshes itself until the outcome is there."""
-    from tests.pdfs import bomb_pdf
+    from tools.pdfs import bomb_pdf
 
     app.config.update(EXTRACT_CPU_SECONDS=1)
     owner = make_user(app, email="ada@example.com")
@@ -152,14 +152,16 @@ class TestWithTheOpenAICopy:
         assert plan.locator("td.chat-cell").inner_text() == "No text for chat"
         assert plan.locator("td.chat-cell button").count() == 0
         notes = page.locator("tr", has=page.locator("td.file-name", has_text="notes.md"))
+        notes.locator("td.sync-synced").wait_for()  # the copies are jobs: the list refreshes
         assert notes.locator("td.sync-synced").inner_text() == "copied"
         assert notes.locator("button", has_text="Use in chat").is_enabled()
 
         shot(page, "files-openai", full_page=True)
 
         plan.locator("button", has_text="Retry the copy").click()
-        page.wait_for_selector("text=plan.docx is copied to OpenAI.")
+        page.wait_for_selector("text=Copying plan.docx to OpenAI…")
         plan = page.locator("tr", has=page.locator("td.file-name", has_text="plan.docx"))
+        plan.locator("td.sync-synced").wait_for()
         assert plan.locator("td.sync-synced").inner_text() == "copied"
         assert page.locator("button", has_text="Retry the copy").count() == 0
         copies = {f["filename"]: f for f in fake.files.values()}

@@ -5,6 +5,7 @@ and no horizontal scrolling at 375 px."""
 import pytest
 
 from app.chat import services as chat_services
+from app.chat import start as start_turn
 from app.extensions import db
 from app.models import User
 from tests.browser.helpers import (
@@ -13,7 +14,7 @@ from tests.browser.helpers import (
     unlabelled_inputs,
 )
 from tests.factories import make_conversation, make_file, make_project, make_user
-from tests.fake_provider import Scenario
+from tools.fake_provider import Scenario
 
 pytestmark = [pytest.mark.browser, pytest.mark.use_fake(LLM_TIMEOUT_SECONDS=5)]
 
@@ -161,7 +162,7 @@ def test_pages_fit_a_375px_screen(app, fake, live_server, new_page, owner, shot)
     fake.script("responses", Scenario(text=LONG_REPLY))
     with app.app_context():
         user = db.session.get(User, owner.id)
-        turn = chat_services.start_turn(
+        turn = start_turn.send(
             user=user, project_id=project_id, message="Show me a long line " * 10
         )
         chat_services.complete_turn(turn)

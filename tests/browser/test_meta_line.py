@@ -12,7 +12,7 @@ from app.files import services as file_services
 from app.models import User
 from tests.browser.helpers import chat_ready, login, reply_done
 from tests.factories import make_file, make_project, make_user
-from tests.fake_provider import Scenario
+from tools.fake_provider import Scenario
 
 pytestmark = [pytest.mark.browser, pytest.mark.use_fake(LLM_TIMEOUT_SECONDS=5)]
 

@@ -47,12 +47,14 @@ def test_edit_twice_history_diff_and_roll_back(app, live_server, page, shot):
     items.nth(0).get_by_role("link", name="Diff with v2").click()
     page.wait_for_url("**/prompts/diff?from=2&to=3")
     assert page.inner_text("#diff-title") == "Changes from v2 to v3"
-    assert page.locator(".diff-add").all_inner_texts() == [
+    assert page.locator("pre.diff .diff-add").all_inner_texts() == [
         "+You are terse and kind.",
         "+Cite sources.",
     ]
-    assert page.locator(".diff-del").all_inner_texts() == ["-You are terse."]
+    assert page.locator("pre.diff .diff-del").all_inner_texts() == ["-You are terse."]
     assert " ".join(page.inner_text("#diff-stats").split()) == "+2 −1 lines changed"
+    labels = page.locator('#settings-diff tr[data-field="labels"] td')
+    assert [" ".join(t.split()) for t in labels.all_inner_texts()] == ["none", "production"]
     assert page.locator(".history-item.is-compared").count() == 2
     shot(page, "prompt-history", full_page=True)
 

@@ -1,4 +1,4 @@
-"""Provider tests talk real HTTP to the fake provider server (tests/fake_provider.py).
+"""Provider tests talk real HTTP to the fake provider server (tools/fake_provider.py).
 
 The suite's one fake server (``fake``, shared with every other module), reset before every test;
 settings point both providers at it with short timeouts; the chain's sleep is recorded instead
@@ -9,17 +9,13 @@ from __future__ import annotations
 
 import pytest
 
-from app.providers.base import (
-    ChatRequest,
-    ChatTurn,
-    ProviderSettings,
-    TextDelta,
-    make_http_client,
-)
 from app.providers.chain import build_chain
+from app.providers.events import Text
 from app.providers.openai import OpenAIProvider
 from app.providers.openrouter import OpenRouterProvider
-from tests.fake_provider import DEFAULT_OPENAI_KEY, DEFAULT_OPENROUTER_KEY
+from app.providers.transport import make_http_client
+from app.providers.types import ChatRequest, ChatTurn, ProviderSettings
+from tools.fake_provider import DEFAULT_OPENAI_KEY, DEFAULT_OPENROUTER_KEY
 
 
 @pytest.fixture(scope="session")
@@ -89,4 +85,4 @@ def chat_request() -> ChatRequest:
 
 def text_of(events) -> str:
     """The text of an adapter's stream events."""
-    return "".join(e.text for e in events if isinstance(e, TextDelta))
+    return "".join(e.text for e in events if isinstance(e, Text))

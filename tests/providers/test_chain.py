@@ -1,5 +1,5 @@
-"""The fallback policy (app/providers/chain.py, ARCHITECTURE.md), one test per table row, over real
-HTTP to the fake server. ``sleeps`` records what the chain would have slept before a retry."""
+"""The fallback policy (app/providers/chain.py, docs/providers.md), one test per table row, over
+real HTTP to the fake server. ``sleeps`` records what the chain would have slept before a retry."""
 
 from __future__ import annotations
 
@@ -8,41 +8,39 @@ import logging
 
 import pytest
 
-from app.providers.base import (
+from app.providers.chain import (
+    PROVIDERS,
+    AttemptRecord,
+    ProviderChain,
+    build_chain,
+)
+from app.providers.errors import (
     ProviderAuthError,
     ProviderBadRequest,
     ProviderConnectionError,
     ProviderContentPolicy,
     ProviderError,
     ProviderMalformed,
-    ProviderSettings,
     ProviderTimeout,
     ProviderUnavailable,
-    TextDelta,
-    make_http_client,
 )
-from app.providers.chain import (
-    PROVIDERS,
-    AttemptRecord,
-    ChainEnd,
-    Committed,
-    ProviderChain,
-    build_chain,
-)
-from tests.fake_provider import Scenario, closed_port_url
+from app.providers.events import Committed, Done, Text
+from app.providers.transport import make_http_client
+from app.providers.types import ProviderSettings
 from tests.providers.conftest import make_request
+from tools.fake_provider import Scenario, closed_port_url
 
 DEFAULT_RETRY = 0.25
 
 
-def run(chain: ProviderChain, req=None) -> tuple[str, ChainEnd]:
+def run(chain: ProviderChain, req=None) -> tuple[str, Done]:
     events = list(chain.stream(req or make_request()))
     end = events[-1]
-    assert isinstance(end, ChainEnd)
+    assert isinstance(end, Done)
     committed, *deltas = events[:-1]
     # Who answers is announced once, before the first text, and agrees with the end.
     assert committed == Committed(end.meta.provider, committed.model, end.fallback)
-    assert all(isinstance(e, TextDelta) for e in deltas)
+    assert all(isinstance(e, Text) for e in deltas)
     return "".join(e.text for e in deltas), end
 
 
@@ -342,7 +340,7 @@ def test_complete_falls_back_by_the_same_rules(fake_provider, chain, scenario, o
 
 def test_complete_on_the_primary_is_not_a_fallback(fake_provider, chain):
     reply, end = chain.complete(make_request())
-    assert (reply.meta.provider, end.fallback, end.attempts) == ("openai", False, [])
+    assert (reply.meta.provider, end.fallback, end.attempts) == ("openai", False, ())
     assert fake_provider.calls("chat") == []
 
 
@@ -376,7 +374,7 @@ def test_closing_the_chain_stream_closes_the_upstream_request(
     )
     events = chain.stream(make_request())
     assert next(events).provider == ("openai" if endpoint == "responses" else "openrouter")
-    assert next(events) == TextDelta("w0 ")
+    assert next(events) == Text("w0 ")
     events.close()  # Stop / client gone
     assert fake_provider.wait_for_disconnects(1, timeout=3)
     (call,) = fake_provider.calls(endpoint)

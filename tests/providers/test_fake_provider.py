@@ -8,7 +8,7 @@ import json
 import httpx
 import pytest
 
-from tests.fake_provider import Scenario
+from tools.fake_provider import Scenario
 
 OPENAI_AUTH = {"Authorization": "Bearer test-openai-key"}
 OPENROUTER_AUTH = {"Authorization": "Bearer test-openrouter-key"}

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from app.providers.base import ChatRequest, ChatTurn, ProviderSettings, StreamEnd, TextDelta
+from app.providers.events import Done, Text
 from app.providers.offline import OfflineProvider
+from app.providers.types import ChatRequest, ChatTurn, ProviderSettings
 
 
 def request(message: str) -> ChatRequest:
@@ -13,8 +14,8 @@ def request(message: str) -> ChatRequest:
 def test_streams_word_by_word_and_ends_once():
     events = list(OfflineProvider(ProviderSettings(offline_delay_ms=0)).stream(request("Hello")))
     deltas, end = events[:-1], events[-1]
-    assert len(deltas) > 20 and all(isinstance(d, TextDelta) for d in deltas)
-    assert isinstance(end, StreamEnd)
+    assert len(deltas) > 20 and all(isinstance(d, Text) for d in deltas)
+    assert isinstance(end, Done)
     text = "".join(d.text for d in deltas)
     assert (end.meta.provider, end.meta.model, end.meta.finish_reason) == (
         "offline",
@@ -35,7 +36,7 @@ def test_says_what_it_is_and_how_to_configure_a_real_model():
 
 def test_is_deterministic_and_matches_the_stream():
     provider = OfflineProvider(ProviderSettings(offline_delay_ms=0))
-    streamed = "".join(e.text for e in provider.stream(request("x")) if isinstance(e, TextDelta))
+    streamed = "".join(e.text for e in provider.stream(request("x")) if isinstance(e, Text))
     assert streamed == provider.complete(request("x")).text == provider.complete(request("x")).text
 
 

@@ -9,9 +9,7 @@ from email.utils import format_datetime
 
 import pytest
 
-from app.providers.base import (
-    ChatRequest,
-    ChatTurn,
+from app.providers.errors import (
     ProviderAuthError,
     ProviderBadRequest,
     ProviderConnectionError,
@@ -22,13 +20,13 @@ from app.providers.base import (
     ProviderRateLimited,
     ProviderTimeout,
     ProviderUnavailable,
-    StreamEnd,
-    TextDelta,
-    make_http_client,
 )
+from app.providers.events import Done, Text
 from app.providers.openai import OpenAIProvider
-from tests.fake_provider import Scenario, closed_port_url
+from app.providers.transport import make_http_client
+from app.providers.types import ChatRequest, ChatTurn
 from tests.providers.conftest import make_request, text_of
+from tools.fake_provider import Scenario, closed_port_url
 
 # --- what crosses the wire ----------------------------------------------------------------------
 
@@ -85,7 +83,7 @@ def test_stream_yields_deltas_then_one_end_with_usage(openai, chat_request):
     events = list(openai.stream(chat_request))
     assert [e.text for e in events[:-1]] == ["Hello", " from", " the", " fake", " model."]
     end = events[-1]
-    assert isinstance(end, StreamEnd)
+    assert isinstance(end, Done)
     meta = end.meta
     assert (meta.provider, meta.model, meta.finish_reason) == (
         "openai",
@@ -298,8 +296,8 @@ def test_closing_the_stream_closes_the_upstream_request(fake_provider, openai, c
         "responses", Scenario(deltas=[f"w{i} " for i in range(200)], token_delay_ms=10)
     )
     events = openai.stream(chat_request)
-    assert next(events) == TextDelta("w0 ")
-    assert next(events) == TextDelta("w1 ")
+    assert next(events) == Text("w0 ")
+    assert next(events) == Text("w1 ")
     events.close()  # the user pressed Stop
     assert fake_provider.wait_for_disconnects(1, timeout=3)
     (call,) = fake_provider.calls("responses")

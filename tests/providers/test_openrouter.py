@@ -7,7 +7,7 @@ import dataclasses
 
 import pytest
 
-from app.providers.base import (
+from app.providers.errors import (
     ProviderAuthError,
     ProviderBadRequest,
     ProviderConnectionError,
@@ -18,13 +18,12 @@ from app.providers.base import (
     ProviderRateLimited,
     ProviderTimeout,
     ProviderUnavailable,
-    StreamEnd,
-    TextDelta,
-    make_http_client,
 )
+from app.providers.events import Done, Text
 from app.providers.openrouter import OpenRouterProvider, to_openai_model, to_openrouter_model
-from tests.fake_provider import Scenario, closed_port_url
+from app.providers.transport import make_http_client
 from tests.providers.conftest import make_request, text_of
+from tools.fake_provider import Scenario, closed_port_url
 
 # --- what crosses the wire ----------------------------------------------------------------------
 
@@ -92,7 +91,7 @@ def test_stream_reads_usage_from_either_chunk_shape(
     events = list(openrouter.stream(chat_request))
     assert text_of(events) == "Hello from the fake model."
     end = events[-1]
-    assert isinstance(end, StreamEnd)
+    assert isinstance(end, Done)
     assert (end.meta.provider, end.meta.model) == ("openrouter", "openai/gpt-4o-mini")
     assert (end.meta.tokens_in, end.meta.tokens_out) == (13, 5)
     assert end.meta.finish_reason == "stop"
@@ -264,7 +263,7 @@ def test_connection_refused(settings, http_client, chat_request):
 def test_closing_the_stream_closes_the_upstream_request(fake_provider, openrouter, chat_request):
     fake_provider.script("chat", Scenario(deltas=[f"w{i} " for i in range(200)], token_delay_ms=10))
     events = openrouter.stream(chat_request)
-    assert next(events) == TextDelta("w0 ")
+    assert next(events) == Text("w0 ")
     events.close()
     assert fake_provider.wait_for_disconnects(1, timeout=3)
     assert not fake_provider.calls("chat")[0].completed
