@@ -18,7 +18,7 @@ pytestmark = pytest.mark.browser
 
 def seed(app):
     """v1 production, v2 candidate (both with replies in the last hours, v2 one by a fallback
-    provider), v3 only two days ago."""
+    provider; v1 one more 30 hours ago), v3 only two days ago."""
     owner = make_user(app, email="ada@example.com", name="Ada")
     project_id = make_project(app, owner, name="Support bot", system_prompt="Be terse.")
     with app.app_context():
@@ -42,6 +42,9 @@ def seed(app):
                 seen = {"tokens_in": 280, "tokens_out": 90, "fallback": hours == 5}
                 rows.append(reply(chat, v2, at, ttft_ms=150, total_ms=900, **seen))
         rows.append(reply(chat, v1, now - timedelta(hours=2), status="error"))
+        # A day earlier still, so the 7-day lines have two days with data at any time of day
+        # (one day alone draws a dot, not a path).
+        rows.append(reply(chat, v1, now - timedelta(hours=30), ttft_ms=260, total_ms=1530))
         rows.append(reply(chat, v3, now - timedelta(days=2), ttft_ms=400, total_ms=3000))
         add_rows(rows)
     return owner, project_id
@@ -63,7 +66,7 @@ def test_metrics_table_compares_production_and_candidate(app, live_server, page,
     assert rows.nth(0).locator(".badge").inner_text() == "production"
     assert rows.nth(1).locator(".badge").inner_text() == "candidate"
     assert rows.nth(2).locator(".badge").count() == 0
-    assert rows.nth(0).locator("td").nth(0).locator(".metric-value").inner_text() == "20"
+    assert rows.nth(0).locator("td").nth(0).locator(".metric-value").inner_text() == "21"
     assert rows.nth(1).locator("td").nth(0).locator(".metric-value").inner_text() == "10"
     charts = table.locator("svg.spark[role=img]")
     assert charts.count() == 3 * 9
