@@ -9,6 +9,7 @@ marker is enforced here (a test that starts a server process unmarked fails).
 
 from __future__ import annotations
 
+import gc
 import os
 import re
 import shutil
@@ -107,6 +108,33 @@ class UnmarkedServer(AssertionError):
 
 
 sys.addaudithook(_refuse_unmarked_servers)  # audit hooks cannot be removed: gated by _running
+
+
+# --- the garbage collector, paced for a suite --------------------------------------------------
+# Each test builds an app (thousands of objects: rules, templates, SQLAlchemy mappers), so
+# CPython's default thresholds (700 allocations) ran a young collection every few hundred
+# microseconds and a full one every few tests: about 15 % of the fast lane's time went to
+# walking the same long-lived objects (measured in docs/testing.md). The suite raises the
+# young threshold, freezes what collection built (modules, the template cache, the shared
+# URL builders) out of every later walk, and runs a full collection itself every 50 tests and
+# before each test that starts a server or a cluster (whose timing budgets must not meet a
+# long pause). Unreachable cycles are still collected, a little later; a resource left open
+# by a test is still reported (``filterwarnings = error`` turns the warning into a failure).
+GC_EVERY = 50
+gc.set_threshold(50_000, 20, 100)
+_tests_run = 0
+
+
+def pytest_collection_finish(session):
+    gc.collect()
+    gc.freeze()
+
+
+def pytest_runtest_setup(item):
+    global _tests_run
+    _tests_run += 1
+    if _tests_run % GC_EVERY == 0 or item.get_closest_marker("server") or item.get_closest_marker("cluster"):
+        gc.collect()
 
 
 @pytest.hookimpl(wrapper=True)
