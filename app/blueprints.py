@@ -10,8 +10,11 @@ from app.auth import routes as auth_routes
 from app.chat import api as chat_api
 from app.compare import api as compare_api
 from app.compare import routes as compare_routes
+from app.compat import api as compat_api
 from app.files import api as files_api
 from app.files import routes as files_routes
+from app.keys import api as keys_api
+from app.keys import routes as keys_routes
 from app.projects import api as projects_api
 from app.projects import routes as projects_routes
 from app.prompts import api as prompts_api
@@ -22,6 +25,7 @@ api.bp.register_blueprint(auth_api.usage_bp)
 api.bp.register_blueprint(projects_api.bp)
 api.bp.register_blueprint(chat_api.bp)
 api.bp.register_blueprint(compare_api.bp)
+api.bp.register_blueprint(keys_api.bp)
 api.bp.register_blueprint(prompts_api.models_bp)
 projects_api.bp.register_blueprint(prompts_api.bp)
 projects_api.bp.register_blueprint(files_api.bp)
@@ -32,5 +36,7 @@ ALL = (
     prompts_routes.bp,
     files_routes.bp,
     compare_routes.bp,
+    keys_routes.bp,
     api.bp,
+    compat_api.bp,
 )

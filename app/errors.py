@@ -110,7 +110,32 @@ class ProviderFailed(AppError):
 
 
 def wants_json() -> bool:
-    return request.path == "/api" or request.path.startswith("/api/")
+    """JSON errors, bearer tokens: the JSON API (``/api``) and the OpenAI-compatible
+    endpoints (``/v1``)."""
+    path = request.path
+    return path == "/api" or path.startswith(("/api/", "/v1/"))
+
+
+def openai_path() -> bool:
+    return request.path.startswith("/v1/")
+
+
+# OpenAI's error ``type`` by status (https://platform.openai.com/docs/guides/error-codes;
+# docs/openai-compatible.md): the official clients pick their exception by status alone.
+_OPENAI_TYPES = {
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    429: "rate_limit_error",
+}
+
+
+def openai_error_body(status: int, code: str, message: str, param: str | None = None) -> dict:
+    """OpenAI's error object: ``{"error": {"message", "type", "param", "code"}}``."""
+    kind = _OPENAI_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+    if code == "budget_exceeded" or code == "key_budget_exceeded":
+        kind = "insufficient_quota"
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
 
 def error_body(
@@ -126,7 +151,12 @@ def error_body(
 def _respond(
     status: int, code: str, message: str, fields=None, headers=None, extra=None
 ) -> Response:
-    if wants_json():
+    if openai_path():  # OpenAI's status codes: its clients know no 422
+        status = 400 if status == 422 else status
+        param = next(iter(fields)) if fields else None
+        detail = f"{message} {' '.join(fields.values())}" if fields else message
+        resp = jsonify(openai_error_body(status, code, detail.strip(), param))
+    elif wants_json():
         resp = jsonify(error_body(code, message, fields, extra))
     else:
         html = render_template("errors/error.html", status=status, message=message)

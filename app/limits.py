@@ -178,3 +178,31 @@ def upload_retry_seconds() -> int:
     """After ``count_uploaded_file`` refused: seconds until the limit lets a file through."""
     current = limiter.current_limit
     return max(1, math.ceil(current.reset_at - time.time())) if current else 60
+
+
+# API keys (create, revoke), page and API in one budget per user.
+keys_per_user = limiter.shared_limit(
+    _config("RATELIMIT_KEYS"), scope="keys", key_func=user_or_address, methods=["POST", "DELETE"]
+)
+
+
+def _api_key_id() -> str:
+    return "key:" + str(g.api_key.id) if g.get("api_key") is not None else user_or_address()
+
+
+def _api_key_rate() -> str:
+    key = g.get("api_key")
+    per_minute = key.rate_per_minute if key is not None and key.rate_per_minute else None
+    return f"{per_minute or current_app.config['API_KEY_RATE_PER_MINUTE']} per minute"
+
+
+@limiter.limit(_config("RATELIMIT_OPENAI_USER"), key_func=user_or_address, scope="openai-user")
+def count_openai_call() -> None:
+    """One call to the OpenAI-compatible endpoints, counted against the user's rate over all
+    keys (429 ``rate_limited`` with ``Retry-After`` when over)."""
+
+
+@limiter.limit(_api_key_rate, key_func=_api_key_id, scope="openai-key")
+def count_openai_key_call() -> None:
+    """The same call counted against the calling key's own rate (``API_KEY_RATE_PER_MINUTE``
+    or the key's ``rate_per_minute``)."""

@@ -705,6 +705,23 @@ class Settings(BaseSettings):
         "120 per minute",
         "Attaching to a reply's events (resumed connections, Compare columns), per user.",
     )
+    RATELIMIT_KEYS: str = limits(
+        "30 per hour",
+        "Creating and revoking API keys per user, page and API together.",
+    )
+    RATELIMIT_OPENAI_USER: str = limits(
+        "300 per minute",
+        "Calls to the OpenAI-compatible endpoints (/v1) per user, all keys together; each key "
+        "also has its own per-minute rate (API_KEY_RATE_PER_MINUTE).",
+    )
+    API_KEY_RATE_PER_MINUTE: Whole = limits(
+        60,
+        "Calls per minute of one API key on /v1 unless the key sets its own, which may not "
+        "exceed API_KEY_RATE_MAX.",
+        ge=1,
+    )
+    API_KEY_RATE_MAX: Whole = limits(600, ge=1)
+    API_KEYS_MAX: Whole = limits(50, "Active (not revoked) API keys per user.", ge=1)
 
     # --- behind a reverse proxy
     TRUST_PROXY: Flag = proxy(

@@ -133,7 +133,11 @@ def pytest_collection_finish(session):
 def pytest_runtest_setup(item):
     global _tests_run
     _tests_run += 1
-    if _tests_run % GC_EVERY == 0 or item.get_closest_marker("server") or item.get_closest_marker("cluster"):
+    if (
+        _tests_run % GC_EVERY == 0
+        or item.get_closest_marker("server")
+        or item.get_closest_marker("cluster")
+    ):
         gc.collect()
 
 

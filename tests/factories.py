@@ -46,6 +46,16 @@ def make_project(
         return project.id
 
 
+def make_key(app, user: UserInfo, name: str = "app", **options) -> tuple[int, str]:
+    """An API key of ``user``: its id and its secret."""
+    from app.keys import services as key_services
+
+    with app.app_context():
+        owner = db.session.get(User, user.id)
+        key, secret = key_services.create_key(user=owner, name=name, **options)
+        return key.id, secret
+
+
 def make_conversation(app, user: UserInfo, project_id: int, message: str = "Hello") -> int:
     """A conversation with one exchange, answered by whichever provider the app is set up with."""
     from app.chat import services as chat_services

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from tools import module_map
 
-FEATURES = {"auth", "projects", "prompts", "chat", "compare", "files"}
+FEATURES = {"auth", "keys", "projects", "prompts", "chat", "compare", "compat", "files"}
 
 
 def test_the_module_map_in_architecture_is_generated_from_the_tree():

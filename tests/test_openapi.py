@@ -374,6 +374,19 @@ def test_real_responses_match_the_document(api, validator):
     assert api("post", files + "/{file_id}/sync", ids).status_code == 409
     assert api("delete", files + "/{file_id}", ids).status_code == 204
 
+    # API keys: created (the secret once), listed, refused where their scope ends, revoked.
+    made = api("post", "/api/keys", json={"name": "widget", "scope": "read"})
+    assert made.status_code == 201 and made.get_json()["key"].startswith("phk_")
+    assert api("post", "/api/keys", json={"name": ""}).status_code == 422
+    assert api("post", "/api/keys", json={"name": "x", "scope": "all"}).status_code == 422
+    key = {"Authorization": f"Bearer {made.get_json()['key']}"}
+    assert api("get", "/api/keys", headers=key).status_code == 200
+    assert api("post", "/api/keys", json={"name": "more"}, headers=key).status_code == 403
+    key_ids = {"key_id": made.get_json()["api_key"]["id"]}
+    assert api("delete", "/api/keys/{key_id}", key_ids).get_json()["revoked_at"]
+    assert api("get", "/api/keys", headers=key).status_code == 401
+    assert api("delete", "/api/keys/{key_id}", {"key_id": 999}).status_code == 404
+
     # Deleting, and logging out everywhere.
     assert api("delete", conversation, ids).status_code == 204
     assert api("get", conversation, ids).status_code == 404

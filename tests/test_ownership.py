@@ -17,12 +17,14 @@ from tests.factories import (
     make_comparison,
     make_conversation,
     make_file,
+    make_key,
     make_label,
     make_project,
     make_user,
 )
 
 SAFE = {"GET"}
+JSON = ("/api/", "/v1/")  # bearer-token routes; /v1 takes no cookies at all
 
 
 @pytest.fixture
@@ -33,6 +35,7 @@ def owned(app):
     file_id = make_file(app, owner, project_id, name="notes.txt")
     comparison_id = make_comparison(app, owner, project_id)
     label = make_label(app, owner, project_id, "staging", 1)
+    key_id, _ = make_key(app, owner)
     with app.app_context():
         turn_id = db.session.scalar(
             select(Message.id).where(
@@ -49,6 +52,8 @@ def owned(app):
         "filename": "notes.txt",
         "comparison_id": comparison_id,
         "label": label,
+        "key_id": key_id,
+        "name": "owners-bot",  # the project's model name on /v1 (its slug)
     }
 
 
@@ -62,7 +67,7 @@ def id_routes(app):
 
 def call(client, rule, method, values, **kw):
     url = rule.build(values, append_unknown=False)[1]
-    body = {"json": {}} if rule.rule.startswith("/api/") and method != "GET" else {}
+    body = {"json": {}} if rule.rule.startswith(JSON) and method != "GET" else {}
     return client.open(url, method=method, **body, **kw)
 
 
@@ -73,7 +78,13 @@ def test_every_route_with_an_id_is_404_for_another_user(app, client, owned):
     for rule, method in id_routes(app):
         unknown = rule.arguments - owned.keys()
         assert not unknown, f"{rule.rule}: teach test_ownership about {unknown}"
-        variants = [{}, {"headers": intruder.headers}] if rule.rule.startswith("/api/") else [{}]
+        variants = (
+            [{"headers": intruder.headers}]
+            if rule.rule.startswith("/v1/")
+            else [{}, {"headers": intruder.headers}]
+            if rule.rule.startswith("/api/")
+            else [{}]
+        )
         for kw in variants:
             resp = call(client, rule, method, owned, **kw)
             assert resp.status_code == 404, f"{method} {rule.rule} {kw} -> {resp.status_code}"
@@ -88,7 +99,10 @@ def test_every_route_with_an_id_needs_login(app, client, owned):
     for rule, method in id_routes(app):
         resp = call(client, rule, method, owned)
         where = f"{method} {rule.rule} -> {resp.status_code}"
-        if rule.rule.startswith("/api/"):
+        if rule.rule.startswith("/v1/"):
+            assert resp.status_code == 401, where
+            assert resp.get_json()["error"]["code"] == "key_missing", where
+        elif rule.rule.startswith("/api/"):
             assert resp.status_code == 401, where
             assert resp.get_json()["error"]["code"] == "unauthorized", where
         else:

@@ -35,7 +35,9 @@ from flask_login import current_user
 from app.auth import services
 from app.cors import is_preflight
 from app.errors import Forbidden, Unauthorized, wants_json
-from app.extensions import csrf, login_manager
+from app.extensions import csrf, db, login_manager
+from app.keys import services as keys
+from app.models import User
 from app.security import TokenError
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS", "TRACE"}
@@ -91,8 +93,8 @@ def sends_login_session() -> bool:
 
 @login_manager.user_loader
 def load_session_user(session_id: str):
-    if bearer_token() is not None:
-        return None  # the token alone decides
+    if bearer_token() is not None or request.path.startswith(keys.OPENAI_PREFIX):
+        return None  # the token alone decides; /v1 takes no cookies
     if origin_header_is_foreign():
         return None  # cookies never authorise a cross-origin request
     return services.user_for_session_id(session_id)
@@ -104,6 +106,10 @@ def load_token_user(req):
     if token is None:
         return None
     try:
+        if keys.is_key(token):
+            key = keys.key_for(token)
+            g.api_key = key
+            return db.session.get(User, key.user_id)
         return services.user_for_token(token)
     except TokenError as exc:
         g.token_error = exc
@@ -132,7 +138,11 @@ def init_app(app: Flask) -> None:
             if not current_user.is_authenticated:
                 err = g.get("token_error") or TokenError("token_invalid", "The token is not valid.")
                 raise Unauthorized(err.message, code=err.code)
+            if (key := g.get("api_key")) is not None:
+                keys.check_scope(key, request.path, request.endpoint, request.method)
             return None
+        if request.path.startswith(keys.OPENAI_PREFIX):
+            raise Unauthorized("Send an API key: Authorization: Bearer phk_…", code="key_missing")
         if request.method in SAFE_METHODS:
             return None
         # Pages: every write from another site. API: a write that carries a login session

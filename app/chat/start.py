@@ -12,6 +12,10 @@
 - ``case``: a run with no browser conversation behind it (prepared for evaluation runs): the
   case's earlier messages and its message in a new conversation pinned to a version, answered
   once.
+- ``from_app``: a call from an app (``compat``, the OpenAI-compatible endpoints): the caller's
+  earlier messages and its message in a new conversation of source ``api``, served like a new
+  chat (or pinned by ``model@label`` / ``model@v7``), with the caller's system text under the
+  project's policy.
 
 Every one checks the user's spending budget first (``app/usage.py``; read with the project, no
 round trip of its own), builds the provider request from our own rows (the database is the
@@ -276,20 +280,7 @@ def case(
             model=model,
             variables=variables,
         )
-        tree = branches.Tree()
-        parent_id = None
-        for role, content in history:
-            if role not in (Role.USER, Role.ASSISTANT):
-                raise ValidationFailed(fields={"history": "Each message is user or assistant."})
-            row = rows.insert_row(
-                Message,
-                conversation_id=conversation.id,
-                role=role,
-                content=content,
-                parent_id=parent_id,
-            )
-            tree.add(row.id, parent_id)
-            parent_id = row.id
+        tree, parent_id = _insert_history(conversation, history)
         return _begin(
             opened,
             conversation,
@@ -299,6 +290,80 @@ def case(
             new=True,
             variables=variables,
         )
+
+
+def from_app(
+    *,
+    user: User,
+    project_id: int,
+    message: str | None,
+    history: Sequence[tuple[str, str]] = (),
+    version: int | None = None,
+    label: str | None = None,
+    instructions: Instructions | None = None,
+    variables: dict | None = None,
+    api_key_id: int | None = None,
+) -> Turn:
+    """A call from an app (the OpenAI-compatible endpoints): ``history`` and ``message`` in a
+    new conversation of source ``api``, attributed to ``api_key_id``; served like a new chat
+    (production, or the canary's arm) unless ``version`` or ``label`` pins it.
+    ``instructions``: the caller's own system text and what the project's policy does with it."""
+    with transaction(keep_loaded=True):
+        opened = _open(user, project_id)
+        if label is not None:
+            version = labelled_version(opened.project, label).version
+        text = clean_message(message)
+        conversation = _new_conversation(
+            opened.project,
+            title=title_from(text),
+            version=version,
+            auto=True,
+            variables=variables,
+            source="api",
+            api_key_id=api_key_id,
+        )
+        tree, parent_id = _insert_history(conversation, history)
+        return _begin(
+            opened,
+            conversation,
+            tree,
+            text=text,
+            parent_id=parent_id,
+            new=True,
+            variables=variables,
+            instructions=instructions,
+        )
+
+
+@dataclass(frozen=True)
+class Instructions:
+    """A caller's own system text (``text``), put after the version's instructions
+    (``replace`` False) or instead of them."""
+
+    text: str
+    replace: bool = False
+
+
+def _insert_history(
+    conversation: Conversation, history: Sequence[tuple[str, str]]
+) -> tuple[branches.Tree, int | None]:
+    """Store earlier messages given by the caller (oldest first) as one branch: the tree and
+    the last one's id."""
+    tree = branches.Tree()
+    parent_id = None
+    for role, content in history:
+        if role not in (Role.USER, Role.ASSISTANT):
+            raise ValidationFailed(fields={"history": "Each message is user or assistant."})
+        row = rows.insert_row(
+            Message,
+            conversation_id=conversation.id,
+            role=role,
+            content=content,
+            parent_id=parent_id,
+        )
+        tree.add(row.id, parent_id)
+        parent_id = row.id
+    return tree, parent_id
 
 
 # --- the shared helper -----------------------------------------------------------------------
@@ -314,6 +379,7 @@ def _begin(
     user_message: Message | None = None,
     new: bool = False,
     variables: dict | None = None,
+    instructions: Instructions | None = None,
 ) -> Turn:
     """Insert the user's message (``text`` after ``parent_id``; or answer ``user_message``
     again), build the provider request and insert the assistant row: the turn, ready to run.
@@ -335,8 +401,10 @@ def _begin(
         conversation.pinned_version = serving if conversation.prompt_version_id else None
     settings = settings_of(serving)
     choice = catalog.resolve(conversation.model or settings.model)
-    instructions = render_instructions(serving, call=variables, conversation=conversation.variables)
-    system = instructions.text
+    rendered = render_instructions(serving, call=variables, conversation=conversation.variables)
+    system = rendered.text
+    if instructions is not None:
+        system = instructions.text if instructions.replace else f"{system}\n\n{instructions.text}"
     files = chat_context(project.id) if opened.has_files else NO_FILES
     request = ChatRequest(
         system=f"{system}\n\n{files.text}" if files.text else system,
@@ -356,7 +424,7 @@ def _begin(
         status=MessageStatus.STREAMING,
         prompt_version_id=serving.id if serving else None,
         context_files=files.files or None,
-        variables=instructions.variables,
+        variables=rendered.variables,
         lease_until=replies.lease_until(),
         parent_id=user_message.id,
     )
@@ -397,6 +465,8 @@ def _new_conversation(
     model: str | None = None,
     auto: bool = False,
     variables: dict | None = None,
+    source: str | None = None,
+    api_key_id: int | None = None,
 ) -> Conversation:
     """Insert a conversation: pinned to ``version`` (and ``model``) when given, else on the
     canary's arm for it. Its ``leaf_id`` stays NULL (the newest message: the reply) until a
@@ -415,6 +485,8 @@ def _new_conversation(
         arm=Arm.PINNED if pinned_to else None,
         title_state=TitleState.PENDING if auto and titles_wanted() else None,
         variables=variables or None,  # checked by the turn's ``_begin`` (rolled back if bad)
+        source=source,
+        api_key_id=api_key_id,
     )
     if pinned_to is None:
         _assign_canary(project, conversation)  # by its id, known now

@@ -12,13 +12,15 @@ from app.models.chat import (
     TitleState,
 )
 from app.models.file import StoredFile, SyncStatus, TextStatus
-from app.models.project import Project
+from app.models.key import ApiKey, Scope
+from app.models.project import Project, SystemPolicy
 from app.models.prompt import PromptLabel, PromptVersion
 from app.models.session import UserSession
 from app.models.usage import UsageDay
 from app.models.user import User
 
 __all__ = [
+    "ApiKey",
     "Arm",
     "Base",
     "Choice",
@@ -30,8 +32,10 @@ __all__ = [
     "PromptLabel",
     "PromptVersion",
     "Role",
+    "Scope",
     "StoredFile",
     "SyncStatus",
+    "SystemPolicy",
     "TextStatus",
     "TitleState",
     "UsageDay",

@@ -97,6 +97,13 @@ class Conversation(CreatedAtMixin, Base):
     # starts (the call's ``variables``), changed from the chat page's side panel. A turn's
     # own ``variables`` win over them, and they over the version's defaults. None: none set.
     variables: Mapped[dict | None] = mapped_column(JSON)
+    # Where the conversation came from: None, the owner's own chat (page or JSON API); ``api``,
+    # the OpenAI-compatible endpoints (``api_key_id``: the key that called, None for a login
+    # token). The per-version metrics can be read per source.
+    source: Mapped[str | None] = mapped_column(String(16))
+    api_key_id: Mapped[int | None] = mapped_column(
+        ForeignKey("api_keys.id", ondelete="SET NULL"), index=True
+    )
 
     # Eager: the list and the header show the pinned version's number.
     pinned_version: Mapped[PromptVersion | None] = relationship(lazy="joined")

@@ -15,6 +15,9 @@ from app.prompts.versions import DEFAULT_SYSTEM_PROMPT, active_version
 class Project(Out):
     id: int
     name: str
+    slug: str = Field(
+        description="The project's model name on the OpenAI-compatible endpoints (`/v1`)."
+    )
     description: str
     active_prompt_id: int | None
     created_at: Time

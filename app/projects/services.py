@@ -3,12 +3,15 @@ indistinguishable from a missing one (404), on every route that uses it."""
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, func, select
+from sqlalchemy.exc import IntegrityError
 
 from app.errors import NotFound, ValidationFailed
 from app.extensions import db
@@ -25,6 +28,36 @@ from app.prompts.versions import (
 
 NAME_MAX = 120
 DESCRIPTION_MAX = 2000
+SLUG_MAX = 48
+
+
+def slugify(name: str) -> str:
+    """The model-name form of a project's name: ASCII lower-case letters, digits and hyphens
+    ("Ada's Support Bot ü" → ``adas-support-bot-u``); ``project`` when nothing is left."""
+    text = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    text = re.sub(r"[^a-z0-9]+", "-", text.lower().replace("'", "")).strip("-")
+    text = text[:SLUG_MAX].strip("-")
+    return text or "project"
+
+
+def _free_slug(user: User, name: str) -> str:
+    """``slugify(name)``, or with ``-2``, ``-3`` … when another of ``user``'s projects has it.
+    Two projects created at the same moment with the same name: the unique constraint refuses
+    the second, and its creation is tried again (``create_project``)."""
+    base = slugify(name)
+    taken = set(
+        db.session.scalars(
+            select(Project.slug).where(
+                Project.owner_id == user.id,
+                (Project.slug == base) | Project.slug.like(f"{base[:44]}-%"),
+            )
+        )
+    )
+    slug, n = base, 1
+    while slug in taken:
+        n += 1
+        slug = f"{base[:44]}-{n}"
+    return slug
 
 
 def _clean(name: str | None, description: str | None, *, partial: bool) -> dict[str, str]:
@@ -160,9 +193,16 @@ def create_project(
     values = _clean(name, description, partial=False)
     prompt = _clean_prompt(system_prompt) if (system_prompt or "").strip() else None
     template = _template(prompt, None) if prompt else None
-    project = Project(owner_id=user.id, **values)
-    db.session.add(project)
-    db.session.flush()
+    for attempt in range(3):
+        project = Project(owner_id=user.id, slug=_free_slug(user, values["name"]), **values)
+        try:
+            with db.session.begin_nested():
+                db.session.add(project)
+                db.session.flush()
+            break
+        except IntegrityError:  # the same slug, taken a moment ago by a concurrent creation
+            if attempt == 2:
+                raise
     if prompt:
         add_version(
             project,
