@@ -47,6 +47,11 @@ class Conversation(Out):
         description="Template variable values set for this conversation (at its start, or "
         "with `PATCH`); null: none."
     )
+    source: str | None = Field(
+        description="Where it came from: null, the owner's own chat (page or JSON API); `api`, "
+        "an app calling the OpenAI-compatible endpoints (`api_key_id`: with which key)."
+    )
+    api_key_id: int | None
     created_at: Time
     updated_at: Time
 

@@ -2,6 +2,7 @@
 
 from flask_wtf import FlaskForm
 from wtforms import IntegerField, SelectField, StringField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import NumberRange, Optional
 
 from app.keys.services import NAME_MAX
@@ -14,9 +15,9 @@ class KeyForm(FlaskForm):
     scope = SelectField(
         "What it may do",
         choices=[
-            ("chat", "Chat only: the OpenAI-compatible endpoints (/v1)"),
-            ("read", "Chat, and read the JSON API"),
-            ("manage", "Everything the JSON API does, but your keys and password"),
+            SelectChoice("chat", "Chat only: the OpenAI-compatible endpoints (/v1)"),
+            SelectChoice("read", "Chat, and read the JSON API"),
+            SelectChoice("manage", "Everything the JSON API does, but your keys and password"),
         ],
         default="chat",
     )

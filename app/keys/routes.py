@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from flask import Blueprint, flash, redirect, render_template, url_for
 from flask_login import current_user, login_required
+from wtforms.fields.choices import SelectChoice
 
 from app.errors import AppError
 from app.forms import ConfirmForm, apply_errors
@@ -15,11 +16,11 @@ from app.limits import keys_per_user
 bp = Blueprint("keys", __name__)
 
 
-def _form() -> KeyForm:
-    form = KeyForm()
+def _form(**options) -> KeyForm:
+    form = KeyForm(**options)
     projects = services.projects_for(current_user, None)
-    form.project_id.choices = [(0, "Every project: a personal key")] + [
-        (p.id, f"{p.name} only ({p.slug}): a project key") for p in projects
+    form.project_id.choices = [SelectChoice(0, "Every project: a personal key")] + [
+        SelectChoice(p.id, f"{p.name} only ({p.slug}): a project key") for p in projects
     ]
     return form
 
@@ -45,8 +46,7 @@ def index():
             apply_errors(form, exc)
         else:
             created = (key, secret)
-            form = _form()
-            form.name.data = ""
+            form = _form(formdata=None)  # an empty form for the next key
     status = 422 if form.errors or form.form_errors else (201 if created else 200)
     page = render_template(
         "keys/index.html",
