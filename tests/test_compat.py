@@ -12,7 +12,7 @@ import httpx
 import openai
 import pytest
 from jsonschema import Draft202012Validator
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from app.extensions import db
 from app.models import ApiKey, Conversation, Message
@@ -360,3 +360,109 @@ def test_a_keys_rate_and_budget_hold_and_others_are_unaffected(
     assert caught.value.code == "key_budget_exceeded"
     assert caught.value.body["type"] == "insufficient_quota"
     assert len(fake.calls("responses")) == 5
+
+
+# --- the Responses API ---------------------------------------------------------------------------
+
+
+def test_the_sdk_uses_the_responses_api_and_continues_a_response(
+    app, live_server, key, project_id, fake
+):
+    fake.script("responses", Scenario(text="Hello Ada."), Scenario(deltas=["Orders ", "ship."]))
+    client = sdk(live_server, key)
+    first = client.responses.create(
+        model="support-bot", input="Hi, I am Ada.", instructions="Be brief."
+    )
+    assert first.output_text == "Hello Ada." and first.status == "completed"
+    assert first.usage.total_tokens > 0
+    events = list(
+        client.responses.create(
+            model="support-bot",
+            input=[{"role": "user", "content": [{"type": "input_text", "text": "Shipping?"}]}],
+            previous_response_id=first.id,
+            stream=True,
+        )
+    )
+    kinds = [e.type for e in events]
+    assert kinds[:4] == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.content_part.added",
+    ]
+    assert kinds[-4:] == [
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    assert "".join(e.delta for e in events if e.type == "response.output_text.delta") == (
+        "Orders ship."
+    )
+    assert events[-1].response.output_text == "Orders ship."
+    # The second call saw the first exchange, in the same stored conversation.
+    second = fake.calls("responses")[1].json
+    assert [m["content"] for m in second["input"]] == [
+        "Hi, I am Ada.",
+        "Hello Ada.",
+        "Shipping?",
+    ]
+    assert second["instructions"] == "You are Support Bot."  # instructions are per call
+    assert fake.calls("responses")[0].json["instructions"] == "You are Support Bot.\n\nBe brief."
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Conversation)) == 1
+
+
+def test_a_response_of_someone_else_cannot_be_continued(
+    app, client, live_server, key, project_id, fake
+):
+    fake.script("responses", Scenario(text="mine"))
+    first = sdk(live_server, key).responses.create(model="support-bot", input="Hi")
+    eve = make_user(app, email="eve@example.com")
+    make_project(app, eve, name="Support Bot")  # her own support-bot
+    eve_client = sdk(live_server, new_key(client, eve)["key"])
+    for previous in (first.id, "resp_999999", "resp_x", "msg_1"):
+        with pytest.raises(openai.NotFoundError) as caught:
+            eve_client.responses.create(
+                model="support-bot", input="Tell me", previous_response_id=previous
+            )
+        assert caught.value.code == "response_not_found"
+    assert len(fake.calls("responses")) == 1
+
+
+def test_raw_responses_match_openais_schemas(live_server, key, project_id, fake):
+    fake.script("responses", Scenario(text="Plain."), Scenario(deltas=["A", "B"]))
+    headers = {"Authorization": f"Bearer {key}"}
+    body = {"model": "support-bot", "input": "Hi", "metadata": {"ticket": "7"}}
+    plain = httpx.post(f"{live_server}/v1/responses", json=body, headers=headers)
+    assert plain.status_code == 200
+    conforms("Response", plain.json())
+    streamed = httpx.post(f"{live_server}/v1/responses", json={**body, "stream": True},
+                          headers=headers)  # fmt: skip
+    events = [line for line in streamed.text.splitlines() if line.startswith("event: ")]
+    data = [
+        json.loads(line[6:]) for line in streamed.text.splitlines() if line.startswith("data: ")
+    ]
+    assert [e[7:] for e in events] == [d["type"] for d in data]
+    names = {"response.created": "ResponseCreatedEvent",
+             "response.in_progress": "ResponseInProgressEvent",
+             "response.output_item.added": "ResponseOutputItemAddedEvent",
+             "response.content_part.added": "ResponseContentPartAddedEvent",
+             "response.output_text.delta": "ResponseTextDeltaEvent",
+             "response.output_text.done": "ResponseTextDoneEvent",
+             "response.content_part.done": "ResponseContentPartDoneEvent",
+             "response.output_item.done": "ResponseOutputItemDoneEvent",
+             "response.completed": "ResponseCompletedEvent"}  # fmt: skip
+    for item in data:
+        conforms(names[item["type"]], item)  # the event's own schema: its errors named
+        conforms("ResponseStreamEvent", item)
+    fake.script("responses", Scenario(deltas=["Part", "ial"], fail_after=1))
+    failed = httpx.post(f"{live_server}/v1/responses", json={**body, "stream": True},
+                        headers=headers)  # fmt: skip
+    last = json.loads([x for x in failed.text.splitlines() if x.startswith("data: ")][-1][6:])
+    assert last["type"] == "response.failed" and last["response"]["status"] == "failed"
+    conforms("ResponseFailedEvent", last)
+    refused = httpx.post(f"{live_server}/v1/responses", json={**body, "tools": []},
+                         headers=headers)  # fmt: skip
+    assert refused.status_code == 400 and refused.json()["error"]["param"] == "tools"

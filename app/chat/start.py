@@ -12,6 +12,8 @@
 - ``case``: a run with no browser conversation behind it (prepared for evaluation runs): the
   case's earlier messages and its message in a new conversation pinned to a version, answered
   once.
+- ``follow_up``: a call from an app that continues one of its stored replies (the Responses
+  API's ``previous_response_id``).
 - ``from_app``: a call from an app (``compat``, the OpenAI-compatible endpoints): the caller's
   earlier messages and its message in a new conversation of source ``api``, served like a new
   chat (or pinned by ``model@label`` / ``model@v7``), with the caller's system text under the
@@ -44,7 +46,7 @@ from app.catalog import ModelChoice
 from app.chat import branches, replies, rows
 from app.chat.conversations import conversation_in, get_conversation_for
 from app.chat.feedback import get_message_for
-from app.errors import ValidationFailed
+from app.errors import NotFound, ValidationFailed
 from app.extensions import db
 from app.files.services import NO_FILES, chat_context, chat_files_exist
 from app.llm import get_chain
@@ -335,6 +337,49 @@ def from_app(
         )
 
 
+def follow_up(
+    *,
+    user: User,
+    reply_id: int,
+    project_id: int,
+    message: str | None,
+    history: Sequence[tuple[str, str]] = (),
+    instructions: Instructions | None = None,
+    variables: dict | None = None,
+) -> Turn:
+    """A call from an app that continues a stored reply (the Responses API's
+    ``previous_response_id``): ``history`` and ``message`` after reply ``reply_id`` of an
+    ``api`` conversation of ``project_id``, on that branch (what the model sees is the branch up
+    to that reply, whatever was added beside it since). Any other message is a 404."""
+    with transaction(keep_loaded=True):
+        opened = _open(user, project_id)
+        previous = db.session.scalar(
+            select(Message)
+            .join(Conversation, Conversation.id == Message.conversation_id)
+            .where(
+                Message.id == reply_id,
+                Message.role == Role.ASSISTANT,
+                Conversation.project_id == opened.project.id,
+                Conversation.source == "api",
+            )
+        )
+        if previous is None:
+            raise NotFound("No such response in this project.", code="response_not_found")
+        text = clean_message(message)
+        conversation = conversation_in(opened.project, user, previous.conversation_id)
+        tree = branches.load(conversation.id)
+        tree, parent_id = _insert_history(conversation, history, tree, previous.id)
+        return _begin(
+            opened,
+            conversation,
+            tree,
+            text=text,
+            parent_id=parent_id,
+            variables=variables,
+            instructions=instructions,
+        )
+
+
 @dataclass(frozen=True)
 class Instructions:
     """A caller's own system text (``text``), put after the version's instructions
@@ -345,12 +390,14 @@ class Instructions:
 
 
 def _insert_history(
-    conversation: Conversation, history: Sequence[tuple[str, str]]
+    conversation: Conversation,
+    history: Sequence[tuple[str, str]],
+    tree: branches.Tree | None = None,
+    parent_id: int | None = None,
 ) -> tuple[branches.Tree, int | None]:
-    """Store earlier messages given by the caller (oldest first) as one branch: the tree and
-    the last one's id."""
-    tree = branches.Tree()
-    parent_id = None
+    """Store messages given by the caller (oldest first) as one branch after ``parent_id``
+    (None: from the start of a new conversation): the tree and the last one's id."""
+    tree = tree if tree is not None else branches.Tree()
     for role, content in history:
         if role not in (Role.USER, Role.ASSISTANT):
             raise ValidationFailed(fields={"history": "Each message is user or assistant."})
