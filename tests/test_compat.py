@@ -466,3 +466,29 @@ def test_raw_responses_match_openais_schemas(live_server, key, project_id, fake)
     refused = httpx.post(f"{live_server}/v1/responses", json={**body, "tools": []},
                          headers=headers)  # fmt: skip
     assert refused.status_code == 400 and refused.json()["error"]["param"] == "tools"
+
+
+def test_metrics_count_app_calls_apart_from_the_owners_chats(
+    app, client, owner, live_server, key, project_id, fake
+):
+    fake.script("responses", Scenario(text="from an app"), Scenario(text="in the chat"))
+    sdk(live_server, key).chat.completions.create(
+        model="support-bot", messages=[{"role": "user", "content": "Hi"}]
+    )
+    chatted = client.post(
+        f"/api/projects/{project_id}/chat", json={"message": "Hello"}, headers=owner.headers
+    )
+    assert chatted.status_code == 200
+    url = f"/api/projects/{project_id}/prompts/metrics"
+
+    def replies(source: str | None) -> int:
+        query = f"?source={source}" if source else ""
+        body = client.get(url + query, headers=owner.headers).get_json()
+        assert body["source"] == (source or "all")
+        return body["data"][0]["replies"]
+
+    assert (replies(None), replies("all"), replies("chat"), replies("api")) == (2, 2, 1, 1)
+    assert client.get(url + "?source=web", headers=owner.headers).status_code == 422
+    client.post("/login", data={"email": owner.email, "password": owner.password})
+    page = client.get(f"/projects/{project_id}/prompts?source=api").get_data(as_text=True)
+    assert 'href="?window=7d&amp;source=api#metrics" aria-current="true">Apps (API)' in page

@@ -248,6 +248,7 @@ def diff(project_id: int):
 def metrics_json(result: Metrics) -> dict:
     return PromptMetrics(
         window=result.window,
+        source=result.source,
         since=result.since,
         bucket_seconds=result.bucket_seconds,
         buckets=result.buckets,
@@ -277,11 +278,14 @@ def metrics_json(result: Metrics) -> dict:
     query=MetricsQuery,
     responses={
         200: ("The metrics.", PromptMetrics),
-        422: "`window` is not `24h`, `7d` or `all`.",
+        422: "`window` is not `24h`, `7d` or `all`, or `source` not `all`, `chat` or `api`.",
     },
 )
 def metrics(project_id: int):
-    result = services.metrics_for(user=current_user, project_id=project_id, window=args().window)
+    query = args()
+    result = services.metrics_for(
+        user=current_user, project_id=project_id, window=query.window, source=query.source
+    )
     return metrics_json(result)
 
 

@@ -200,6 +200,7 @@ class Metrics:
     bucket_seconds: int
     buckets: list[datetime]  # start of each bucket, oldest first
     versions: list[VersionMetrics]  # production, candidate, then the others newest first
+    source: str = "all"  # the conversations counted (``SOURCES``)
 
     @property
     def has_traffic(self) -> bool:
@@ -236,8 +237,24 @@ def _overridden(project_id: int) -> Select:
     )
 
 
+# Where replies came from (``Conversation.source``): every source, the owner's own chat
+# (page and JSON API: no source), or apps through the OpenAI-compatible endpoints.
+SOURCES = ("all", "chat", "api")
+DEFAULT_SOURCE = "all"
+
+
+def _from_source(project_id: int, source: str) -> Select:
+    """The project's conversations of ``source`` (not ``all``)."""
+    where = Conversation.source.is_(None) if source == "chat" else Conversation.source == source
+    return select(Conversation.id).where(Conversation.project_id == project_id, where)
+
+
 def _replies(
-    project_id: int, version_ids: list[int], since: datetime | None, bucket: int | None = None
+    project_id: int,
+    version_ids: list[int],
+    since: datetime | None,
+    bucket: int | None = None,
+    source: str = DEFAULT_SOURCE,
 ) -> Subquery:
     """The counted replies, one row each, with the columns the aggregates read: with a
     ``bucket`` size, its bucket instead of the time (fewer bytes to sort per row)."""
@@ -267,6 +284,8 @@ def _replies(
     ]
     if since is not None:
         where.append(Message.created_at >= since)
+    if source != "all":
+        where.append(Message.conversation_id.in_(_from_source(project_id, source)))
     return select(*columns).where(*where).subquery("replies")
 
 
@@ -361,9 +380,16 @@ def _tallies(rows: Subquery, keys: list[str]) -> dict[tuple, Tally]:
     return found
 
 
-def version_metrics(project: Project, window: str, *, now: datetime | None = None) -> Metrics:
+def version_metrics(
+    project: Project,
+    window: str,
+    *,
+    now: datetime | None = None,
+    source: str = DEFAULT_SOURCE,
+) -> Metrics:
     """The metrics of every version of ``project`` with replies in ``window`` (production and
-    the candidate always), production first. The caller has checked ownership."""
+    the candidate always), production first; ``source``: of those conversations only
+    (``SOURCES``). The caller has checked ownership."""
     now = now or utcnow()
     span = WINDOWS[window]
     since = now - span if span is not None else None
@@ -375,7 +401,7 @@ def version_metrics(project: Project, window: str, *, now: datetime | None = Non
     }
     totals = {}
     if versions:
-        rows = _replies(project.id, list(versions), since)
+        rows = _replies(project.id, list(versions), since, source=source)
         totals = {key[0]: tally for key, tally in _tallies(rows, ["version_id"]).items()}
     first = min((t.first_at for t in totals.values() if t.first_at), default=None)
     seconds = bucket_seconds(window, first, now)
@@ -386,7 +412,7 @@ def version_metrics(project: Project, window: str, *, now: datetime | None = Non
         indexes = range(bucket_index(start, seconds), bucket_index(now, seconds) + 1)
     by_bucket: dict[int, dict[int, Tally]] = {}
     if totals:
-        rows = _replies(project.id, list(totals), since, bucket=seconds)
+        rows = _replies(project.id, list(totals), since, bucket=seconds, source=source)
         for (version_id, index), tally in _tallies(rows, ["version_id", "bucket"]).items():
             by_bucket.setdefault(version_id, {})[int(index)] = tally
 
@@ -413,6 +439,7 @@ def version_metrics(project: Project, window: str, *, now: datetime | None = Non
         )
     return Metrics(
         window=window,
+        source=source,
         since=since,
         bucket_seconds=seconds,
         buckets=[bucket_start(i, seconds) for i in indexes],

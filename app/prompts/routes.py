@@ -90,6 +90,8 @@ def _tab(
     active, candidate = services.release_of(project)
     _, named = labels.list_labels(user=current_user, project_id=project.id)
     window = metrics.page_window(request.args.get("window"))  # unknown: the default, 7 d
+    source = request.args.get("source")
+    source = source if source in metrics.SOURCES else metrics.DEFAULT_SOURCE
     return render_template(
         "prompts/index.html",
         project=project,
@@ -101,7 +103,9 @@ def _tab(
         canary=canary or CanaryForm(data={"percent": project.canary_percent}),
         counts=services.reply_counts(project.id),
         confirm=ConfirmForm(),
-        metrics=services.metrics_for(user=current_user, project_id=project.id, window=window),
+        metrics=services.metrics_for(
+            user=current_user, project_id=project.id, window=window, source=source
+        ),
         window=window,
         labels=named,
         label_form=label_form or LabelForm(data={"version": active.version if active else None}),

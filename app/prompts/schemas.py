@@ -196,6 +196,10 @@ class VersionMetrics(Out):
 
 class PromptMetrics(Out):
     window: Literal["24h", "7d", "all"]
+    source: Literal["all", "chat", "api"] = Field(
+        description="The conversations counted: `all`; `chat`, the owner's own chats (page and "
+        "JSON API); `api`, apps through the OpenAI-compatible endpoints (`/v1`)."
+    )
     since: Time | None = Field(description="Start of the window; null: all time.")
     bucket_seconds: Literal[3600, 86400, 604800] = Field(
         description="Series buckets: hours (24h), days (7d; all), weeks (all, once traffic spans "
@@ -227,6 +231,11 @@ class MetricsQuery(Query):
     window: Checked = checked(
         {"enum": ["24h", "7d", "all"], "default": "7d"},
         description="The time window (default `7d`).",
+    )
+    source: Checked = checked(
+        {"enum": ["all", "chat", "api"], "default": "all"},
+        description="Whose conversations (default `all`): `chat`, the owner's own; `api`, apps "
+        "through `/v1`.",
     )
 
 

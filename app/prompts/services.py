@@ -335,11 +335,18 @@ def reply_counts(project_id: int) -> dict[int, int]:
     return {version_id: count for version_id, count in rows}  # noqa: C416 (Result is not a mapping source)
 
 
-def metrics_for(*, user: User, project_id: int, window: str | None) -> metrics.Metrics:
+def metrics_for(
+    *, user: User, project_id: int, window: str | None, source: str | None = None
+) -> metrics.Metrics:
     """Per-version metrics of a project of the user's (``prompts/metrics.py``). ``window`` is
     ``24h``, ``7d`` or ``all``; None (not given) is ``7d``, anything else a 422."""
     project = get_project_for(user, project_id)
     window = metrics.DEFAULT_WINDOW if window is None else window
     if window not in metrics.WINDOWS:
         raise ValidationFailed("Unknown time window.", fields={"window": "Use 24h, 7d or all."})
-    return metrics.version_metrics(project, window)
+    source = metrics.DEFAULT_SOURCE if source is None else source
+    if source not in metrics.SOURCES:
+        raise ValidationFailed(
+            "Unknown source.", fields={"source": f"Use {', '.join(metrics.SOURCES)}."}
+        )
+    return metrics.version_metrics(project, window, source=source)
