@@ -35,9 +35,8 @@ from flask_login import current_user
 from app.auth import services
 from app.cors import is_preflight
 from app.errors import Forbidden, Unauthorized, wants_json
-from app.extensions import csrf, db, login_manager
+from app.extensions import csrf, login_manager
 from app.keys import services as keys
-from app.models import User
 from app.security import TokenError
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS", "TRACE"}
@@ -107,9 +106,8 @@ def load_token_user(req):
         return None
     try:
         if keys.is_key(token):
-            key = keys.key_for(token)
-            g.api_key = key
-            return db.session.get(User, key.user_id)
+            g.api_key, user = keys.key_for(token)
+            return user
         return services.user_for_token(token)
     except TokenError as exc:
         g.token_error = exc

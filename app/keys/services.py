@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 
 from flask import current_app, request
 from sqlalchemy import func, select, update
+from sqlalchemy.orm import selectinload
 
 from app.errors import Forbidden, NotFound, ValidationFailed
 from app.extensions import db
@@ -115,7 +116,10 @@ def list_keys(user: User) -> list[ApiKey]:
     """The user's keys, newest first, revoked ones included (their history stays readable)."""
     return list(
         db.session.scalars(
-            select(ApiKey).where(ApiKey.user_id == user.id).order_by(ApiKey.id.desc())
+            select(ApiKey)
+            .where(ApiKey.user_id == user.id)
+            .options(selectinload(ApiKey.project))
+            .order_by(ApiKey.id.desc())
         )
     )
 
@@ -165,13 +169,19 @@ def month_resets_at() -> datetime:
 # --- checking a key on a request ----------------------------------------------------------------
 
 
-def key_for(token: str) -> ApiKey:
-    """The key ``token`` is, while it may be used: ``TokenError`` otherwise (401)."""
+def key_for(token: str) -> tuple[ApiKey, User]:
+    """The key ``token`` is and its user, while it may be used (one statement): ``TokenError``
+    otherwise (401)."""
     cut = len(KEY_START) + PREFIX_CHARS
     prefix, secret = token[:cut], token[cut + 1 :]  # the secret may hold "_" itself
-    key = None
+    key = user = None
     if token[cut : cut + 1] == "_" and secret:
-        key = db.session.scalar(select(ApiKey).where(ApiKey.prefix == prefix))
+        row = db.session.execute(
+            select(ApiKey, User)
+            .join(User, User.id == ApiKey.user_id)
+            .where(ApiKey.prefix == prefix)
+        ).first()
+        key, user = row if row is not None else (None, None)
     if key is None or not hmac.compare_digest(key.digest, digest(token)):
         raise TokenError("key_invalid", "The API key is not valid.")
     if key.revoked_at is not None:
@@ -179,7 +189,7 @@ def key_for(token: str) -> ApiKey:
     if key.expires_at is not None and key.expires_at <= utcnow():
         raise TokenError("key_expired", "The API key has expired.")
     _note_use(key)
-    return key
+    return key, user
 
 
 def _note_use(key: ApiKey) -> None:

@@ -53,4 +53,4 @@ class ApiKey(CreatedAtMixin, Base):
     # Tokens (in + out) the key may spend per calendar month (UTC); None: no budget of its own.
     monthly_tokens: Mapped[int | None] = mapped_column(Integer)
 
-    project: Mapped[Project | None] = relationship(lazy="joined")
+    project: Mapped[Project | None] = relationship()  # the keys page loads it (selectinload)

@@ -305,6 +305,29 @@ def platform_target(stack: Stack, account: Account) -> Target:
     )
 
 
+def openai_target(stack: Stack, account: Account) -> Target:
+    """The same reply asked for through the OpenAI-compatible endpoint (``/v1``) with an API key
+    of the account, as an app using the official SDK sends it."""
+    with httpx.Client(base_url=stack.url, trust_env=False, timeout=30) as client:
+        r = client.post("/api/keys", json={"name": "bench"}, headers=account.bearer)
+        r.raise_for_status()
+        key = r.json()["key"]
+    body = {
+        "model": "bench-project",
+        "messages": [{"role": "user", "content": MESSAGE}],
+        "stream": True,
+    }
+    return Target(
+        name="openai_compat",
+        url=f"{stack.url}/v1/chat/completions",
+        headers={"Authorization": f"Bearer {key}"},
+        body=lambda n: body,
+        first=b'"delta":{"content":',  # the first text chunk (the role chunk comes before)
+        done=b'"finish_reason":"stop"',
+        failed=b'{"error":',
+    )
+
+
 def direct_target(stack: Stack) -> Target:
     """The request the platform sends for a new conversation (see ``OpenAIProvider.build_body``)."""
     body = {
@@ -382,19 +405,25 @@ async def streams(
     stack: Stack, levels: tuple[int, ...], duration: float, account: Account
 ) -> list[dict[str, Any]]:
     platform_t, direct_t = platform_target(stack, account), direct_target(stack)
+    compat_t = openai_target(stack, account)
     # Warm up: first requests import lazily, open pools and connections.
     await run_level(platform_t, 4, duration=0.5, min_rounds=2)
+    await run_level(compat_t, 4, duration=0.5, min_rounds=2)
     rows = []
     for level in levels:
         direct = await measure_level(stack, direct_t, level, duration, server_side=False)
         plat = await measure_level(stack, platform_t, level, duration, server_side=True)
-        row = {"concurrency": level, "direct": direct, "platform": plat}
-        if plat["ttft_ms_median"] is not None and direct["ttft_ms_median"] is not None:
-            row["added_ttft_ms_median"] = round(
-                plat["ttft_ms_median"] - direct["ttft_ms_median"], 1
-            )
-        if direct["streams_per_s"]:
-            row["throughput_ratio"] = round(plat["streams_per_s"] / direct["streams_per_s"], 3)
+        compat = await measure_level(stack, compat_t, level, duration, server_side=True)
+        row = {"concurrency": level, "direct": direct, "platform": plat, "openai_compat": compat}
+        for name, side in (("", plat), ("openai_compat_", compat)):
+            if side["ttft_ms_median"] is not None and direct["ttft_ms_median"] is not None:
+                row[f"{name}added_ttft_ms_median"] = round(
+                    side["ttft_ms_median"] - direct["ttft_ms_median"], 1
+                )
+            if direct["streams_per_s"]:
+                row[f"{name}throughput_ratio"] = round(
+                    side["streams_per_s"] / direct["streams_per_s"], 3
+                )
         print(json.dumps(row), file=sys.stderr, flush=True)  # noqa: T201
         rows.append(row)
     return rows
