@@ -492,3 +492,42 @@ def test_metrics_count_app_calls_apart_from_the_owners_chats(
     client.post("/login", data={"email": owner.email, "password": owner.password})
     page = client.get(f"/projects/{project_id}/prompts?source=api").get_data(as_text=True)
     assert 'href="?window=7d&amp;source=api#metrics" aria-current="true">Apps (API)' in page
+
+
+# --- the documentation's own examples ---------------------------------------------------------
+
+
+def doc_example(language: str) -> str:
+    """The first ``language`` code block of docs/openai-compatible.md, pointed at ``base``."""
+    text = (Path(__file__).parents[1] / "docs" / "openai-compatible.md").read_text()
+    start = text.index(f"```{language}\n") + len(language) + 4
+    return text[start : text.index("```", start)]
+
+
+def test_the_documented_curl_example_streams(live_server, key, project_id, fake):
+    import shutil
+    import subprocess
+
+    curl = shutil.which("curl")
+    if curl is None:
+        pytest.skip("curl is not installed")
+    fake.script("responses", Scenario(deltas=["Hi ", "there."]))
+    script = doc_example("sh").replace("https://prompthub.example.com", live_server)
+    done = subprocess.run(  # the shell runs the block as written, with the key in its env
+        ["/bin/sh", "-c", script.replace("curl ", f"{curl} -sS --no-buffer ", 1)],
+        env={"PROMPTHUB_KEY": key, "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    chunks = [json.loads(x[6:]) for x in done.stdout.splitlines() if x.startswith("data: {")]
+    assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks) == "Hi there."
+    assert done.stdout.rstrip().endswith("data: [DONE]")
+
+
+def test_the_documented_python_example_runs(live_server, key, project_id, fake, capsys):
+    fake.script("responses", Scenario(deltas=["Your order ", "is on its way."]))
+    code = doc_example("python").replace("https://prompthub.example.com", live_server)
+    exec(compile(code.replace('api_key="phk_…"', f'api_key="{key}"'), "docs", "exec"), {})  # noqa: S102
+    assert capsys.readouterr().out == "Your order is on its way."
