@@ -85,7 +85,7 @@ def model(name: str):
 
 # --- chat completions ----------------------------------------------------------------------------
 
-_CHAT_ALLOWED = services._COMMON | {
+_CHAT_ALLOWED = services.COMMON_PARAMETERS | {
     "messages",
     "stream_options",
     "n",
@@ -258,7 +258,7 @@ def _sse(items: Iterator[dict | None], *, named: bool = False) -> Response:
 
 # --- responses -----------------------------------------------------------------------------------
 
-_RESPONSES_ALLOWED = services._COMMON | {
+_RESPONSES_ALLOWED = services.COMMON_PARAMETERS | {
     "input",
     "instructions",
     "previous_response_id",

@@ -136,10 +136,10 @@ _REFUSED = {
     "background": "not offered",
     "prompt": "the project is the prompt: name it as the model",
     "conversation": "use previous_response_id",
-    "safety_identifier": None,
-    "prompt_cache_key": None,
+    "safety_identifier": "not offered",
+    "prompt_cache_key": "not offered",
 }
-_COMMON = {
+COMMON_PARAMETERS = {
     "model",
     "stream",
     "user",
@@ -147,8 +147,6 @@ _COMMON = {
     "store",
     "temperature",
     "variables",
-    "safety_identifier",
-    "prompt_cache_key",
 }
 
 
