@@ -47,6 +47,10 @@ class Conversation(Out):
         description="Template variable values set for this conversation (at its start, or "
         "with `PATCH`); null: none."
     )
+    source: Literal["api", "share"] | None = Field(
+        description="Where it came from: null, your own chat (page or JSON API); `api`, the "
+        "OpenAI-compatible endpoints; `share`, a visitor of a share link."
+    )
     created_at: Time
     updated_at: Time
 
