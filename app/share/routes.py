@@ -1,4 +1,5 @@
-"""Share link pages.
+"""Share link pages: the owner's (create, list, revoke) and the visitors' public chat
+(``/s/<token>``).
 
 ``bp`` (the owner, logged in): ``/projects/<id>/share`` lists the project's links with their
 URL, iframe snippet and use, creates one (form) and revokes one.
