@@ -101,7 +101,7 @@ function init(root) {
     } finally {
       setBusy(false);
       scroll();
-      input.focus();
+      input.focus(); // the visitor's own action: allowed in a frame too
     }
   }
 
@@ -125,6 +125,9 @@ function init(root) {
     input.focus();
   });
   scroll();
+  // Browsers refuse autofocus in a frame of another origin (an embedded chat): focus the box
+  // only when the page is the whole tab.
+  if (window.self === window.top) input.focus();
   root.dataset.ready = "1";
 }
 
