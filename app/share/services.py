@@ -31,6 +31,7 @@ from app.security import PASSWORD_MAX_BYTES, hash_password, verify_password
 
 ORIGINS_MAX = 10
 PASSCODE_MIN = 4
+PASSCODE_MAX_BYTES = PASSWORD_MAX_BYTES  # bcrypt's limit
 _HOST = re.compile(r"[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?")
 _LOCAL = {"localhost", "127.0.0.1"}
 
@@ -97,9 +98,6 @@ def create_link(
     db.session.add(link)
     db.session.commit()
     return link
-
-
-PASSCODE_MAX_BYTES = PASSWORD_MAX_BYTES  # bcrypt's limit
 
 
 def clean_origins(value: str | list[str] | None) -> tuple[list[str], str | None]:
