@@ -19,6 +19,8 @@ from app.projects import api as projects_api
 from app.projects import routes as projects_routes
 from app.prompts import api as prompts_api
 from app.prompts import routes as prompts_routes
+from app.share import api as share_api
+from app.share import routes as share_routes
 
 api.bp.register_blueprint(auth_api.bp)
 api.bp.register_blueprint(auth_api.usage_bp)
@@ -29,6 +31,7 @@ api.bp.register_blueprint(keys_api.bp)
 api.bp.register_blueprint(prompts_api.models_bp)
 projects_api.bp.register_blueprint(prompts_api.bp)
 projects_api.bp.register_blueprint(files_api.bp)
+projects_api.bp.register_blueprint(share_api.bp)
 
 ALL = (
     auth_routes.bp,
@@ -37,6 +40,8 @@ ALL = (
     files_routes.bp,
     compare_routes.bp,
     keys_routes.bp,
+    share_routes.bp,
+    share_routes.public,
     api.bp,
     compat_api.bp,
 )

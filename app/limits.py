@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 import time
 
-from flask import Flask, current_app, g
+from flask import Flask, current_app, g, request
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_login import current_user
@@ -206,3 +206,51 @@ def count_openai_call() -> None:
 def count_openai_key_call() -> None:
     """The same call counted against the calling key's own rate (``API_KEY_RATE_PER_MINUTE``
     or the key's ``rate_per_minute``)."""
+
+
+# Share links (``app/share``): a visitor's message counts against the visitor on that link and
+# against the link over all its visitors. The view sets who is counted (``count_share_turn``):
+# the visitor's id comes from their signed cookie, which a key function should not decode.
+def _share_visitor() -> str:
+    return "share-visitor:" + g.share_visitor
+
+
+def _share_link() -> str:
+    return "share-link:" + str(g.share_link)
+
+
+@limiter.limit(_config("RATELIMIT_SHARE_VISITOR"), key_func=_share_visitor, scope="share-visitor")
+def _count_share_visitor() -> None:
+    """Counted by the decorator each time it is called (see ``count_share_turn``)."""
+
+
+@limiter.limit(_config("RATELIMIT_SHARE_LINK"), key_func=_share_link, scope="share-link")
+def _count_share_link() -> None:
+    """Counted by the decorator each time it is called (see ``count_share_turn``)."""
+
+
+def count_share_turn(link_id: int, visitor: str | None) -> None:
+    """Count one visitor's message on a share link: per visitor first (a flooding visitor is
+    refused before using up the link's count), then per link; 429 when over either.
+    ``visitor`` None (no cookie yet): counted by client address."""
+    g.share_link = link_id
+    g.share_visitor = f"{link_id}:{visitor or 'addr:' + get_remote_address()}"
+    _count_share_visitor()
+    _count_share_link()
+
+
+# Passcode attempts on a share link, per client address and link.
+share_unlock_per_address = limiter.limit(
+    _config("RATELIMIT_SHARE_UNLOCK"),
+    key_func=lambda: f"{get_remote_address()}:{request.view_args.get('token', '')}",
+    scope="share-unlock",
+    methods=["POST"],
+)
+
+# Share links (create, revoke), page and API in one budget per user.
+share_links_per_user = limiter.shared_limit(
+    _config("RATELIMIT_SHARE_LINKS"),
+    scope="share-links",
+    key_func=user_or_address,
+    methods=["POST", "DELETE"],
+)

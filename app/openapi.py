@@ -43,7 +43,18 @@ from app.models.base import MAX_DB_INT
 
 ID: Schema = {"type": "integer", "minimum": 1, "maximum": MAX_DB_INT}
 METHODS = ("get", "post", "put", "patch", "delete")
-TAGS = ("auth", "keys", "projects", "prompts", "chat", "conversations", "compare", "files", "meta")
+TAGS = (
+    "auth",
+    "keys",
+    "projects",
+    "share",
+    "prompts",
+    "chat",
+    "conversations",
+    "compare",
+    "files",
+    "meta",
+)
 
 # Each server-sent event's name and the component describing its data.
 SSE_EVENTS = {name: model.__name__ for name, model in _EVENT_MODELS.items()}
@@ -88,6 +99,7 @@ PATH_PARAMS = {
     "version": "A prompt version number of the project (1, 2, 3 …).",
     "comparison_id": "A comparison in one of your projects.",
     "key_id": "One of your API keys.",
+    "link_id": "A share link of the project.",
     "label": "A label of the project (`staging`, `eu` …; `production` and `candidate` are "
     "built in and cannot be moved or deleted here).",
 }

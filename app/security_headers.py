@@ -1,7 +1,8 @@
 """Security headers on every response.
 
 The Content-Security-Policy allows scripts, styles and connections from our own origin only (no
-inline script or style anywhere in the templates), no plugins, and no framing. A view may set a
+inline script or style anywhere in the templates), no plugins, and no framing (but a share
+link's page, which its owner may let chosen origins embed: ``framed_by``). A view may set a
 stricter header of its own (downloads do: ``default-src 'none'; sandbox``); ``setdefault``
 keeps it. HSTS is sent only on HTTPS requests (behind a proxy, set ``TRUST_PROXY`` so
 ``X-Forwarded-Proto`` counts). ``Cache-Control: no-store`` goes on every response except static
@@ -35,6 +36,23 @@ HEADERS = {
     "Cross-Origin-Opener-Policy": "same-origin",
 }
 HSTS = "max-age=31536000; includeSubDomains"
+
+
+def framed_by(origins: list[str]) -> dict[str, str]:
+    """The headers of a page that may be framed by our own origin and ``origins`` (a share
+    link's page): the same policy with ``frame-ancestors 'self' <origins>`` instead of
+    ``'none'``, and ``X-Frame-Options: SAMEORIGIN`` for browsers without CSP (every current
+    browser obeys ``frame-ancestors`` and ignores X-Frame-Options when both are sent). Set by
+    the view, so ``setdefault`` below keeps them."""
+    ancestors = " ".join(["'self'", *origins])
+    return {
+        "Content-Security-Policy": CSP.replace(
+            "frame-ancestors 'none'", f"frame-ancestors {ancestors}"
+        ),
+        "X-Frame-Options": "SAMEORIGIN",
+    }
+
+
 # The only responses that are the same for everyone: static files (they keep Flask's caching)
 # and the public API document. Everything else may depend on who asks (pages, API answers,
 # downloads) or carries the session's CSRF token (the login and register pages too).

@@ -722,6 +722,24 @@ class Settings(BaseSettings):
     )
     API_KEY_RATE_MAX: Whole = limits(600, ge=1)
     API_KEYS_MAX: Whole = limits(50, "Active (not revoked) API keys per user.", ge=1)
+    RATELIMIT_SHARE_VISITOR: str = limits(
+        "10 per minute",
+        "Messages one visitor of a share link may send on it (the visitor's cookie; a visitor "
+        "without one counts by address).",
+    )
+    RATELIMIT_SHARE_LINK: str = limits(
+        "120 per minute",
+        "Messages one share link takes from all its visitors together.",
+    )
+    RATELIMIT_SHARE_UNLOCK: str = limits(
+        "10 per 10 minutes",
+        "Passcode attempts on one share link per client address.",
+    )
+    RATELIMIT_SHARE_LINKS: str = limits(
+        "30 per hour",
+        "Creating and revoking share links per user, page and API together.",
+    )
+    SHARE_LINKS_MAX: Whole = limits(20, "Active (not revoked) share links per project.", ge=1)
 
     # --- behind a reverse proxy
     TRUST_PROXY: Flag = proxy(

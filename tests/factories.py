@@ -56,6 +56,16 @@ def make_key(app, user: UserInfo, name: str = "app", **options) -> tuple[int, st
         return key.id, secret
 
 
+def make_share_link(app, user: UserInfo, project_id: int, **options) -> tuple[int, str]:
+    """A share link of the project, through the real service: its id and its token."""
+    from app.share import services as share_services
+
+    with app.app_context():
+        owner = db.session.get(User, user.id)
+        link = share_services.create_link(user=owner, project_id=project_id, **options)
+        return link.id, link.token
+
+
 def make_conversation(app, user: UserInfo, project_id: int, message: str = "Hello") -> int:
     """A conversation with one exchange, answered by whichever provider the app is set up with."""
     from app.chat import services as chat_services

@@ -387,6 +387,19 @@ def test_real_responses_match_the_document(api, validator):
     assert api("get", "/api/keys", headers=key).status_code == 401
     assert api("delete", "/api/keys/{key_id}", {"key_id": 999}).status_code == 404
 
+    # Share links: created, refused with a bad origin, listed, revoked.
+    links = "/api/projects/{project_id}/share-links"
+    shared = {"allowed_origins": ["https://example.com"], "passcode": "open sesame"}
+    made = api("post", links, ids, json=shared)
+    assert made.status_code == 201 and made.get_json()["has_passcode"] is True
+    bad_origin = {"allowed_origins": ["http://example.com"]}
+    assert api("post", links, ids, json=bad_origin).status_code == 422
+    listed = api("get", links, ids).get_json()["data"]
+    assert listed[0]["url"] == made.get_json()["url"]
+    link_ids = {**ids, "link_id": made.get_json()["id"]}
+    assert api("delete", links + "/{link_id}", link_ids).get_json()["revoked_at"]
+    assert api("delete", links + "/{link_id}", {**ids, "link_id": 999}).status_code == 404
+
     # Deleting, and logging out everywhere.
     assert api("delete", conversation, ids).status_code == 204
     assert api("get", conversation, ids).status_code == 404

@@ -20,11 +20,15 @@ from tests.factories import (
     make_key,
     make_label,
     make_project,
+    make_share_link,
     make_user,
 )
 
 SAFE = {"GET"}
 JSON = ("/api/", "/v1/")  # bearer-token routes; /v1 takes no cookies at all
+# A share link's public pages answer anyone with the link, by design: who may reach what
+# there (a visitor's own conversations only) is tests/test_share.py's.
+PUBLIC = "/s/"
 
 
 @pytest.fixture
@@ -36,6 +40,7 @@ def owned(app):
     comparison_id = make_comparison(app, owner, project_id)
     label = make_label(app, owner, project_id, "staging", 1)
     key_id, _ = make_key(app, owner)
+    link_id, _ = make_share_link(app, owner, project_id)
     with app.app_context():
         turn_id = db.session.scalar(
             select(Message.id).where(
@@ -53,13 +58,14 @@ def owned(app):
         "comparison_id": comparison_id,
         "label": label,
         "key_id": key_id,
+        "link_id": link_id,
         "name": "owners-bot",  # the project's model name on /v1 (its slug)
     }
 
 
 def id_routes(app):
     for rule in app.url_map.iter_rules():
-        if rule.endpoint == "static" or not rule.arguments:
+        if rule.endpoint == "static" or not rule.arguments or rule.rule.startswith(PUBLIC):
             continue
         for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
             yield rule, method

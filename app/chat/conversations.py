@@ -30,6 +30,23 @@ def get_conversation_for(user: User, conversation_id: int) -> Conversation:
     return conversation
 
 
+def visitors_conversation(
+    *, share_link_id: int, visitor: str, conversation_id: int
+) -> Conversation:
+    """A conversation of a share link's visitor (``app/share``): theirs on this link, else
+    ``NotFound`` (another visitor's, the owner's own, another link's are all the same 404)."""
+    conversation = db.session.scalar(
+        select(Conversation).where(
+            Conversation.id == conversation_id,
+            Conversation.share_link_id == share_link_id,
+            Conversation.visitor == visitor,
+        )
+    )
+    if conversation is None:
+        raise NotFound("No such conversation.")
+    return conversation
+
+
 def list_conversations(*, user: User, project_id: int) -> list[Conversation]:
     project = get_project_for(user, project_id)
     return list(
@@ -88,6 +105,27 @@ def list_messages(
 
     The tree is read as ids only; the page's rows by primary key."""
     conversation = get_conversation_for(user, conversation_id)
+    rows, has_more = _page(conversation, before, limit)
+    return conversation, rows, has_more
+
+
+def list_visitor_messages(
+    *,
+    share_link_id: int,
+    visitor: str,
+    conversation_id: int,
+    before: int | None = None,
+    limit: int = 50,
+) -> list[Message]:
+    """``list_messages`` for a share link's visitor: a page of one of their own conversations
+    (``visitors_conversation``), oldest first."""
+    conversation = visitors_conversation(
+        share_link_id=share_link_id, visitor=visitor, conversation_id=conversation_id
+    )
+    return _page(conversation, before, limit)[0]
+
+
+def _page(conversation: Conversation, before: int | None, limit: int) -> tuple[list[Message], bool]:
     limit = max(1, min(limit, PAGE_MAX))
     tree = branches.load(conversation.id)
     path = tree.path_to(branches.leaf(conversation, tree))
@@ -101,7 +139,7 @@ def list_messages(
     for row in rows:
         versions = tree.siblings(row.id)
         row.siblings = versions if len(versions) > 1 else None
-    return conversation, rows, has_more
+    return rows, has_more
 
 
 def select_branch(*, user: User, message_id: int) -> Conversation:

@@ -49,7 +49,8 @@ class Conversation(Out):
     )
     source: str | None = Field(
         description="Where it came from: null, the owner's own chat (page or JSON API); `api`, "
-        "an app calling the OpenAI-compatible endpoints (`api_key_id`: with which key)."
+        "an app calling the OpenAI-compatible endpoints (`api_key_id`: with which key); "
+        "`share`, a visitor of a share link."
     )
     api_key_id: int | None
     created_at: Time

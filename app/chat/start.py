@@ -18,6 +18,9 @@
   earlier messages and its message in a new conversation of source ``api``, served like a new
   chat (or pinned by ``model@label`` / ``model@v7``), with the caller's system text under the
   project's policy.
+- ``visitor``: a visitor of a share link (``share``, the project's public page): a new
+  conversation of source ``share`` for that visitor, or one of theirs continued, served as a
+  turn of the link's owner.
 
 Every one checks the user's spending budget first (``app/usage.py``; read with the project, no
 round trip of its own), builds the provider request from our own rows (the database is the
@@ -44,7 +47,7 @@ from sqlalchemy import select
 from app import catalog, formats, metrics, usage
 from app.catalog import ModelChoice
 from app.chat import branches, replies, rows
-from app.chat.conversations import conversation_in, get_conversation_for
+from app.chat.conversations import conversation_in, get_conversation_for, visitors_conversation
 from app.chat.feedback import get_message_for
 from app.errors import NotFound, ValidationFailed
 from app.extensions import db
@@ -380,6 +383,42 @@ def follow_up(
         )
 
 
+def visitor(
+    *,
+    user: User,
+    project_id: int,
+    message: str | None,
+    share_link_id: int,
+    visitor: str,
+    conversation_id: int | None = None,
+) -> Turn:
+    """A visitor of a share link (``app/share``) chatting on its public page, served as a turn
+    of the link's owner ``user`` (the owner's budgets, the project's metrics): a new
+    conversation of source ``share`` for this link and visitor, served like a new chat, or the
+    end of the branch of ``conversation_id``, which must be this visitor's on this link (any
+    other id is a 404, whoever owns it)."""
+    with transaction(keep_loaded=True):
+        opened = _open(user, project_id)
+        text = clean_message(message)
+        if conversation_id is None:
+            conversation = _new_conversation(
+                opened.project,
+                title=title_from(text),
+                auto=True,
+                source="share",
+                share_link_id=share_link_id,
+                visitor=visitor,
+            )
+            return _begin(opened, conversation, branches.Tree(), text=text, new=True)
+        conversation = visitors_conversation(
+            share_link_id=share_link_id, visitor=visitor, conversation_id=conversation_id
+        )
+        tree = branches.load(conversation.id)
+        return _begin(
+            opened, conversation, tree, text=text, parent_id=branches.leaf(conversation, tree)
+        )
+
+
 @dataclass(frozen=True)
 class Instructions:
     """A caller's own system text (``text``), put after the version's instructions
@@ -514,6 +553,8 @@ def _new_conversation(
     variables: dict | None = None,
     source: str | None = None,
     api_key_id: int | None = None,
+    share_link_id: int | None = None,
+    visitor: str | None = None,
 ) -> Conversation:
     """Insert a conversation: pinned to ``version`` (and ``model``) when given, else on the
     canary's arm for it. Its ``leaf_id`` stays NULL (the newest message: the reply) until a
@@ -534,6 +575,8 @@ def _new_conversation(
         variables=variables or None,  # checked by the turn's ``_begin`` (rolled back if bad)
         source=source,
         api_key_id=api_key_id,
+        share_link_id=share_link_id,
+        visitor=visitor,
     )
     if pinned_to is None:
         _assign_canary(project, conversation)  # by its id, known now

@@ -16,6 +16,7 @@ from app.models.key import ApiKey, Scope
 from app.models.project import Project, SystemPolicy
 from app.models.prompt import PromptLabel, PromptVersion
 from app.models.session import UserSession
+from app.models.share import ShareLink
 from app.models.usage import UsageDay
 from app.models.user import User
 
@@ -33,6 +34,7 @@ __all__ = [
     "PromptVersion",
     "Role",
     "Scope",
+    "ShareLink",
     "StoredFile",
     "SyncStatus",
     "SystemPolicy",

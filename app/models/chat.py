@@ -99,11 +99,19 @@ class Conversation(CreatedAtMixin, Base):
     variables: Mapped[dict | None] = mapped_column(JSON)
     # Where the conversation came from: None, the owner's own chat (page or JSON API); ``api``,
     # the OpenAI-compatible endpoints (``api_key_id``: the key that called, None for a login
-    # token). The per-version metrics can be read per source.
+    # token); ``share``, a share link's public page. The per-version metrics can be read per
+    # source.
     source: Mapped[str | None] = mapped_column(String(16))
     api_key_id: Mapped[int | None] = mapped_column(
         ForeignKey("api_keys.id", ondelete="SET NULL"), index=True
     )
+    # ``share``: a visitor of a share link (``share_link_id``) chatting on its public page;
+    # ``visitor`` is the random id in that visitor's signed cookie: the conversation is theirs
+    # alone (app/share/services.py).
+    share_link_id: Mapped[int | None] = mapped_column(
+        ForeignKey("share_links.id", ondelete="SET NULL"), index=True
+    )
+    visitor: Mapped[str | None] = mapped_column(String(32))
 
     # Eager: the list and the header show the pinned version's number.
     pinned_version: Mapped[PromptVersion | None] = relationship(lazy="joined")

@@ -278,7 +278,8 @@ def metrics_json(result: Metrics) -> dict:
     query=MetricsQuery,
     responses={
         200: ("The metrics.", PromptMetrics),
-        422: "`window` is not `24h`, `7d` or `all`, or `source` not `all`, `chat` or `api`.",
+        422: "`window` is not `24h`, `7d` or `all`, or `source` not `all`, `chat`, `api` or "
+        "`share`.",
     },
 )
 def metrics(project_id: int):

@@ -238,8 +238,9 @@ def _overridden(project_id: int) -> Select:
 
 
 # Where replies came from (``Conversation.source``): every source, the owner's own chat
-# (page and JSON API: no source), or apps through the OpenAI-compatible endpoints.
-SOURCES = ("all", "chat", "api")
+# (page and JSON API: no source), apps through the OpenAI-compatible endpoints, or visitors of
+# share links.
+SOURCES = ("all", "chat", "api", "share")
 DEFAULT_SOURCE = "all"
 
 

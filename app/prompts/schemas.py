@@ -196,9 +196,10 @@ class VersionMetrics(Out):
 
 class PromptMetrics(Out):
     window: Literal["24h", "7d", "all"]
-    source: Literal["all", "chat", "api"] = Field(
+    source: Literal["all", "chat", "api", "share"] = Field(
         description="The conversations counted: `all`; `chat`, the owner's own chats (page and "
-        "JSON API); `api`, apps through the OpenAI-compatible endpoints (`/v1`)."
+        "JSON API); `api`, apps through the OpenAI-compatible endpoints (`/v1`); `share`, "
+        "visitors of share links."
     )
     since: Time | None = Field(description="Start of the window; null: all time.")
     bucket_seconds: Literal[3600, 86400, 604800] = Field(
@@ -233,9 +234,9 @@ class MetricsQuery(Query):
         description="The time window (default `7d`).",
     )
     source: Checked = checked(
-        {"enum": ["all", "chat", "api"], "default": "all"},
+        {"enum": ["all", "chat", "api", "share"], "default": "all"},
         description="Whose conversations (default `all`): `chat`, the owner's own; `api`, apps "
-        "through `/v1`.",
+        "through `/v1`; `share`, visitors of share links.",
     )
 
 

@@ -12,7 +12,14 @@ from pathlib import Path
 import pytest
 
 from tests.browser.helpers import chat_ready, horizontal_overflow, login, wait_until
-from tests.factories import make_conversation, make_file, make_project, make_user, make_version
+from tests.factories import (
+    make_conversation,
+    make_file,
+    make_project,
+    make_share_link,
+    make_user,
+    make_version,
+)
 from tools.fake_provider import Scenario
 
 pytestmark = [pytest.mark.browser, pytest.mark.use_fake(LLM_TIMEOUT_SECONDS=5)]
@@ -80,6 +87,7 @@ def project(app, owner, fake):
             except ProviderFailed:
                 assert message == "And exchanges?"  # stored as a failed reply
     make_file(app, owner, project, name="handbook.md", content=b"# Handbook\n\nBe kind.")
+    make_share_link(app, owner, project, allowed_origins=["https://example.com"], monthly_tokens=9)
     return project, conversation
 
 
@@ -96,6 +104,7 @@ def logged_in_pages(project: int, conversation: int, file_id: int) -> list[str]:
         f"{base}/compare",
         f"{base}/files",
         f"{base}/files/{file_id}/delete",
+        f"{base}/share",
         f"{base}/update",
         f"{base}/delete",
         "/projects/999999",  # the 404 page, signed in
@@ -120,6 +129,31 @@ def test_pages_signed_out_have_no_violations(live_server, new_page, scheme):
     page.click("main button[type=submit]")
     page.wait_for_selector(".has-error")
     found["/register (empty)"] = violations(page)
+    assert by_rule(found) == {}
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_share_link_pages_have_no_violations(app, live_server, new_page, owner, scheme):
+    """A visitor's pages: the passcode form (and refused), the chat with a reply, the 404."""
+    project = make_project(app, owner, name="Support bot")
+    _, open_token = make_share_link(app, owner, project)
+    _, closed_token = make_share_link(app, owner, project, passcode="open sesame")
+    page = new_page(color_scheme=scheme, bypass_csp=True)
+    found = {}
+    page.goto(f"{live_server}/s/{closed_token}")
+    found["/s/<passcode>"] = violations(page)
+    page.fill("#passcode", "wrong")
+    page.click("main button[type=submit]")
+    page.wait_for_selector(".has-error")
+    found["/s/<passcode> (refused)"] = violations(page)
+    page.goto(f"{live_server}/s/{open_token}")
+    page.wait_for_selector("#share-chat[data-ready]", state="attached")
+    page.fill("#message", "How do refunds work?")
+    page.click("#send")
+    page.wait_for_selector(".msg-assistant.status-complete")
+    found["/s/<token> (a reply)"] = violations(page)
+    page.goto(f"{live_server}/s/no-such-link")
+    found["/s/<unknown>"] = violations(page)
     assert by_rule(found) == {}
 
 
