@@ -12,6 +12,14 @@ class ConfirmForm(FlaskForm):
     """A bare CSRF-protected form for buttons (log out, delete, promote)."""
 
 
+def checks_own_csrf(view):
+    """Mark a view that checks a token of its own instead of the login session's CSRF token
+    (a share link's visitor writes: ``share.visitors.check_token``); ``auth.loading`` skips
+    the session's check for it. The origin check still applies."""
+    view.checks_own_csrf = True
+    return view
+
+
 def apply_errors(form: FlaskForm, exc: AppError) -> None:
     """Put a service error next to the fields it names, the rest at the top of the form."""
     placed = False

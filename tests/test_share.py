@@ -15,6 +15,7 @@ from app.extensions import db
 from app.models import Conversation, ShareLink
 from app.models.base import utcnow
 from app.share.visitors import COOKIE
+from tests.conftest import META_TOKEN
 from tests.factories import make_conversation, make_project, make_user
 from tests.sse import parse_sse
 from tools.fake_provider import Scenario
@@ -47,11 +48,32 @@ def visitor(app):
     return app.test_client()
 
 
+def page_token(client, link: dict) -> str:
+    """The visitor token the link's page shows this client (its ``csrf-token`` meta)."""
+    page = client.get(path_of(link)).get_data(as_text=True)
+    found = META_TOKEN.search(page)
+    return found.group(1) if found else ""  # a link's 404 page has none
+
+
 def say(client, link: dict, message: str, conversation_id=None, *, stream=True, **kw):
+    """A message as the page's script sends it: with the page's visitor token."""
     body = {"message": message, "stream": stream}
     if conversation_id is not None:
         body["conversation_id"] = conversation_id
-    return client.post(f"{path_of(link)}/chat", json=body, **kw)
+    headers = {"X-CSRFToken": page_token(client, link), **kw.pop("headers", {})}
+    return client.post(
+        f"{path_of(link)}/chat", json=body, headers=headers, **own_token(client), **kw
+    )
+
+
+def unlock(client, link: dict, passcode: str):
+    data = {"passcode": passcode, "csrf_token": page_token(client, link)}
+    return client.post(f"{path_of(link)}/unlock", data=data, **own_token(client))
+
+
+def own_token(client) -> dict:
+    """Keep the suite's client (``CSRFClient``) from sending the login pages' token instead."""
+    return {"csrf": False} if hasattr(client, "csrf_token") else {}
 
 
 def streamed(resp) -> list[tuple[str, dict]]:
@@ -218,9 +240,9 @@ def test_a_passcode_is_asked_once_per_visitor(app, client, owner, project_id):
     assert refused.status_code == 403
     assert refused.get_json()["error"]["code"] == "passcode_required"
 
-    wrong = ada.post(f"{path_of(link)}/unlock", data={"passcode": "guess"})
+    wrong = unlock(ada, link, "guess")
     assert wrong.status_code == 422 and "not the passcode" in wrong.get_data(as_text=True)
-    right = ada.post(f"{path_of(link)}/unlock", data={"passcode": "open sesame"})
+    right = unlock(ada, link, "open sesame")
     assert right.status_code == 302 and right.headers["Location"].endswith(path_of(link))
     assert 'id="share-chat"' in ada.get(path_of(link)).get_data(as_text=True)
     assert say(ada, link, "Hi").status_code == 200
@@ -392,3 +414,39 @@ def test_the_links_monthly_budget_holds(app, client, owner, project_id, fake):
         f"/api/projects/{project_id}/chat", json={"message": "Mine"}, headers=owner.headers
     )
     assert own.status_code == 200
+
+
+def test_over_https_the_visitor_cookie_reaches_frames_of_other_sites(app, link, fake):
+    """Where the site is https, a frame on another site gets the visitor cookie
+    (``SameSite=None; Secure; Partitioned``), and the visitor's writes are guarded by the
+    page's visitor token, not by the login session (whose Lax cookie a frame would not get)."""
+    fake.script("responses", Scenario(text="Hello from the frame."))
+    https = {"base_url": "https://localhost"}
+    ada = visitor(app)
+    page = ada.get(path_of(link), **https)
+    cookies = page.headers.getlist("Set-Cookie")
+    (visitor_cookie,) = [c for c in cookies if c.startswith(COOKIE + "=")]
+    for part in ("Secure", "SameSite=None", "Partitioned", "HttpOnly", "Path=/s/"):
+        assert part in visitor_cookie
+    assert not [c for c in cookies if c.startswith("session=")]  # no login session for visitors
+    token = META_TOKEN.search(page.get_data(as_text=True)).group(1)
+    body = {"message": "Hi", "stream": False}
+    done = ada.post(
+        f"{path_of(link)}/chat", json=body, headers={"X-CSRFToken": token}, csrf=False, **https
+    )
+    assert done.status_code == 200, done.get_json()
+    assert done.get_json()["message"]["content"] == "Hello from the frame."
+
+    # The token is the visitor's and the link's own.
+    eve = visitor(app)
+    eve_token = META_TOKEN.search(eve.get(path_of(link), **https).get_data(as_text=True))[1]
+    altered = token[:-1] + ("1" if token[-1] == "0" else "0")
+    for wrong in (eve_token, altered, ""):
+        refused = ada.post(
+            f"{path_of(link)}/chat", json=body, headers={"X-CSRFToken": wrong}, csrf=False, **https
+        )
+        assert refused.status_code == 400 and refused.get_json()["error"]["code"] == "csrf_failed"
+    # Over plain http the cookie stays SameSite=Lax (browsers refuse SameSite=None without
+    # Secure).
+    plain = visitor(app).get(path_of(link)).headers["Set-Cookie"]
+    assert "SameSite=Lax" in plain and "Secure" not in plain

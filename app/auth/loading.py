@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import Flask, g, redirect, request, session, url_for
+from flask import Flask, current_app, g, redirect, request, session, url_for
 from flask_login import current_user
 
 from app.auth import services
@@ -153,5 +153,8 @@ def init_app(app: Flask) -> None:
             )
         if wants_json() and not current_user.is_authenticated:
             return None  # anonymous JSON (register, login): no credential to protect
+        view = current_app.view_functions.get(request.endpoint or "")
+        if getattr(view, "checks_own_csrf", False):
+            return None  # a token of its own (``forms.checks_own_csrf``)
         csrf.protect()
         return None

@@ -22,6 +22,9 @@ class ShareLinkForm(FlaskForm):
 
 
 class UnlockForm(FlaskForm):
+    class Meta:
+        csrf = False  # the visitor token instead (``visitors.check_token``)
+
     passcode = PasswordField(
         "Passcode", render_kw={"autocomplete": "current-password", "required": True}
     )

@@ -42,7 +42,7 @@ from app.chat.broker import Entry
 from app.chat.render import render_reply
 from app.chat.streaming import sse_response
 from app.errors import AppError, error_body
-from app.forms import ConfirmForm, apply_errors
+from app.forms import ConfirmForm, apply_errors, checks_own_csrf
 from app.limits import count_share_turn, share_links_per_user, share_unlock_per_address
 from app.models import Role, ShareLink
 from app.projects.services import get_project_for
@@ -162,10 +162,13 @@ def http_error(exc: HTTPException):
     return _error(status, codes.get(status, "http_error"), message, None, headers)
 
 
-def _open(token: str) -> tuple[ShareLink, visitors.Visitor]:
-    """The live link (404) and the visitor, who must have entered its passcode if it has one."""
+def _open(token: str, *, write: bool = False) -> tuple[ShareLink, visitors.Visitor]:
+    """The live link (404) and the visitor, who must have entered its passcode if it has one;
+    a ``write`` must carry the visitor's page token (400 ``csrf_failed``)."""
     link = services.live_link(token)
     visitor = visitors.current()
+    if write:
+        visitors.check_token(visitor, link.id)
     if link.passcode_hash is not None and not visitor.has_unlocked(link.id):
         raise services.PasscodeRequired()
     return link, visitor
@@ -182,7 +185,12 @@ def page(token: str):
     link = services.live_link(token)
     visitor = visitors.current()
     if link.passcode_hash is not None and not visitor.has_unlocked(link.id):
-        html = render_template("share/unlock.html", link=link, form=UnlockForm())
+        html = render_template(
+            "share/unlock.html",
+            link=link,
+            form=UnlockForm(),
+            visitor_token=visitors.form_token(visitor, link.id),
+        )
         return _page(link, visitor, html)
     conversation_id = None
     messages = []
@@ -198,22 +206,26 @@ def page(token: str):
         project_name=link.project.name,
         conversation_id=conversation_id,
         messages=messages,
+        visitor_token=visitors.form_token(visitor, link.id),
     )
     return _page(link, visitor, html)
 
 
 @public.post("/<token>/unlock")
+@checks_own_csrf
 @share_unlock_per_address
 def unlock(token: str):
     link = services.live_link(token)
     visitor = visitors.current()
+    visitors.check_token(visitor, link.id)
     form = UnlockForm()
     if form.validate_on_submit():
         if services.passcode_matches(link, form.passcode.data):
             visitor.unlock(link.id)
             return visitors.save(redirect(url_for("shared.page", token=token)), visitor)
         form.passcode.errors = ["That is not the passcode."]
-    html = render_template("share/unlock.html", link=link, form=form)
+    token_ = visitors.form_token(visitor, link.id)
+    html = render_template("share/unlock.html", link=link, form=form, visitor_token=token_)
     return _page(link, visitor, html, 422)
 
 
@@ -223,8 +235,9 @@ def _message(row) -> VisitorMessage:
 
 
 @public.post("/<token>/chat")
+@checks_own_csrf
 def chat(token: str):
-    link, visitor = _open(token)
+    link, visitor = _open(token, write=True)
     count_share_turn(link.id, None if visitor.fresh else visitor.id)
     data = parse_body(VisitorChat, json_body())
     turn = services.visitor_turn(
