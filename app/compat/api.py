@@ -80,7 +80,7 @@ def models():
 @bp.get("/models/<path:name>")
 def model(name: str):
     target = services.resolve(current_user, g.get("api_key"), name)
-    return _model(name, target.project.created_at)
+    return _model(name, target.created_at)
 
 
 # --- chat completions ----------------------------------------------------------------------------
@@ -108,7 +108,9 @@ def _start(
     key = g.get("api_key")
     target = services.resolve(current_user, key, data.get("model"))
     opts = services.options(data, max_names=max_names)
-    convo = services.conversation(messages, target.project, field=field, extra_system=extra_system)
+    convo = services.conversation(
+        messages, target.system_policy, field=field, extra_system=extra_system
+    )
     services.check_budget(key)
     if previous is not None:
         if target.version is not None or target.label is not None:
@@ -120,7 +122,7 @@ def _start(
         turn = start.follow_up(
             user=current_user,
             reply_id=previous,
-            project_id=target.project.id,
+            project_id=target.project_id,
             message=convo.message,
             history=convo.history,
             instructions=convo.instructions,
@@ -129,7 +131,7 @@ def _start(
     else:
         turn = start.from_app(
             user=current_user,
-            project_id=target.project.id,
+            project_id=target.project_id,
             message=convo.message,
             history=convo.history,
             version=target.version,

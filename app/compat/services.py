@@ -19,7 +19,8 @@ not silently get a reply without them.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 
 from flask import current_app
@@ -29,7 +30,8 @@ from app.chat.start import Instructions
 from app.errors import AppError, BadRequest, NotFound
 from app.extensions import db
 from app.keys import services as keys
-from app.models import ApiKey, Project, SystemPolicy, User
+from app.keys.services import KeyInUse
+from app.models import Project, SystemPolicy, User
 from app.models.base import utcnow
 from app.prompts.labels import labelled_version
 from app.prompts.versions import existing_version
@@ -45,9 +47,12 @@ class KeyBudgetExceeded(AppError):
 
 @dataclass(frozen=True)
 class Target:
-    """What a model name means: the project, and the version pinned (or None: serving)."""
+    """What a model name means: the project (the columns a call reads), and the version pinned
+    (or None: serving)."""
 
-    project: Project
+    project_id: int
+    system_policy: str
+    created_at: datetime
     version: int | None = None
     label: str | None = None
 
@@ -59,7 +64,7 @@ def not_found(name: object) -> NotFound:
     )
 
 
-def resolve(user: User, key: ApiKey | None, name: object) -> Target:
+def resolve(user: User, key: KeyInUse | None, name: object) -> Target:
     if not isinstance(name, str) or not name.strip():
         raise BadRequest(
             "Name the model: a project's slug (GET /v1/models).",
@@ -67,29 +72,34 @@ def resolve(user: User, key: ApiKey | None, name: object) -> Target:
             fields={"model": "Required: a string."},
         )
     slug, _, pin = name.strip().partition("@")
-    stmt = select(Project).where(Project.owner_id == user.id, Project.slug == slug)
+    # Plain columns: the turn reads the project itself (with the budget, ``chat.start``).
+    stmt = select(Project.id, Project.system_policy, Project.created_at).where(
+        Project.owner_id == user.id, Project.slug == slug
+    )
     if key is not None and key.project_id is not None:
         stmt = stmt.where(Project.id == key.project_id)
-    project = db.session.scalar(stmt)
-    if project is None:
+    row = db.session.execute(stmt).first()
+    if row is None:
         raise not_found(name)
+    found = Target(*row)
     if not pin:
-        return Target(project)
+        return found
+    project = db.session.get(Project, found.project_id)
     if match := _PIN.fullmatch(pin):
         number = int(match.group(1))
         try:
             existing_version(project, number)
         except NotFound:
             raise not_found(name) from None
-        return Target(project, version=number)
+        return replace(found, version=number)
     try:
         labelled_version(project, pin)
     except NotFound:
         raise not_found(name) from None
-    return Target(project, label=pin)
+    return replace(found, label=pin)
 
 
-def check_budget(key: ApiKey | None) -> None:
+def check_budget(key: KeyInUse | None) -> None:
     """A key over its monthly token budget: 429 ``key_budget_exceeded`` until the month ends."""
     if key is None or key.monthly_tokens is None:
         return
@@ -276,7 +286,7 @@ def _text_of(content: Any, where: str) -> str:
 
 
 def conversation(
-    messages: Any, project: Project, *, field: str = "messages", extra_system: str | None = None
+    messages: Any, system_policy: str, *, field: str = "messages", extra_system: str | None = None
 ) -> Conversation:
     """The caller's messages (OpenAI's ``messages`` or the Responses API's ``input`` items),
     oldest first, ending with the user's message to answer. ``system``/``developer`` messages
@@ -336,7 +346,7 @@ def conversation(
     instructions = None
     system_text = "\n\n".join(t for t in system if t.strip())
     if system_text:
-        policy = project.system_policy
+        policy = system_policy
         if policy == SystemPolicy.REFUSE:
             raise BadRequest(
                 "This project does not take system or developer messages: its own "

@@ -16,11 +16,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from flask import current_app, request
-from sqlalchemy import func, select, update
-from sqlalchemy.orm import selectinload
+from sqlalchemy import bindparam, func, select, update
+from sqlalchemy.orm import make_transient_to_detached, selectinload
 
 from app.errors import Forbidden, NotFound, ValidationFailed
 from app.extensions import db
@@ -169,19 +170,47 @@ def month_resets_at() -> datetime:
 # --- checking a key on a request ----------------------------------------------------------------
 
 
-def key_for(token: str) -> tuple[ApiKey, User]:
+@dataclass(frozen=True)
+class KeyInUse:
+    """The key of the request (``g.api_key``): what the checks after authentication read."""
+
+    id: int
+    project_id: int | None
+    scope: str
+    rate_per_minute: int | None
+    monthly_tokens: int | None
+    digest: str
+    revoked_at: datetime | None
+    expires_at: datetime | None
+    last_used_at: datetime | None
+
+
+_KEY_COLUMNS = tuple(
+    getattr(ApiKey, name).label(f"key_{name}") for name in KeyInUse.__dataclass_fields__
+)
+_USER_COLUMNS = tuple(User.__table__.columns)
+# The key and its user in one statement of plain columns, built once: a detached ``User`` is
+# made from them as the token cache makes one (``auth.token_cache``), without the ORM's loading.
+_KEY_AND_USER = (
+    select(*_KEY_COLUMNS, *_USER_COLUMNS)
+    .join(User, User.id == ApiKey.user_id)
+    .where(ApiKey.prefix == bindparam("prefix"))
+)
+
+
+def key_for(token: str) -> tuple[KeyInUse, User]:
     """The key ``token`` is and its user, while it may be used (one statement): ``TokenError``
     otherwise (401)."""
     cut = len(KEY_START) + PREFIX_CHARS
     prefix, secret = token[:cut], token[cut + 1 :]  # the secret may hold "_" itself
     key = user = None
     if token[cut : cut + 1] == "_" and secret:
-        row = db.session.execute(
-            select(ApiKey, User)
-            .join(User, User.id == ApiKey.user_id)
-            .where(ApiKey.prefix == prefix)
-        ).first()
-        key, user = row if row is not None else (None, None)
+        row = db.session.execute(_KEY_AND_USER, {"prefix": prefix}).first()
+        if row is not None:
+            values = row._mapping
+            key = KeyInUse(**{n: values[f"key_{n}"] for n in KeyInUse.__dataclass_fields__})
+            user = User(**{column.key: values[column] for column in _USER_COLUMNS})
+            make_transient_to_detached(user)
     if key is None or not hmac.compare_digest(key.digest, digest(token)):
         raise TokenError("key_invalid", "The API key is not valid.")
     if key.revoked_at is not None:
@@ -192,7 +221,7 @@ def key_for(token: str) -> tuple[ApiKey, User]:
     return key, user
 
 
-def _note_use(key: ApiKey) -> None:
+def _note_use(key: KeyInUse) -> None:
     """Write the key's last use, at most once a minute (the UPDATE's condition makes the
     check and the write one statement, so concurrent requests write once)."""
     now = utcnow()
@@ -215,7 +244,7 @@ OPENAI_PREFIX = "/v1/"
 ACCOUNT_ENDPOINTS = {"api.auth.logout_all", "api.keys.create", "api.keys.revoke"}
 
 
-def check_scope(key: ApiKey, path: str, endpoint: str | None, method: str) -> None:
+def check_scope(key: KeyInUse, path: str, endpoint: str | None, method: str) -> None:
     """Refuse (403 ``insufficient_scope``) a request the key's scope does not cover."""
     if path.startswith(OPENAI_PREFIX):
         return
@@ -233,7 +262,7 @@ def check_scope(key: ApiKey, path: str, endpoint: str | None, method: str) -> No
         raise Forbidden("This API key can only read.", code="insufficient_scope")
 
 
-def projects_for(user: User, key: ApiKey | None) -> list[Project]:
+def projects_for(user: User, key: KeyInUse | None) -> list[Project]:
     """The projects a caller may use as models: a project key's own, else all of the user's."""
     stmt = select(Project).where(Project.owner_id == user.id).order_by(Project.id)
     if key is not None and key.project_id is not None:
