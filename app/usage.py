@@ -43,7 +43,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import ScalarSelect, Update, bindparam, case, func, select
+from sqlalchemy import ColumnElement, ScalarSelect, Update, bindparam, case, func, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -51,7 +51,7 @@ from app import catalog
 from app.catalog import ModelChoice
 from app.errors import BudgetExceeded
 from app.extensions import db
-from app.models import UsageDay
+from app.models import Conversation, Message, UsageDay
 from app.models.base import utcnow
 
 CHARS_PER_TOKEN = 4  # the usual rule of thumb for English text; estimates only
@@ -212,6 +212,33 @@ def periods(now: datetime | None = None) -> tuple[Period, Period]:
 
 def _midnight(day: date) -> datetime:
     return datetime.combine(day, time(), tzinfo=UTC)
+
+
+# --- token budgets: an API key's or a share link's, per calendar month (UTC) -----------------
+
+
+def month_bounds(now: datetime | None = None) -> tuple[datetime, datetime]:
+    """The start of this calendar month (UTC) and of the next, as ``periods`` counts them."""
+    _, month = periods(now)
+    return _midnight(month.start), month.resets_at
+
+
+def reply_tokens() -> ColumnElement[int]:
+    """The tokens (in + out) of the messages selected, 0 for none."""
+    both = func.coalesce(Message.tokens_in, 0) + func.coalesce(Message.tokens_out, 0)
+    return func.coalesce(func.sum(both), 0)
+
+
+def tokens_this_month(conversations: ColumnElement[bool]) -> int:
+    """Tokens of this month's replies in the conversations ``conversations`` selects
+    (``Conversation.api_key_id == 7``: a key's; ``Conversation.share_link_id == 3``: a link's)."""
+    start, _ = month_bounds()
+    used = db.session.scalar(
+        select(reply_tokens())
+        .join(Conversation, Conversation.id == Message.conversation_id)
+        .where(conversations, Message.created_at >= start)
+    )
+    return int(used or 0)
 
 
 def _capped() -> list[Period]:

@@ -26,10 +26,10 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import select
 
+from app import models, usage
 from app.chat.start import Instructions
 from app.errors import AppError, BadRequest, NotFound
 from app.extensions import db
-from app.keys import services as keys
 from app.keys.services import KeyInUse
 from app.models import Project, SystemPolicy, User
 from app.models.base import utcnow
@@ -103,9 +103,9 @@ def check_budget(key: KeyInUse | None) -> None:
     """A key over its monthly token budget: 429 ``key_budget_exceeded`` until the month ends."""
     if key is None or key.monthly_tokens is None:
         return
-    used = keys.tokens_this_month(key.id)
+    used = usage.tokens_this_month(models.Conversation.api_key_id == key.id)
     if used >= key.monthly_tokens:
-        resets = keys.month_resets_at()
+        _, resets = usage.month_bounds()
         wait = max(1, int((resets - utcnow()).total_seconds()))
         raise KeyBudgetExceeded(
             f"This API key's monthly budget of {key.monthly_tokens:,} tokens is used up "

@@ -17,7 +17,7 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from flask import current_app, request
 from sqlalchemy import bindparam, func, select, update
@@ -25,7 +25,7 @@ from sqlalchemy.orm import make_transient_to_detached, selectinload
 
 from app.errors import Forbidden, NotFound, ValidationFailed
 from app.extensions import db
-from app.models import ApiKey, Conversation, Message, Project, Scope, User
+from app.models import ApiKey, Project, Scope, User
 from app.models.base import utcnow
 from app.projects.services import get_project_for
 from app.security import TokenError
@@ -140,31 +140,6 @@ def revoke_key(*, user: User, key_id: int) -> ApiKey:
         key.revoked_at = utcnow()
         db.session.commit()
     return key
-
-
-def tokens_this_month(key_id: int) -> int:
-    """Tokens (in + out) of replies in conversations this key started, this calendar month."""
-    now = utcnow()
-    start = datetime(now.year, now.month, 1, tzinfo=UTC)
-    used = db.session.scalar(
-        select(
-            func.coalesce(
-                func.sum(
-                    func.coalesce(Message.tokens_in, 0) + func.coalesce(Message.tokens_out, 0)
-                ),
-                0,
-            )
-        )
-        .join(Conversation, Conversation.id == Message.conversation_id)
-        .where(Conversation.api_key_id == key_id, Message.created_at >= start)
-    )
-    return int(used or 0)
-
-
-def month_resets_at() -> datetime:
-    now = utcnow()
-    year, month = (now.year + 1, 1) if now.month == 12 else (now.year, now.month + 1)
-    return datetime(year, month, 1, tzinfo=UTC)
 
 
 # --- checking a key on a request ----------------------------------------------------------------

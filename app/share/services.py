@@ -14,12 +14,13 @@ from __future__ import annotations
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from urllib.parse import urlsplit
 
 from flask import current_app
 from sqlalchemy import distinct, func, select
 
+from app import usage
 from app.chat import start
 from app.chat.conversations import list_visitor_messages
 from app.errors import AppError, NotFound, ValidationFailed
@@ -187,12 +188,12 @@ def usage_of(project_id: int) -> dict[int, LinkUse]:
     ).all()
     tokens = dict(
         db.session.execute(
-            select(Conversation.share_link_id, _tokens_sum())
+            select(Conversation.share_link_id, usage.reply_tokens())
             .join(Message, Message.conversation_id == Conversation.id)
             .where(
                 Conversation.project_id == project_id,
                 Conversation.share_link_id.is_not(None),
-                Message.created_at >= _month_start(),
+                Message.created_at >= usage.month_bounds()[0],
             )
             .group_by(Conversation.share_link_id)
         ).all()
@@ -201,33 +202,6 @@ def usage_of(project_id: int) -> dict[int, LinkUse]:
         link_id: LinkUse(n, visitors, int(tokens.get(link_id) or 0))
         for link_id, n, visitors in counts
     }
-
-
-def _tokens_sum():
-    return func.coalesce(
-        func.sum(func.coalesce(Message.tokens_in, 0) + func.coalesce(Message.tokens_out, 0)), 0
-    )
-
-
-def _month_start() -> datetime:
-    now = utcnow()
-    return datetime(now.year, now.month, 1, tzinfo=UTC)
-
-
-def _month_end() -> datetime:
-    now = utcnow()
-    year, month = (now.year + 1, 1) if now.month == 12 else (now.year, now.month + 1)
-    return datetime(year, month, 1, tzinfo=UTC)
-
-
-def tokens_this_month(link_id: int) -> int:
-    """Tokens (in + out) of replies in the link's conversations this calendar month (UTC)."""
-    used = db.session.scalar(
-        select(_tokens_sum())
-        .join(Conversation, Conversation.id == Message.conversation_id)
-        .where(Conversation.share_link_id == link_id, Message.created_at >= _month_start())
-    )
-    return int(used or 0)
 
 
 # --- the visitor's side ------------------------------------------------------------------------
@@ -256,8 +230,8 @@ def check_budget(link: ShareLink) -> None:
     ends (``Retry-After``)."""
     if link.monthly_tokens is None:
         return
-    if tokens_this_month(link.id) >= link.monthly_tokens:
-        wait = max(1, int((_month_end() - utcnow()).total_seconds()))
+    if usage.tokens_this_month(Conversation.share_link_id == link.id) >= link.monthly_tokens:
+        wait = max(1, int((usage.month_bounds()[1] - utcnow()).total_seconds()))
         raise LinkBudgetExceeded(headers={"Retry-After": str(wait)})
 
 
